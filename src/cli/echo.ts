@@ -1,0 +1,29 @@
+import { WebSocketServer } from "../server/server.js";
+import { defineCommand, formatHelp, parseCommandArgs } from "./args.js";
+import { runUntilSignal } from "./lifecycle.js";
+import { SERVER_FLAGS, type ServerFlagValues, toServerOptions } from "./server-flags.js";
+
+export const ECHO_COMMAND = defineCommand({
+  name: "echo",
+  description:
+    "A built-in echo server: every text and binary message is sent back as received, on any path. " +
+    "For conformance and benchmark runs, and for testing WebSocket clients.",
+  options: SERVER_FLAGS,
+  examples: ["moonsocket echo --port 9001 --deflate", "moonsocket echo --max-payload 64MiB"],
+});
+
+/** `moonsocket echo`: resolves with the exit code once the server has shut down. */
+export async function runEcho(argv: readonly string[]): Promise<number> {
+  const { help, values } = parseCommandArgs(ECHO_COMMAND, argv);
+  if (help) {
+    process.stdout.write(formatHelp(ECHO_COMMAND));
+    return 0;
+  }
+  const server = new WebSocketServer(toServerOptions("echo", values as ServerFlagValues));
+  server.addHooks({
+    onMessage: (client, data, isBinary) => {
+      client.send(data, isBinary);
+    },
+  });
+  return runUntilSignal(server, "echo");
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+import { readFileSync } from "node:fs";
+import { ArgsError } from "./args.js";
+import { runEcho } from "./echo.js";
+
+const COMMANDS: Record<string, { summary: string; run: (argv: readonly string[]) => Promise<number> }> = {
+  echo: { summary: "run the built-in echo server (conformance, benchmarks, client testing)", run: runEcho },
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+function usage(): string {
+  const lines = [
+    "moonsocket — WebSocket server and client with application logic in Lua",
+    "",
+    "Usage: moonsocket <command> [options]",
+    "",
+    "Commands:",
+    ...Object.entries(COMMANDS).map(([name, { summary }]) => `  ${name.padEnd(10)} ${summary}`),
+    "",
+    "Run 'moonsocket <command> --help' for a command's options.",
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === "--version" || first === "-v") {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  if (first === "--help" || first === "-h" || first === "help") {
+    process.stdout.write(usage());
+    return 0;
+  }
+  if (first === undefined) {
+    process.stdout.write(usage());
+    return 0;
+  }
+  const command = COMMANDS[first];
+  if (command === undefined) {
+    process.stderr.write(`moonsocket: unknown command '${first}'; run 'moonsocket --help' for the list\n`);
+    return 2;
+  }
+  return command.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    if (code !== 0 || process.env.MOONSOCKET_EXIT_ON_DONE) process.exit(code);
+  },
+  (error: unknown) => {
+    if (error instanceof ArgsError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(error.exitCode);
+    }
+    process.stderr.write(`moonsocket: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,70 @@
+import type { DeflateOptions } from "../protocol/permessage-deflate.js";
+import type { Logger } from "./logger.js";
+import type { MetricsRegistry } from "./metrics.js";
+
+/** Server settings. Sizes in bytes, durations in milliseconds. */
+export interface ServerOptions {
+  /** TCP port. Default 8085; 0 picks a free port. */
+  port?: number;
+  /** Address to listen on. Default "127.0.0.1". */
+  host?: string;
+  /** WebSocket endpoint path(s); an upgrade elsewhere gets 404. Default: every path. */
+  path?: string | readonly string[];
+  /** Folder of static files served to plain HTTP requests (the HTML5 front end). Default: none. */
+  staticDir?: string;
+  /** PEM certificate and key (contents, not paths) to serve https and wss. Default: plain http/ws. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Largest message accepted, after inflation. Default 16 MiB. Larger → close 1009. */
+  maxPayload?: number;
+  /** Most simultaneous WebSocket clients. Default 10000. One more is accepted and closed with 1013. */
+  maxConnections?: number;
+  /** Time allowed for the HTTP upgrade request to arrive. Default 10000 ms. */
+  handshakeTimeout?: number;
+  /** A client silent this long is closed with 1008. Default 120000 ms; 0 disables. */
+  idleTimeout?: number;
+  /** A client silent this long is sent a ping. Default 30000 ms; 0 disables. */
+  pingInterval?: number;
+  /** Time allowed for the close handshake before the TCP connection is cut. Default 5000 ms. */
+  closeTimeout?: number;
+  /** Origins allowed to connect (exact `Origin` values). Default: any. A request without Origin is allowed. */
+  allowedOrigins?: readonly string[];
+  /** Bytes allowed to wait unsent per client before it is closed with 1008. Default 16 MiB. */
+  maxBufferedBytes?: number;
+  /** Largest HTTP request head. Default 16384 bytes. Larger → 431. */
+  maxHeaderBytes?: number;
+  /** Most HTTP request headers. Default 100. More → 431. */
+  maxHeaderCount?: number;
+  /** permessage-deflate: false (default), true, or negotiation options. */
+  perMessageDeflate?: boolean | DeflateOptions;
+  /** Subprotocols the server speaks, in order of preference. Default: none. */
+  protocols?: readonly string[];
+  /** Deliver frames instead of messages and leave pongs and close replies to the application. Default false. */
+  frameMode?: boolean;
+  /** Split outgoing messages larger than this into fragments. Default 0: never. */
+  fragmentSize?: number;
+  /** Path of the health check. Default "/healthz". */
+  healthPath?: string;
+  /** Path of the Prometheus metrics. Default "/metrics". */
+  metricsPath?: string;
+  /** Logger. Default: a text logger on stderr at level info. */
+  logger?: Logger;
+  /** Metrics registry to register the server's metrics in. Default: a new one. */
+  metrics?: MetricsRegistry;
+}
+
+/** The defaults of `ServerOptions`, in one place for the docs, the CLI and the server. */
+export const SERVER_DEFAULTS = {
+  port: 8085,
+  host: "127.0.0.1",
+  maxPayload: 16 * 1024 * 1024,
+  maxConnections: 10_000,
+  handshakeTimeout: 10_000,
+  idleTimeout: 120_000,
+  pingInterval: 30_000,
+  closeTimeout: 5_000,
+  maxBufferedBytes: 16 * 1024 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  maxHeaderCount: 100,
+  healthPath: "/healthz",
+  metricsPath: "/metrics",
+} as const;

@@ -1,0 +1,453 @@
+import { readFileSync } from "node:fs";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import https from "node:https";
+import type { AddressInfo, Socket } from "node:net";
+import { CloseCode } from "../protocol/close-code.js";
+import { HandshakeError, type ProtocolError } from "../protocol/errors.js";
+import { encodeFrame } from "../protocol/frame.js";
+import { buildErrorResponse, buildUpgradeResponse, parseUpgradeRequest } from "../protocol/handshake.js";
+import { Opcode } from "../protocol/opcode.js";
+import { acceptDeflateOffer, type DeflateOptions, parseExtensions } from "../protocol/permessage-deflate.js";
+import { IdleSweeper, type LimitKind, SocketTransport } from "../transport/socket-transport.js";
+import { ZlibCompressor } from "../transport/zlib-compressor.js";
+import { ClientIds } from "./client-ids.js";
+import type { ServerHooks } from "./hooks.js";
+import { createLogger, type Logger } from "./logger.js";
+import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./metrics.js";
+import { type ClientOwner, SendStatus, ServerClient } from "./server-client.js";
+import { ServerMetrics } from "./server-metrics.js";
+import { SERVER_DEFAULTS, type ServerOptions } from "./server-options.js";
+import { createStaticHandler, type StaticHandler } from "./static-files.js";
+import { TopicRegistry } from "./topics.js";
+
+type Resolved = Required<Omit<ServerOptions, "path" | "staticDir" | "tls" | "perMessageDeflate" | "logger" | "metrics">>;
+
+/** Reads PEM files for `ServerOptions.tls`. */
+export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  return { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+}
+
+/**
+ * A WebSocket server on one port that also answers plain HTTP: static files, `/healthz`,
+ * `/metrics`, else 404. Clients get the lowest free integer id. Limits are enforced with the
+ * RFC's close codes, logged and counted.
+ *
+ * @example
+ * const server = new WebSocketServer({ port: 8085 });
+ * server.addHooks({ onMessage: (client, data, isBinary) => client.send(data, isBinary) });
+ * await server.listen();
+ */
+export class WebSocketServer implements ClientOwner {
+  readonly options: Resolved;
+  readonly logger: Logger;
+  readonly metricsRegistry: MetricsRegistry;
+  readonly metrics: ServerMetrics;
+  readonly maxBufferedBytes: number;
+  private readonly httpServer: http.Server;
+  private readonly hooks: ServerHooks[] = [];
+  private readonly clients = new Map<number, ServerClient>();
+  private readonly ids = new ClientIds();
+  private readonly topics = new TopicRegistry<ServerClient>();
+  private readonly sweeper: IdleSweeper;
+  private readonly paths: ReadonlySet<string> | null;
+  private readonly allowedOrigins: ReadonlySet<string> | null;
+  private readonly staticHandler: StaticHandler | null;
+  private readonly deflate: DeflateOptions | null;
+  private readonly secure: boolean;
+  private readonly startedAt = Date.now();
+  private shuttingDown: Promise<void> | null = null;
+
+  constructor(options: ServerOptions = {}) {
+    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    this.options = {
+      ...SERVER_DEFAULTS,
+      allowedOrigins: [],
+      protocols: [],
+      frameMode: false,
+      fragmentSize: 0,
+      ...defined,
+    } as Resolved;
+    this.logger = options.logger ?? createLogger();
+    this.metricsRegistry = options.metrics ?? new MetricsRegistry();
+    this.metrics = new ServerMetrics(this.metricsRegistry);
+    this.metricsRegistry.gauge({ name: "moonsocket_topics", help: "Topics with at least one subscriber.", collect: () => this.topics.size });
+    this.maxBufferedBytes = this.options.maxBufferedBytes;
+    this.sweeper = new IdleSweeper(this.options.pingInterval, this.options.idleTimeout);
+    const path = options.path;
+    this.paths = path === undefined ? null : new Set(typeof path === "string" ? [path] : path);
+    this.allowedOrigins = this.options.allowedOrigins.length > 0 ? new Set(this.options.allowedOrigins) : null;
+    this.staticHandler = options.staticDir !== undefined ? createStaticHandler(options.staticDir) : null;
+    const deflate = options.perMessageDeflate;
+    this.deflate = deflate === true ? {} : deflate ? deflate : null;
+    this.secure = options.tls !== undefined;
+    const httpOptions: http.ServerOptions = {
+      maxHeaderSize: this.options.maxHeaderBytes,
+      headersTimeout: this.options.handshakeTimeout,
+      requestTimeout: Math.max(this.options.handshakeTimeout, 30_000),
+      connectionsCheckingInterval: Math.min(1000, this.options.handshakeTimeout),
+      keepAliveTimeout: 5000,
+    };
+    this.httpServer = options.tls ? https.createServer({ ...httpOptions, ...options.tls }) : http.createServer(httpOptions);
+    // One over the limit, so a request with too many headers can be told from one at the limit.
+    this.httpServer.maxHeadersCount = this.options.maxHeaderCount + 1;
+    this.httpServer.on("request", (req, res) => {
+      this.handleRequest(req, res).catch((error: unknown) => this.logger.error("HTTP request failed", { err: error }));
+    });
+    this.httpServer.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head));
+    this.httpServer.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => this.handleClientError(error, socket));
+  }
+
+  /** Adds a set of hooks; hooks run in the order their sets were added. */
+  addHooks(hooks: ServerHooks): this {
+    this.hooks.push(hooks);
+    return this;
+  }
+
+  /** Starts listening and runs the startup hooks. Resolves with the bound address. */
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) => reject(error);
+      this.httpServer.once("error", onError);
+      this.httpServer.listen(this.options.port, this.options.host, () => {
+        this.httpServer.off("error", onError);
+        resolve();
+      });
+    });
+    for (const hooks of this.hooks) await hooks.onStartup?.(this);
+    const address = this.address();
+    this.logger.info("listening", { url: this.url, maxPayload: this.options.maxPayload, deflate: this.deflate !== null });
+    return address;
+  }
+
+  /** The bound address (after `listen`). */
+  address(): AddressInfo {
+    return this.httpServer.address() as AddressInfo;
+  }
+
+  /** The ws:// or wss:// URL clients connect to (after `listen`). */
+  get url(): string {
+    const { address, family, port } = this.address();
+    const host = family === "IPv6" ? `[${address}]` : address;
+    return `${this.secure ? "wss" : "ws"}://${host}:${port}/`;
+  }
+
+  /** Connected clients by id. */
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  /** The client with `id`, if connected. */
+  getClient(id: number): ServerClient | undefined {
+    return this.clients.get(id);
+  }
+
+  /** Every connected client. */
+  allClients(): IterableIterator<ServerClient> {
+    return this.clients.values();
+  }
+
+  /** Sends a message to one client by id; Dropped when there is no such client. */
+  sendTo(id: number, data: string | Buffer, binary = typeof data !== "string"): SendStatus {
+    const client = this.clients.get(id);
+    return client === undefined ? SendStatus.Dropped : client.send(data, binary);
+  }
+
+  /** Sends one message to every connected client (optionally but one), framed once. Returns the number of receivers. */
+  broadcast(data: string | Buffer, binary = typeof data !== "string", except?: ServerClient): number {
+    return this.sendToMany(this.clients.values(), data, binary, except);
+  }
+
+  /** Sends one message to every subscriber of `topic`, framed once. Returns the number of receivers. */
+  publish(topic: string, data: string | Buffer, binary = typeof data !== "string", except?: ServerClient): number {
+    return this.sendToMany(this.topics.subscribers(topic).values(), data, binary, except);
+  }
+
+  subscribe(client: ServerClient, topic: string): boolean {
+    return client.open && this.topics.subscribe(client, topic);
+  }
+
+  unsubscribe(client: ServerClient, topic: string): boolean {
+    return this.topics.unsubscribe(client, topic);
+  }
+
+  /** Number of subscribers of `topic`. */
+  subscriberCount(topic: string): number {
+    return this.topics.subscribers(topic).size;
+  }
+
+  private sendToMany(targets: Iterable<ServerClient>, data: string | Buffer, binary: boolean, except?: ServerClient): number {
+    const payload = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+    let frame: Buffer | null = null;
+    let count = 0;
+    for (const client of targets) {
+      if (client === except || !client.open) continue;
+      frame ??= encodeFrame(binary ? Opcode.Binary : Opcode.Text, payload);
+      if (client.sendPrebuilt(frame, payload, binary) !== SendStatus.Dropped) count++;
+    }
+    this.metrics.messagesSent.inc(count);
+    return count;
+  }
+
+  /**
+   * Graceful shutdown: stops accepting, runs the shutdown hooks, closes every client with
+   * 1001 and waits for them (at most closeTimeout), then closes the port.
+   */
+  close(): Promise<void> {
+    this.shuttingDown ??= this.shutdown();
+    return this.shuttingDown;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.logger.info("shutting down", { clients: this.clients.size });
+    const closed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+    for (const hooks of this.hooks) {
+      try {
+        await hooks.onShutdown?.(this);
+      } catch (error) {
+        this.logger.error("shutdown hook failed", { err: error });
+      }
+    }
+    const waits: Promise<void>[] = [];
+    for (const client of this.clients.values()) {
+      waits.push(new Promise((resolve) => client.transport.socket.once("close", () => resolve())));
+      client.close(CloseCode.GoingAway, "server shutting down");
+    }
+    await Promise.race([Promise.all(waits), delay(this.options.closeTimeout + 100)]);
+    for (const client of this.clients.values()) client.terminate();
+    this.httpServer.closeAllConnections();
+    await closed;
+  }
+
+  // ---- HTTP ---------------------------------------------------------------------------
+
+  private async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? "/").split("?", 1)[0]!;
+    if (path === this.options.healthPath && (req.method === "GET" || req.method === "HEAD")) {
+      const body = JSON.stringify({ status: this.shuttingDown ? "stopping" : "ok", connections: this.clients.size, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000) });
+      res.writeHead(this.shuttingDown ? 503 : 200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
+      res.end(req.method === "HEAD" ? undefined : body);
+      return;
+    }
+    if (path === this.options.metricsPath && (req.method === "GET" || req.method === "HEAD")) {
+      res.writeHead(200, { "Content-Type": PROMETHEUS_CONTENT_TYPE, "Cache-Control": "no-store" });
+      res.end(req.method === "HEAD" ? undefined : this.metricsRegistry.render());
+      return;
+    }
+    if (this.staticHandler !== null && (await this.staticHandler(req, res))) return;
+    const body = "Not Found\n";
+    res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
+    res.end(req.method === "HEAD" ? undefined : body);
+  }
+
+  private handleClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+    let status = 400;
+    let limit: string | null = null;
+    if (error.code === "HPE_HEADER_OVERFLOW") {
+      status = 431;
+      limit = "header_size";
+    } else if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+      status = 408;
+      limit = "handshake_timeout";
+    }
+    if (error.code !== "ECONNRESET") {
+      this.logger.warn("bad HTTP request", { status, error: error.code ?? error.message, remote: socket.remoteAddress });
+      this.metrics.handshakeFailures.labels({ status: String(status) }).inc();
+      if (limit !== null) this.metrics.countLimit(limit);
+    }
+    if (socket.writable && !socket.destroyed) {
+      socket.end(buildErrorResponse(status, status === 431 ? "request headers too large" : status === 408 ? "request timeout" : "bad request"));
+    }
+    socket.destroy();
+  }
+
+  // ---- upgrade ------------------------------------------------------------------------
+
+  private reject(socket: Socket, req: IncomingMessage, status: number, message: string, headers: Record<string, string> = {}): void {
+    this.logger.warn("handshake refused", { status, reason: message, remote: req.socket.remoteAddress, path: req.url });
+    this.metrics.handshakeFailures.labels({ status: String(status) }).inc();
+    if (socket.writable) socket.end(buildErrorResponse(status, message, headers));
+    socket.destroy();
+  }
+
+  private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on("error", ignore);
+    if (this.shuttingDown) return this.reject(socket, req, 503, "server is shutting down");
+    const url = req.url ?? "/";
+    const queryAt = url.indexOf("?");
+    const path = queryAt < 0 ? url : url.slice(0, queryAt);
+    const query = queryAt < 0 ? "" : url.slice(queryAt + 1);
+    if (this.paths !== null && !this.paths.has(path)) return this.reject(socket, req, 404, `no WebSocket endpoint at ${path}`);
+    if (req.rawHeaders.length / 2 > this.options.maxHeaderCount) {
+      this.metrics.countLimit("header_count");
+      return this.reject(socket, req, 431, `more than ${this.options.maxHeaderCount} request headers`);
+    }
+    let request: ReturnType<typeof parseUpgradeRequest>;
+    try {
+      request = parseUpgradeRequest(req.method ?? "", req.httpVersion, req.headers);
+    } catch (error) {
+      if (error instanceof HandshakeError) return this.reject(socket, req, error.status, error.message, { ...error.headers });
+      throw error;
+    }
+    if (this.allowedOrigins !== null && request.origin !== "" && !this.allowedOrigins.has(request.origin)) {
+      this.metrics.countLimit("origin");
+      return this.reject(socket, req, 403, `origin ${request.origin} is not allowed`);
+    }
+    let extensions = "";
+    let compressor: ZlibCompressor | null = null;
+    if (this.deflate !== null && request.extensions !== "") {
+      try {
+        const accepted = acceptDeflateOffer(parseExtensions(request.extensions), this.deflate);
+        if (accepted !== null) {
+          extensions = accepted.response;
+          compressor = new ZlibCompressor(accepted.params, "server", this.deflate);
+        }
+      } catch (error) {
+        if (error instanceof HandshakeError) return this.reject(socket, req, error.status, error.message);
+        throw error;
+      }
+    }
+    const protocol = request.protocols.find((offered) => this.options.protocols.includes(offered)) ?? "";
+    if (!socket.writable) return;
+    socket.write(buildUpgradeResponse(request.key, { protocol, extensions }));
+    const full = this.clients.size >= this.options.maxConnections;
+    const id = this.ids.acquire();
+    const client = new ServerClient(id, this, {
+      path,
+      query,
+      headers: req.headers,
+      remoteAddress: req.socket.remoteAddress ?? "",
+      remotePort: req.socket.remotePort ?? 0,
+      protocol,
+      extensions,
+    });
+    this.clients.set(id, client);
+    client.transport = new SocketTransport(
+      socket,
+      client,
+      {
+        role: "server",
+        maxPayload: this.options.maxPayload,
+        compressor,
+        frameMode: this.options.frameMode,
+        fragmentSize: this.options.fragmentSize,
+      },
+      { maxBufferedBytes: this.options.maxBufferedBytes, closeTimeout: this.options.closeTimeout },
+    );
+    this.metrics.connectionsTotal.inc();
+    this.metrics.connections.set(this.clients.size);
+    if (full) {
+      this.metrics.countLimit("max_connections");
+      this.logger.warn("connection refused: server full", { limit: this.options.maxConnections, remote: client.remoteAddress });
+      client.close(CloseCode.TryAgainLater, "server is full, try again later");
+      return;
+    }
+    this.sweeper.add(client.transport);
+    client.connected = true;
+    this.logger.debug("client connected", { id, remote: client.remoteAddress, path });
+    for (const hooks of this.hooks) {
+      if (hooks.onConnect === undefined) continue;
+      try {
+        hooks.onConnect(client, req);
+      } catch (error) {
+        this.hookFailed(client, "onConnect", error);
+        break;
+      }
+    }
+    if (head.length > 0 && client.open) client.transport.receive(head);
+  }
+
+  // ---- ClientOwner ----------------------------------------------------------------------
+
+  handleMessage(client: ServerClient, data: Buffer, binary: boolean): void {
+    this.metrics.messagesReceived.inc();
+    this.metrics.bytesReceived.inc(data.length);
+    const hooks = this.hooks;
+    for (let i = 0; i < hooks.length; i++) {
+      const onMessage = hooks[i]!.onMessage;
+      if (onMessage === undefined) continue;
+      try {
+        onMessage.call(hooks[i], client, data, binary);
+      } catch (error) {
+        this.hookFailed(client, "onMessage", error);
+        return;
+      }
+    }
+  }
+
+  handleFrame(client: ServerClient, opcode: number, payload: Buffer, fin: boolean): void {
+    if (fin && opcode <= Opcode.Binary) this.metrics.messagesReceived.inc();
+    for (const hooks of this.hooks) {
+      try {
+        hooks.onFrame?.(client, opcode, payload, fin);
+      } catch (error) {
+        this.hookFailed(client, "onFrame", error);
+        return;
+      }
+    }
+  }
+
+  handlePing(client: ServerClient, payload: Buffer): void {
+    for (const hooks of this.hooks) {
+      try {
+        hooks.onPing?.(client, payload);
+      } catch (error) {
+        this.hookFailed(client, "onPing", error);
+        return;
+      }
+    }
+  }
+
+  handlePong(client: ServerClient, payload: Buffer): void {
+    for (const hooks of this.hooks) {
+      try {
+        hooks.onPong?.(client, payload);
+      } catch (error) {
+        this.hookFailed(client, "onPong", error);
+        return;
+      }
+    }
+  }
+
+  handleProtocolError(client: ServerClient, error: ProtocolError): void {
+    this.metrics.protocolErrors.labels({ code: String(error.closeCode) }).inc();
+    if (error.closeCode === CloseCode.MessageTooBig) this.metrics.countLimit("max_payload");
+    this.logger.info("protocol error, closing", { id: client.id, code: error.closeCode, reason: error.message, remote: client.remoteAddress });
+  }
+
+  handleLimit(client: ServerClient, kind: LimitKind, detail: string): void {
+    this.metrics.countLimit(kind.replace("-", "_"));
+    this.logger.warn("limit exceeded, closing", { id: client.id, limit: kind, detail, remote: client.remoteAddress });
+  }
+
+  handleClosed(client: ServerClient, code: number, reason: string, wasClean: boolean): void {
+    this.clients.delete(client.id);
+    this.ids.release(client.id);
+    this.topics.removeMember(client);
+    this.sweeper.delete(client.transport);
+    this.metrics.connections.set(this.clients.size);
+    this.logger.debug("client disconnected", { id: client.id, code, reason, clean: wasClean });
+    if (!client.connected) return;
+    for (const hooks of this.hooks) {
+      try {
+        hooks.onDisconnect?.(client, code, reason);
+      } catch (error) {
+        this.metrics.hookErrors.inc();
+        this.logger.error("onDisconnect hook failed", { id: client.id, err: error });
+      }
+    }
+  }
+
+  private hookFailed(client: ServerClient, hook: string, error: unknown): void {
+    this.metrics.hookErrors.inc();
+    this.logger.error(`${hook} hook failed; closing the client with 1011`, { id: client.id, err: error });
+    if (client.open) client.close(CloseCode.InternalError, "internal server error");
+  }
+}
+
+function ignore(): void {
+  // Socket errors surface as 'close'; nothing to add.
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

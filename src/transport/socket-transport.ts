@@ -1,0 +1,306 @@
+import type { Socket } from "node:net";
+import { CloseCode } from "../protocol/close-code.js";
+import { Connection, type ConnectionEvents, type ConnectionOptions, ConnectionState } from "../protocol/connection.js";
+import type { ProtocolError } from "../protocol/errors.js";
+
+/** Timers and bounds a transport enforces. All durations in milliseconds, sizes in bytes. */
+export interface TransportLimits {
+  /** Bytes allowed to wait in the socket's send buffer before the peer is closed with 1008. Default 16 MiB. */
+  maxBufferedBytes?: number;
+  /** How long to wait for the peer's close frame / TCP close after ours. Default 5000 ms. */
+  closeTimeout?: number;
+}
+
+/** Why a transport closed the connection on its own. */
+export type LimitKind = "backpressure" | "idle" | "close-timeout";
+
+/** What the owner of a transport (a server's client, a client socket) hears. */
+export interface TransportHandler {
+  onMessage(data: Buffer, binary: boolean): void;
+  onFrame?(opcode: number, payload: Buffer, fin: boolean): void;
+  onPing?(payload: Buffer): void;
+  onPong?(payload: Buffer): void;
+  /** The peer's close frame arrived (the reply is already queued in message mode). */
+  onCloseFrame?(code: number, reason: string): void;
+  /** The peer broke the protocol; the connection is being failed with `error.closeCode`. */
+  onProtocolError?(error: ProtocolError): void;
+  /** A limit was hit and the connection is being closed. */
+  onLimit?(kind: LimitKind, detail: string): void;
+  /** The TCP connection is gone. `code`/`reason` are the peer's close frame, or 1006 when there was none. */
+  onClosed(code: number, reason: string, wasClean: boolean): void;
+}
+
+export const DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_CLOSE_TIMEOUT = 5000;
+
+/**
+ * Pumps a socket through a protocol `Connection`: socket reads go in, queued frames are
+ * written out once per read (or once per tick for sends from elsewhere), the send buffer is
+ * bounded, and the close handshake is finished or cut after a timeout.
+ */
+export class SocketTransport implements ConnectionEvents {
+  readonly connection: Connection;
+  readonly socket: Socket;
+  /** Time of the last byte received (a coarse clock in ms), for idle detection. */
+  lastActivity: number;
+  private readonly handler: TransportHandler;
+  private readonly maxBufferedBytes: number;
+  private readonly closeTimeout: number;
+  private flushScheduled = false;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private pendingFirst: Buffer | null = null;
+  private corked = false;
+
+  constructor(socket: Socket, handler: TransportHandler, options: ConnectionOptions, limits: TransportLimits = {}, head?: Buffer) {
+    this.socket = socket;
+    this.handler = handler;
+    this.maxBufferedBytes = limits.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    this.closeTimeout = limits.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
+    this.connection = new Connection(this, options);
+    this.lastActivity = coarseNow;
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.receive(chunk));
+    socket.on("error", () => {
+      // A reset or a write after the peer vanished: 'close' follows and reports 1006.
+    });
+    socket.on("close", () => this.onSocketClose());
+    socket.on("end", () => {
+      // The peer half-closed; we have nothing more to say after our close frame.
+      if (!socket.destroyed) socket.end();
+    });
+    if (head !== undefined && head.length > 0) this.receive(head);
+  }
+
+  /** Feeds bytes read from the socket. */
+  receive(chunk: Buffer): void {
+    this.lastActivity = coarseNow;
+    // Flush once after the whole chunk, not once per frame queued while reading it.
+    this.flushScheduled = true;
+    this.connection.receive(chunk);
+    this.flush();
+  }
+
+  /** Sends a message; false when the connection is closing or closed. */
+  send(data: Buffer | string, binary: boolean): boolean {
+    return this.connection.send(data, binary);
+  }
+
+  /** Sends a prebuilt server frame (broadcast: framed once, sent to many). */
+  sendPrebuilt(frame: Buffer): boolean {
+    return this.connection.sendPrebuiltFrame(frame);
+  }
+
+  /** Bytes waiting: queued frames plus the socket's own buffer. */
+  get bufferedAmount(): number {
+    return this.connection.bufferedAmount + this.socket.writableLength;
+  }
+
+  /** Starts the close handshake; the connection is cut if the peer does not answer within closeTimeout. */
+  close(code?: number, reason?: string): void {
+    this.connection.close(code, reason);
+    this.afterStateChange();
+  }
+
+  /** Cuts the TCP connection at once, without a close handshake. */
+  terminate(): void {
+    this.socket.destroy();
+  }
+
+  /** Closes the connection because a limit was hit: logged by the owner, close code sent. */
+  closeForLimit(kind: LimitKind, code: number, detail: string): void {
+    if (this.closed) return;
+    this.handler.onLimit?.(kind, detail);
+    if (this.connection.canSend) this.connection.close(code, detail.slice(0, 120));
+    this.afterStateChange();
+  }
+
+  // ---- ConnectionEvents ---------------------------------------------------------------
+
+  onMessage(data: Buffer, binary: boolean): void {
+    this.handler.onMessage(data, binary);
+  }
+
+  onFrame(opcode: number, payload: Buffer, fin: boolean): void {
+    this.handler.onFrame?.(opcode, payload, fin);
+  }
+
+  onPing(payload: Buffer): void {
+    this.handler.onPing?.(payload);
+  }
+
+  onPong(payload: Buffer): void {
+    this.handler.onPong?.(payload);
+  }
+
+  onClose(code: number, reason: string): void {
+    this.handler.onCloseFrame?.(code, reason);
+    this.scheduleStateCheck();
+  }
+
+  onError(error: ProtocolError): void {
+    this.handler.onProtocolError?.(error);
+    this.scheduleStateCheck();
+  }
+
+  onOutput(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(this.flushTask);
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  private readonly flushTask = (): void => this.flush();
+
+  private scheduleStateCheck(): void {
+    // Runs after the current read is flushed, so the close frame goes out first.
+    queueMicrotask(() => this.afterStateChange());
+  }
+
+  private readonly writeChunk = (chunk: Buffer): void => {
+    const socket = this.socket;
+    if (this.pendingFirst === null && !this.corked) {
+      this.pendingFirst = chunk;
+      return;
+    }
+    if (!this.corked) {
+      socket.cork();
+      this.corked = true;
+      socket.write(this.pendingFirst!);
+      this.pendingFirst = null;
+    }
+    socket.write(chunk);
+  };
+
+  /** Writes everything queued: one write, or one corked batch. */
+  flush(): void {
+    this.flushScheduled = false;
+    const socket = this.socket;
+    if (socket.destroyed) {
+      this.connection.drainOutput(discard);
+      return;
+    }
+    // The limit is on what is still unsent from earlier writes, so one large message may
+    // always go out, but a peer that stops reading cannot make the buffer grow without bound.
+    if (socket.writableLength > this.maxBufferedBytes && this.connection.canSend) {
+      this.connection.drainOutput(discard);
+      this.closeForLimit(
+        "backpressure",
+        CloseCode.PolicyViolation,
+        `send buffer over ${this.maxBufferedBytes} bytes: the peer is not reading`,
+      );
+      return;
+    }
+    this.connection.drainOutput(this.writeChunk);
+    if (this.corked) {
+      this.corked = false;
+      socket.uncork();
+    } else if (this.pendingFirst !== null) {
+      socket.write(this.pendingFirst);
+      this.pendingFirst = null;
+    }
+  }
+
+  /** Acts on the close handshake's progress: end TCP when done, time out when stuck. */
+  afterStateChange(): void {
+    if (this.closed) return;
+    const connection = this.connection;
+    if (connection.state === ConnectionState.Open) return;
+    this.flush();
+    const socket = this.socket;
+    if (connection.state === ConnectionState.Closed) {
+      // §7.1.1: the server closes TCP first; a client that failed the connection closes too.
+      if (connection.role === "server" || connection.failure !== null) socket.end();
+    }
+    if (this.closeTimer === null) {
+      this.closeTimer = setTimeout(() => {
+        this.handler.onLimit?.("close-timeout", `peer did not finish closing within ${this.closeTimeout} ms`);
+        socket.destroy();
+      }, this.closeTimeout);
+      this.closeTimer.unref();
+    }
+  }
+
+  private onSocketClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    const connection = this.connection;
+    connection.dispose();
+    const clean = connection.state === ConnectionState.Closed && connection.failure === null;
+    const received = connection.closeCodeReceived;
+    if (connection.failure !== null) {
+      this.handler.onClosed(connection.failure.closeCode, connection.failure.message, false);
+    } else if (received !== CloseCode.AbnormalClosure) {
+      this.handler.onClosed(received, connection.closeReasonReceived, clean);
+    } else {
+      this.handler.onClosed(CloseCode.AbnormalClosure, "", false);
+    }
+  }
+}
+
+function discard(): void {
+  // Output for a socket that is already gone.
+}
+
+/** A millisecond clock advanced by the idle sweeper; cheaper than Date.now() per read. */
+export let coarseNow = Date.now();
+
+/**
+ * One timer for many transports: sends a ping to a connection that has been quiet for
+ * `pingInterval` ms and closes one quiet for `idleTimeout` ms with 1008.
+ */
+export class IdleSweeper {
+  private readonly members = new Set<SocketTransport>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly pingInterval: number;
+  private readonly idleTimeout: number;
+
+  /** Both in milliseconds; 0 disables that check. */
+  constructor(pingInterval: number, idleTimeout: number) {
+    this.pingInterval = pingInterval;
+    this.idleTimeout = idleTimeout;
+  }
+
+  add(transport: SocketTransport): void {
+    this.members.add(transport);
+    if (this.timer === null && (this.pingInterval > 0 || this.idleTimeout > 0)) {
+      const period = Math.max(50, Math.min(1000, ...[this.pingInterval, this.idleTimeout].filter((t) => t > 0).map((t) => t / 4)));
+      this.timer = setInterval(() => this.sweep(), period);
+      this.timer.unref();
+    }
+  }
+
+  delete(transport: SocketTransport): void {
+    this.members.delete(transport);
+    if (this.members.size === 0 && this.timer !== null) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private sweep(): void {
+    const now = (coarseNow = Date.now());
+    for (const transport of this.members) {
+      const quiet = now - transport.lastActivity;
+      const connection = transport.connection;
+      if (connection.state !== ConnectionState.Open) continue;
+      if (this.idleTimeout > 0 && quiet >= this.idleTimeout) {
+        transport.closeForLimit("idle", CloseCode.PolicyViolation, `idle for ${this.idleTimeout} ms`);
+      } else if (this.pingInterval > 0 && quiet >= this.pingInterval && !pinged.has(transport)) {
+        pinged.add(transport);
+        connection.ping();
+      } else if (quiet < this.pingInterval) {
+        pinged.delete(transport);
+      }
+    }
+  }
+}
+
+const pinged = new WeakSet<SocketTransport>();
+
+/** Keeps the coarse clock fresh even when no sweeper runs (clients, tests). */
+setInterval(() => {
+  coarseNow = Date.now();
+}, 250).unref();
