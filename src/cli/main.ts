@@ -2,8 +2,10 @@
 import { readFileSync } from "node:fs";
 import { ArgsError } from "./args.js";
 import { runEcho } from "./echo.js";
+import { runServe } from "./serve.js";
 
 const COMMANDS: Record<string, { summary: string; run: (argv: readonly string[]) => Promise<number> }> = {
+  serve: { summary: "serve WebSockets whose logic is a Lua script", run: (argv) => runServe(argv) },
   echo: { summary: "run the built-in echo server (conformance, benchmarks, client testing)", run: runEcho },
 };
 

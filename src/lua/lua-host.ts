@@ -1,0 +1,149 @@
+import { basename, dirname, resolve } from "node:path";
+import type { Logger } from "../server/logger.js";
+import type { Counter, MetricsRegistry } from "../server/metrics.js";
+import { createLuaEngine, type HostFunction, type LuaEngine, LuaError, type LuaRef } from "./engine.js";
+import { readRuntimeFile } from "./runtime-files.js";
+
+/** Settings of the Lua side. Durations in milliseconds, sizes in bytes. */
+export interface LuaHostOptions {
+  /** Path of the script; its folder is where `require` looks. */
+  scriptPath: string;
+  /** CPU budget per handler run. Default 1000 ms. */
+  cpuBudgetMs?: number;
+  /** Memory cap of the Lua state. Default 256 MiB. */
+  memoryLimitBytes?: number;
+  logger: Logger;
+  metrics?: MetricsRegistry;
+}
+
+const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+
+/**
+ * One sandboxed Lua state with the library every style shares: `cjson`, `cjson.safe`,
+ * LuaJIT's habits (`bit`, `unpack`, `loadstring`, `table.new`, `table.clear`), `print` into
+ * the server log, and the `moonsocket` module (log, clock, timers). Lua errors are logged
+ * here, with script, line and traceback, and counted.
+ */
+export class LuaHost {
+  readonly engine: LuaEngine;
+  readonly logger: Logger;
+  readonly scriptPath: string;
+  readonly scriptName: string;
+  /** Called after every entry into Lua from a host event (timers); styles run their scheduler here. */
+  afterEvent: () => void = () => {};
+  private readonly errors: Counter | null;
+  private readonly timers = new Map<number, NodeJS.Timeout>();
+  private nextTimerId = 1;
+  private readonly startedAt = performance.now();
+
+  private constructor(engine: LuaEngine, options: LuaHostOptions, errors: Counter | null) {
+    this.engine = engine;
+    this.logger = options.logger;
+    this.scriptPath = resolve(options.scriptPath);
+    this.scriptName = basename(options.scriptPath);
+    this.errors = errors;
+  }
+
+  /** Creates the Lua state and installs the shared library. */
+  static async create(options: LuaHostOptions): Promise<LuaHost> {
+    const logger = options.logger;
+    const engine = await createLuaEngine({
+      scriptDir: dirname(resolve(options.scriptPath)),
+      ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
+      ...(options.memoryLimitBytes !== undefined ? { memoryLimitBytes: options.memoryLimitBytes } : {}),
+      log: (level, message) => logger[level](message, { source: "lua" }),
+    });
+    let errors: Counter | null = null;
+    if (options.metrics !== undefined) {
+      errors = (options.metrics.get("moonsocket_lua_errors_total") as Counter | undefined) ?? options.metrics.counter({
+        name: "moonsocket_lua_errors_total",
+        help: "Lua errors and limit hits (CPU budget, memory cap) in the script.",
+      });
+    }
+    const host = new LuaHost(engine, options, errors);
+    host.installLibrary();
+    return host;
+  }
+
+  private installLibrary(): void {
+    const engine = this.engine;
+    engine.run(readRuntimeFile("luajit-compat.lua"), "=luajit-compat");
+    engine.preload("cjson", readRuntimeFile("cjson.lua"), "=cjson");
+    engine.preload("cjson.safe", "return require('cjson').safe()", "=cjson.safe");
+    const log: HostFunction = (args) => {
+      const level = args.string(1);
+      if (!(LOG_LEVELS as readonly string[]).includes(level)) args.argError(1, "log level must be debug, info, warn or error");
+      const parts: string[] = [];
+      for (let i = 2; i <= args.count; i++) parts.push(args.string(i));
+      this.logger[level as (typeof LOG_LEVELS)[number]](parts.join(""), { source: this.scriptName });
+      return undefined;
+    };
+    engine.registerFunction("__moonsocket", "log", log);
+    engine.registerFunction("__moonsocket", "now", () => Date.now() / 1000);
+    engine.registerFunction("__moonsocket", "monotonic", () => performance.now() - this.startedAt);
+    engine.registerFunction("__moonsocket", "set_timer", (args) => {
+      const ms = args.number(1);
+      if (!(ms >= 0)) args.argError(1, "delay must be a number of milliseconds >= 0");
+      return this.setTimer(ms, args.ref(2), args.boolean(3));
+    });
+    engine.registerFunction("__moonsocket", "cancel_timer", (args) => this.cancelTimer(args.integer(1)));
+    engine.run(readRuntimeFile("moonsocket.lua"), "=moonsocket");
+  }
+
+  /** Runs `fn` after `ms` milliseconds (every `ms` when `repeat`); returns the timer id. */
+  setTimer(ms: number, fn: LuaRef, repeat: boolean): number {
+    const id = this.nextTimerId++;
+    const fire = () => {
+      if (!repeat) this.timers.delete(id);
+      if (this.engine.closed) return;
+      this.callProtected(`timer ${id}`, fn);
+      if (!repeat) fn.release();
+      this.afterEvent();
+    };
+    const timer = repeat ? setInterval(fire, Math.max(1, ms)) : setTimeout(fire, ms);
+    this.timers.set(id, timer);
+    return id;
+  }
+
+  /** Cancels a timer; false when it already fired or never existed. */
+  cancelTimer(id: number): boolean {
+    const timer = this.timers.get(id);
+    if (timer === undefined) return false;
+    clearTimeout(timer);
+    this.timers.delete(id);
+    return true;
+  }
+
+  /** Calls a Lua function; a Lua error is logged (script, line, traceback) and returned as false. */
+  callProtected(context: string, fn: LuaRef, ...args: Parameters<LuaEngine["call"]> extends [LuaRef, ...infer R] ? R : never): boolean {
+    try {
+      this.engine.call(fn, ...args);
+      return true;
+    } catch (error) {
+      this.reportError(context, error);
+      return false;
+    }
+  }
+
+  /** Logs a Lua error with its position and traceback, and counts it. */
+  reportError(context: string, error: unknown, fields: Record<string, unknown> = {}): void {
+    this.errors?.inc();
+    if (error instanceof LuaError) {
+      this.logger.error(`Lua error in ${context}: ${error.message}`, {
+        script: this.scriptName,
+        kind: error.code,
+        ...fields,
+        ...(error.traceback ? { traceback: error.traceback } : {}),
+      });
+    } else {
+      this.logger.error(`error in ${context}: ${error instanceof Error ? error.message : String(error)}`, { script: this.scriptName, ...fields });
+    }
+  }
+
+  /** Stops every timer and frees the Lua state. */
+  close(): void {
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    this.engine.close();
+  }
+}

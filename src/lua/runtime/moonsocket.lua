@@ -1,0 +1,47 @@
+-- The `moonsocket` module, in every script style: logging into the server's log, clocks and
+-- timers. Host primitives live in the global __moonsocket, which this chunk hides.
+local host = __moonsocket
+__moonsocket = nil
+
+local M = { _VERSION = "moonsocket 0.1" }
+
+local function log_at(level)
+  return function(...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    host.log(level, table.concat(parts, "", 1, parts.n))
+  end
+end
+
+M.debug = log_at("debug")
+M.info = log_at("info")
+M.warn = log_at("warn")
+M.error = log_at("error")
+
+--- Logs at `level` ("debug", "info", "warn", "error"); arguments are concatenated.
+function M.log(level, ...)
+  log_at(level)(...)
+end
+
+--- Wall-clock time in seconds since the epoch, with milliseconds.
+M.now = host.now
+--- Milliseconds since the script started, monotonic.
+M.monotonic = host.monotonic
+
+--- Calls `fn` once after `ms` milliseconds; returns a timer id for `cancel`.
+function M.set_timeout(ms, fn)
+  return host.set_timer(ms, fn, false)
+end
+
+--- Calls `fn` every `ms` milliseconds; returns a timer id for `cancel`.
+function M.set_interval(ms, fn)
+  return host.set_timer(ms, fn, true)
+end
+
+--- Cancels a timer; false when it already fired.
+M.cancel = host.cancel_timer
+
+-- `print` goes to the server log at level info, as ngx's print does.
+print = M.info
+
+package.preload["moonsocket"] = function() return M end

@@ -1,0 +1,96 @@
+import { readFileSync } from "node:fs";
+import type { Logger } from "../server/logger.js";
+import type { MetricsRegistry } from "../server/metrics.js";
+import { WebSocketServer } from "../server/server.js";
+import type { ServerOptions } from "../server/server-options.js";
+import { CallbackStyle } from "./callback-style.js";
+import { LuaHost } from "./lua-host.js";
+import { detectStyle, type ScriptStyle } from "./style-detect.js";
+
+/** Settings of a script-driven application. Durations in milliseconds, sizes in bytes. */
+export interface ScriptAppOptions {
+  scriptPath: string;
+  /** Options of the server(s): address, limits, static folder, TLS. */
+  serverOptions: ServerOptions;
+  /** CPU budget per handler run. Default 1000 ms. */
+  cpuBudgetMs?: number;
+  /** Memory cap of the Lua state. Default 256 MiB. */
+  memoryLimitBytes?: number;
+  logger: Logger;
+  metrics: MetricsRegistry;
+}
+
+/** What a style runtime offers the application: its servers, and a way to stop. */
+export interface StyleRuntime {
+  /** Servers this style serves on (a silly script may open several with http.listen). */
+  readonly servers: readonly WebSocketServer[];
+  /** Runs the script; servers are created but not yet listening. */
+  load(): Promise<void> | void;
+  /** Releases the style's own resources (after the servers closed). */
+  dispose(): void;
+}
+
+/** A Lua script serving WebSockets: the Lua state, its style and its server(s). */
+export class ScriptApp {
+  readonly style: ScriptStyle;
+  readonly host: LuaHost;
+  private readonly runtime: StyleRuntime;
+
+  private constructor(style: ScriptStyle, host: LuaHost, runtime: StyleRuntime) {
+    this.style = style;
+    this.host = host;
+    this.runtime = runtime;
+  }
+
+  /** Reads the script, detects its style and loads it. Throws LuaError on a syntax or load error. */
+  static async create(options: ScriptAppOptions): Promise<ScriptApp> {
+    const source = readFileSync(options.scriptPath, "utf8");
+    const style = detectStyle(source);
+    const host = await LuaHost.create({
+      scriptPath: options.scriptPath,
+      logger: options.logger,
+      metrics: options.metrics,
+      ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
+      ...(options.memoryLimitBytes !== undefined ? { memoryLimitBytes: options.memoryLimitBytes } : {}),
+    });
+    try {
+      const runtime = await createRuntime(style, host, options);
+      await runtime.load();
+      return new ScriptApp(style, host, runtime);
+    } catch (error) {
+      host.close();
+      throw error;
+    }
+  }
+
+  /** The servers to listen on. */
+  get servers(): readonly WebSocketServer[] {
+    return this.runtime.servers;
+  }
+
+  /** Frees the Lua state; call after the servers closed. */
+  dispose(): void {
+    this.runtime.dispose();
+    this.host.close();
+  }
+}
+
+async function createRuntime(style: ScriptStyle, host: LuaHost, options: ScriptAppOptions): Promise<StyleRuntime> {
+  const serverOptions: ServerOptions = { ...options.serverOptions, logger: options.logger, metrics: options.metrics };
+  switch (style) {
+    case "callback": {
+      const server = new WebSocketServer(serverOptions);
+      const callbacks = new CallbackStyle(host);
+      server.addHooks(callbacks);
+      return { servers: [server], load: () => callbacks.load(server), dispose: () => {} };
+    }
+    case "openresty": {
+      const { OpenRestyStyle } = await import("./openresty-style.js");
+      return new OpenRestyStyle(host, serverOptions);
+    }
+    case "coroutine": {
+      const { CoroutineStyle } = await import("./coroutine-style.js");
+      return new CoroutineStyle(host, serverOptions);
+    }
+  }
+}
