@@ -18,7 +18,7 @@ export interface ConnectionEvents {
   onMessage(data: Buffer, binary: boolean): void;
   /**
    * Frame mode only: every data frame (fin false on all but the last fragment; a
-   * continuation carries the opcode of its message) and every ping, pong and close frame.
+   * continuation frame has opcode 0, as on the wire) and every ping, pong and close frame.
    */
   onFrame?(opcode: number, payload: Buffer, fin: boolean): void;
   /** A ping arrived (message mode; the pong is already queued when autoPong is on). */
@@ -305,7 +305,6 @@ export class Connection implements FrameHandler {
     const messageEnd = frameEnd && this.frameFin;
     const binary = this.messageOpcode === Opcode.Binary;
     const whole = messageEnd && this.messageLength === 0 && this.frameHave === 0;
-    this.frameHave += piece.length;
     if (!binary) {
       if (whole) {
         if (!isValidUtf8(piece)) return this.fail(CloseCode.InvalidPayloadData, "text message is not valid UTF-8");
@@ -318,7 +317,11 @@ export class Connection implements FrameHandler {
         }
       }
     }
+    // Frame mode: gatherFrame counts frameHave itself (it is the copy offset of the next
+    // piece), so it must not be advanced here too, or a frame split across reads is
+    // reassembled at the wrong offsets.
     if (this.frameMode) return this.deliverFramePiece(piece, frameEnd);
+    this.frameHave += piece.length;
     if (whole) {
       this.messageOpcode = 0;
       this.events.onMessage(piece, binary);
@@ -373,7 +376,9 @@ export class Connection implements FrameHandler {
     }
     this.frameBuffer = null;
     this.frameHave = 0;
-    const opcode = this.messageOpcode;
+    // Frames are reported as they came: a continuation frame has opcode 0 (OpenResty's
+    // "continuation"); `messageOpcode` still tells the message's type until fin.
+    const opcode = this.frameOpcode;
     const fin = this.frameFin;
     if (fin) {
       this.messageOpcode = 0;

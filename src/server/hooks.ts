@@ -1,4 +1,5 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { ServerClient } from "./server-client.js";
 import type { WebSocketServer } from "./server.js";
 
@@ -21,6 +22,16 @@ export interface ServerHooks {
   onMessage?(client: ServerClient, data: Buffer, isBinary: boolean): void;
   /** Frame mode only: a data frame or control frame as it arrived (see `ServerOptions.frameMode`). */
   onFrame?(client: ServerClient, opcode: number, payload: Buffer, fin: boolean): void;
+  /**
+   * A plain HTTP request (not /healthz or /metrics). Return true to answer it yourself;
+   * otherwise static files or 404 follow.
+   */
+  onRequest?(request: IncomingMessage, response: ServerResponse): boolean;
+  /**
+   * An upgrade request to a WebSocket path. Return true to take it over: the hook then calls
+   * `server.acceptUpgrade(request, socket, head)` when (and if) it wants the connection.
+   */
+  onUpgradeRequest?(request: IncomingMessage, socket: Socket, head: Buffer): boolean;
   /** A ping arrived (the pong is sent automatically unless in frame mode). */
   onPing?(client: ServerClient, payload: Buffer): void;
   /** A pong arrived. */

@@ -233,6 +233,9 @@ export class WebSocketServer implements ClientOwner {
       res.end(req.method === "HEAD" ? undefined : this.metricsRegistry.render());
       return;
     }
+    for (const hooks of this.hooks) {
+      if (hooks.onRequest?.(req, res)) return;
+    }
     if (this.staticHandler !== null && (await this.staticHandler(req, res))) return;
     const body = "Not Found\n";
     res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
@@ -262,21 +265,43 @@ export class WebSocketServer implements ClientOwner {
 
   // ---- upgrade ------------------------------------------------------------------------
 
-  private reject(socket: Socket, req: IncomingMessage, status: number, message: string, headers: Record<string, string> = {}): void {
+  private reject(socket: Socket, req: IncomingMessage, status: number, message: string, headers: Record<string, string> = {}): null {
     this.logger.warn("handshake refused", { status, reason: message, remote: req.socket.remoteAddress, path: req.url });
     this.metrics.handshakeFailures.labels({ status: String(status) }).inc();
     if (socket.writable) socket.end(buildErrorResponse(status, message, headers));
     socket.destroy();
+    return null;
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     socket.on("error", ignore);
-    if (this.shuttingDown) return this.reject(socket, req, 503, "server is shutting down");
+    if (this.shuttingDown) {
+      this.reject(socket, req, 503, "server is shutting down");
+      return;
+    }
+    const url = req.url ?? "/";
+    const queryAt = url.indexOf("?");
+    const path = queryAt < 0 ? url : url.slice(0, queryAt);
+    if (this.paths !== null && !this.paths.has(path)) {
+      this.reject(socket, req, 404, `no WebSocket endpoint at ${path}`);
+      return;
+    }
+    for (const hooks of this.hooks) {
+      if (hooks.onUpgradeRequest?.(req, socket, head)) return;
+    }
+    this.acceptUpgrade(req, socket, head);
+  }
+
+  /**
+   * Validates an upgrade request and, if it is acceptable, answers 101 and returns the new
+   * client (after its `onConnect` hooks ran); otherwise answers with the HTTP error and
+   * returns null. For hooks that took an upgrade over with `onUpgradeRequest`.
+   */
+  acceptUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): ServerClient | null {
     const url = req.url ?? "/";
     const queryAt = url.indexOf("?");
     const path = queryAt < 0 ? url : url.slice(0, queryAt);
     const query = queryAt < 0 ? "" : url.slice(queryAt + 1);
-    if (this.paths !== null && !this.paths.has(path)) return this.reject(socket, req, 404, `no WebSocket endpoint at ${path}`);
     if (req.rawHeaders.length / 2 > this.options.maxHeaderCount) {
       this.metrics.countLimit("header_count");
       return this.reject(socket, req, 431, `more than ${this.options.maxHeaderCount} request headers`);
@@ -306,8 +331,11 @@ export class WebSocketServer implements ClientOwner {
         throw error;
       }
     }
-    const protocol = request.protocols.find((offered) => this.options.protocols.includes(offered)) ?? "";
-    if (!socket.writable) return;
+    // `ServerOptions.protocols` is documented as the server's order of preference, so the
+    // first of the server's protocols that the client offered wins (§4.2.2 leaves the choice
+    // to the server), not the client's first.
+    const protocol = this.options.protocols.find((own) => request.protocols.includes(own)) ?? "";
+    if (!socket.writable) return null;
     socket.write(buildUpgradeResponse(request.key, { protocol, extensions }));
     const full = this.clients.size >= this.options.maxConnections;
     const id = this.ids.acquire();
@@ -339,7 +367,7 @@ export class WebSocketServer implements ClientOwner {
       this.metrics.countLimit("max_connections");
       this.logger.warn("connection refused: server full", { limit: this.options.maxConnections, remote: client.remoteAddress });
       client.close(CloseCode.TryAgainLater, "server is full, try again later");
-      return;
+      return client;
     }
     this.sweeper.add(client.transport);
     client.connected = true;
@@ -354,6 +382,7 @@ export class WebSocketServer implements ClientOwner {
       }
     }
     if (head.length > 0 && client.open) client.transport.receive(head);
+    return client;
   }
 
   // ---- ClientOwner ----------------------------------------------------------------------

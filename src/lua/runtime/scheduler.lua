@@ -1,0 +1,163 @@
+-- Cooperative scheduler and socket inboxes shared by the coroutine (silly) and OpenResty
+-- styles. Coroutines run one at a time in this single Lua state; a coroutine that waits for
+-- I/O, a timer or a wakeup yields back here, and the host resumes the loop (run) after every
+-- event it delivers. Nothing busy-polls.
+--
+-- Called as a chunk with the host primitives:
+--   host.set_timer(ms, fn, repeat) -> id, host.cancel_timer(id)
+--   host.failed(context, message, traceback)   a coroutine died with an error
+-- Returns the scheduler module (also preloaded as "moonsocket.scheduler").
+local host = ...
+
+local co_create, co_resume, co_status, co_running, co_yield =
+  coroutine.create, coroutine.resume, coroutine.status, coroutine.running, coroutine.yield
+local pack, unpack = table.pack, table.unpack
+
+local M = {}
+
+-- Ready queue: entries { co, n = k, args... } resumed in order by run().
+local queue, head, tail = {}, 1, 0
+-- Owner context of each coroutine (e.g. the connection it serves), inherited by spawned children.
+local contexts = setmetatable({}, { __mode = "k" })
+-- Context of the coroutine being resumed right now, for the host after a CPU-budget abort.
+M.current_context = nil
+
+local function push(co, ...)
+  tail = tail + 1
+  queue[tail] = pack(co, ...)
+end
+
+--- Creates a coroutine running fn(...) and queues it. `context` defaults to the caller's.
+function M.spawn(fn, context, ...)
+  local co = co_create(fn)
+  local parent = co_running()
+  contexts[co] = context or contexts[parent]
+  push(co, ...)
+  return co
+end
+
+--- Queues `co` to be resumed with the given values.
+function M.wakeup(co, ...)
+  push(co, ...)
+end
+
+--- The context of `co` (default: the running coroutine).
+function M.context(co)
+  return contexts[co or co_running()]
+end
+
+function M.set_context(co, context)
+  contexts[co] = context
+end
+
+--- Suspends the running coroutine until someone calls wakeup on it; returns the wakeup values.
+function M.wait()
+  local co, main = co_running()
+  if main then error("cannot wait outside a coroutine (use task.fork)", 2) end
+  return co_yield()
+end
+
+local function traceback(co, message)
+  if debug and debug.traceback then
+    local ok, text = pcall(debug.traceback, co, tostring(message))
+    if ok then return text end
+  end
+  return tostring(message)
+end
+
+--- Resumes queued coroutines until none is ready.
+function M.run()
+  while head <= tail do
+    local entry = queue[head]
+    queue[head] = nil
+    head = head + 1
+    local co = entry[1]
+    if co_status(co) == "suspended" then
+      M.current_context = contexts[co]
+      local ok, err = co_resume(co, unpack(entry, 2, entry.n))
+      M.current_context = nil
+      if not ok then host.failed(contexts[co], err, traceback(co, err)) end
+    end
+  end
+  head, tail = 1, 0
+end
+
+--- Sleeps `ms` milliseconds (yields; other coroutines run meanwhile).
+function M.sleep(ms)
+  local co = co_running()
+  host.set_timer(ms, function() M.wakeup(co) end, false)
+  return co_yield()
+end
+
+---------------------------------------------------------------------------------------------
+-- Socket inboxes. The host delivers events for socket handle h with deliver(h, kind, data,
+-- extra); a coroutine reads them in order with read(h, timeout_ms).
+-- kinds: 0 continuation, 1 text, 2 binary, 8 close (data = reason, extra = code), 9 ping,
+-- 10 pong, and -1 "closed" (the connection is gone; extra = code).
+
+local sockets = {}
+
+function M.open_socket(h)
+  sockets[h] = { first = 1, last = 0, waiter = nil, closed = false }
+end
+
+function M.socket_closed(h)
+  local s = sockets[h]
+  return s == nil or s.closed
+end
+
+function M.forget_socket(h)
+  sockets[h] = nil
+end
+
+--- Host entry: queue an event for socket h, wake its reader, run the scheduler.
+function M.deliver(h, kind, data, extra)
+  local s = sockets[h]
+  if s then
+    if kind == -1 then
+      s.closed = true
+      s.close_code = extra
+    else
+      s.last = s.last + 1
+      s[s.last] = { kind, data, extra }
+    end
+    local waiter = s.waiter
+    if waiter then
+      s.waiter = nil
+      push(waiter)
+    end
+  end
+  M.run()
+end
+
+--- Next event of socket h: kind, data, extra; or nil, "timeout" / nil, "closed".
+function M.read(h, timeout_ms)
+  local s = sockets[h]
+  if s == nil then return nil, "closed" end
+  while s.first > s.last do
+    if s.closed then return nil, "closed" end
+    local co, main = co_running()
+    if main then error("cannot read outside a coroutine", 2) end
+    local timer, timed_out = nil, false
+    if timeout_ms and timeout_ms > 0 then
+      timer = host.set_timer(timeout_ms, function()
+        if s.waiter == co then
+          s.waiter = nil
+          timed_out = true
+          push(co)
+        end
+      end, false)
+    end
+    s.waiter = co
+    co_yield()
+    if timer and not timed_out then host.cancel_timer(timer) end
+    if timed_out then return nil, "timeout" end
+  end
+  local event = s[s.first]
+  s[s.first] = nil
+  s.first = s.first + 1
+  return event[1], event[2], event[3]
+end
+
+package.loaded["moonsocket.scheduler"] = M
+return M

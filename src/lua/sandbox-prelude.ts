@@ -1,0 +1,105 @@
+/**
+ * The Lua chunk that turns a fresh state (all standard libraries open) into the sandbox. It runs
+ * once, before any script, with two private host functions as arguments, and returns a table of
+ * originals the engine keeps for itself. Nothing it removes stays reachable from scripts: the
+ * originals live only in this chunk's locals and in the engine's registry refs.
+ *
+ * What scripts get, and why:
+ * - `io`, `dofile`, `loadfile`, `package.loadlib`, `package.searchpath`, `package.cpath`: gone —
+ *   they reach the file system or native code.
+ * - `os`: only `clock`, `date`, `difftime`, `time` (no `execute`, `exit`, `getenv`, `remove`,
+ *   `rename`, `tmpname`, `setlocale`).
+ * - `debug`: only `traceback`, which reads the stack and changes nothing (scripts commonly pass it
+ *   to `xpcall`); the rest of `debug` can read and write any local, upvalue or metatable.
+ * - `string.dump` gone and `load` forced to mode `"t"`: crafted bytecode can break memory safety.
+ *   `loadstring` (Lua 5.1 / LuaJIT habit) is `load` with a string.
+ * - `collectgarbage`: `"collect"`, `"count"`, `"step"`, `"isrunning"` only; `"stop"` and the tuning
+ *   options could disable collection and defeat the memory cap.
+ * - `require`: `package.preload`, then the script folder through the host (see
+ *   `sandbox-require.ts`); no C searchers.
+ * - `print`: goes to the engine's log (there is no stdout to write to).
+ *
+ * @module
+ */
+
+/** Chunk name of the prelude, shown in its own error messages. */
+export const SANDBOX_PRELUDE_NAME = "=[sandbox]";
+
+/** Lua source of the prelude. Arguments: `read_module(name)`, `host_print(text)`. */
+export const SANDBOX_PRELUDE = `
+local read_module, host_print = ...
+local error, select, tostring, type = error, select, tostring, type
+local concat, format = table.concat, string.format
+local raw_load, raw_collectgarbage = load, collectgarbage
+local package, loaded = package, package.loaded
+
+io = nil
+loaded.io = nil
+
+local os_lib = os
+os = {
+  clock = os_lib.clock,
+  date = os_lib.date,
+  difftime = os_lib.difftime,
+  time = os_lib.time,
+}
+loaded.os = os
+
+debug = { traceback = debug.traceback }
+loaded.debug = debug
+
+string.dump = nil
+dofile = nil
+loadfile = nil
+
+-- The caller's mode is ignored: only text chunks. An explicit env argument (even nil) is kept.
+function load(chunk, chunkname, mode, ...)
+  if select("#", ...) > 0 then
+    return raw_load(chunk, chunkname, "t", (...))
+  end
+  return raw_load(chunk, chunkname, "t")
+end
+
+function loadstring(s, chunkname)
+  return raw_load(s, chunkname, "t")
+end
+
+local gc_allowed = { collect = true, count = true, step = true, isrunning = true }
+function collectgarbage(opt, ...)
+  if opt == nil then opt = "collect" end
+  if not gc_allowed[opt] then
+    error(format("bad argument #1 to 'collectgarbage' (option '%s' is not allowed)", tostring(opt)), 2)
+  end
+  return raw_collectgarbage(opt, ...)
+end
+
+function print(...)
+  local n = select("#", ...)
+  local parts = {}
+  for i = 1, n do
+    parts[i] = tostring((select(i, ...)))
+  end
+  host_print(concat(parts, "\\t"))
+end
+
+local preload_searcher = package.searchers[1]
+local function script_searcher(name)
+  local source, path = read_module(name)
+  if source == nil then
+    return path
+  end
+  local loader, err = raw_load(source, "@" .. path, "t")
+  if loader == nil then
+    error(format("error loading module '%s' from file '%s':\\n\\t%s", name, path, err), 0)
+  end
+  return loader, path
+end
+
+package.loadlib = nil
+package.searchpath = nil
+package.cpath = ""
+package.path = "./?.lua;./?/init.lua"
+package.searchers = { preload_searcher, script_searcher }
+
+return { collectgarbage = raw_collectgarbage }
+`;

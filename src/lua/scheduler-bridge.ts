@@ -1,0 +1,103 @@
+import { LuaError, type LuaRef, type LuaValue } from "./engine.js";
+import type { LuaHost } from "./lua-host.js";
+import { readRuntimeFile } from "./runtime-files.js";
+
+/** Event kinds delivered to a Lua socket inbox (frame opcodes, plus "closed"). */
+export const SocketEvent = {
+  Continuation: 0,
+  Text: 1,
+  Binary: 2,
+  Close: 8,
+  Ping: 9,
+  Pong: 10,
+  /** The connection is gone; `extra` is the close code. */
+  Closed: -1,
+} as const;
+
+/** Who a failed coroutine belonged to, as the style set it with `spawn(fn, context)`. */
+export type FailureHandler = (context: LuaValue, message: string, traceback: string) => void;
+
+/**
+ * The host side of `runtime/scheduler.lua`: delivers socket events to Lua and runs the
+ * cooperative scheduler after each, so coroutines waiting in `read`, `sleep` or `wait`
+ * continue. A coroutine that fails (a Lua error, or a CPU budget or memory limit hit) is
+ * reported to `onFailure` with its context, so the style can close the connection concerned.
+ */
+export class SchedulerBridge {
+  private readonly host: LuaHost;
+  private readonly runFn: LuaRef;
+  private readonly deliverFn: LuaRef;
+  private readonly openFn: LuaRef;
+  private readonly forgetFn: LuaRef;
+  private readonly currentContextFn: LuaRef;
+
+  constructor(host: LuaHost, onFailure: FailureHandler) {
+    this.host = host;
+    const engine = host.engine;
+    const primitives = {
+      set_timer: host.engine.createRef((args) => host.setTimer(args.number(1), args.ref(2), args.boolean(3))),
+      cancel_timer: host.engine.createRef((args) => host.cancelTimer(args.integer(1))),
+      failed: host.engine.createRef((args) => {
+        const message = args.string(2);
+        const traceback = args.optString(3) ?? "";
+        host.reportError("a coroutine", new LuaError("ERR_LUA_RUNTIME", message, traceback));
+        onFailure(args.value(1), message, traceback);
+        return undefined;
+      }),
+    };
+    const [module] = engine.run(readRuntimeFile("scheduler.lua"), "=scheduler", primitives);
+    const table = module as Record<string, LuaValue>;
+    this.runFn = table.run as LuaRef;
+    this.deliverFn = table.deliver as LuaRef;
+    this.openFn = table.open_socket as LuaRef;
+    this.forgetFn = table.forget_socket as LuaRef;
+    this.currentContextFn = engine.load("return require('moonsocket.scheduler').current_context", "=scheduler-context");
+    host.afterEvent = () => this.run();
+    this.onFailure = onFailure;
+  }
+
+  private readonly onFailure: FailureHandler;
+
+  /** Resumes every ready coroutine. A budget abort in one is reported and the rest go on. */
+  run(): void {
+    this.enter(this.runFn);
+  }
+
+  /** Gives socket `handle` an inbox. */
+  openSocket(handle: number): void {
+    this.host.engine.call(this.openFn, handle);
+  }
+
+  /** Drops socket `handle`'s inbox. */
+  forgetSocket(handle: number): void {
+    this.host.engine.call(this.forgetFn, handle);
+  }
+
+  /** Queues an event for socket `handle` and runs the scheduler. */
+  deliver(handle: number, kind: number, data: Buffer | string | null, extra: number | string | boolean | null = null): void {
+    this.enter(this.deliverFn, handle, kind, data, extra);
+  }
+
+  private enter(fn: LuaRef, ...args: (Buffer | string | number | boolean | null)[]): void {
+    const engine = this.host.engine;
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      try {
+        engine.call(attempt === 0 ? fn : this.runFn, ...(attempt === 0 ? args : []));
+        return;
+      } catch (error) {
+        // The error escaped the scheduler itself: a CPU budget or memory limit hit while a
+        // coroutine ran (the limit keeps firing until control is back in the host). Blame
+        // that coroutine's owner, then go on with the coroutines still queued.
+        let context: LuaValue = null;
+        try {
+          context = engine.call(this.currentContextFn)[0] ?? null;
+        } catch {
+          // Nothing to blame.
+        }
+        this.host.reportError("a coroutine", error);
+        const message = error instanceof Error ? error.message : String(error);
+        this.onFailure(context, message, "");
+      }
+    }
+  }
+}
