@@ -1,12 +1,21 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { ArgsError } from "./args.js";
+import { runCheck } from "./check.js";
 import { runEcho } from "./echo.js";
 import { runServe } from "./serve.js";
 
 const COMMANDS: Record<string, { summary: string; run: (argv: readonly string[]) => Promise<number> }> = {
   serve: { summary: "serve WebSockets whose logic is a Lua script", run: (argv) => runServe(argv) },
+  check: { summary: "check a Lua script's syntax and style without running it", run: runCheck },
   echo: { summary: "run the built-in echo server (conformance, benchmarks, client testing)", run: runEcho },
+};
+
+/** The built-in demo: the chat example, shipped in the package. */
+const DEMO = {
+  script: fileURLToPath(new URL("../../../examples/chat/server.lua", import.meta.url)),
+  staticDir: fileURLToPath(new URL("../../../examples/chat/public", import.meta.url)),
 };
 
 function version(): string {
@@ -18,7 +27,8 @@ function usage(): string {
   const lines = [
     "moonsocket — WebSocket server and client with application logic in Lua",
     "",
-    "Usage: moonsocket <command> [options]",
+    "Usage: moonsocket                      serve the built-in chat demo on http://127.0.0.1:8085",
+    "       moonsocket <command> [options]",
     "",
     "Commands:",
     ...Object.entries(COMMANDS).map(([name, { summary }]) => `  ${name.padEnd(10)} ${summary}`),
@@ -38,9 +48,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage());
     return 0;
   }
-  if (first === undefined) {
-    process.stdout.write(usage());
-    return 0;
+  if (first === undefined || first.startsWith("--")) {
+    // No command: serve the built-in demo (the chat example), with any serve flags given.
+    return runServe(argv, DEMO);
   }
   const command = COMMANDS[first];
   if (command === undefined) {

@@ -1,16 +1,892 @@
+import { readFileSync } from "node:fs";
+import { type IncomingMessage, STATUS_CODES, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { type ClientOptions, connect, type WebSocketClient } from "../client/client.js";
+import { CloseCode, isValidCloseCode } from "../protocol/close-code.js";
+import { HandshakeError } from "../protocol/errors.js";
+import { parseUpgradeRequest } from "../protocol/handshake.js";
+import { isValidUtf8 } from "../protocol/utf8.js";
+import { MetricsRegistry } from "../server/metrics.js";
+import { SendStatus, type ServerClient } from "../server/server-client.js";
 import { WebSocketServer } from "../server/server.js";
 import type { ServerOptions } from "../server/server-options.js";
+import { createStaticHandler, type StaticHandler } from "../server/static-files.js";
+import { type HostFunction, type LuaArgs, LuaError, type LuaInput, type LuaRef, type LuaValue, luaMulti } from "./engine.js";
 import type { LuaHost } from "./lua-host.js";
+import { readRuntimeFile } from "./runtime-files.js";
+import { SchedulerBridge, SocketEvent } from "./scheduler-bridge.js";
 import type { StyleRuntime } from "./script-app.js";
 
-/** Coroutine style (silly): not built yet. */
+/** Event kinds delivered to Lua besides the frame opcodes (see runtime/silly-net.lua). */
+const Result = {
+  /** A listen or connect finished; data is the bound address or the subprotocol. */
+  Ok: 100,
+  /** A listen or connect failed, or the connection failed; data is the error message. */
+  Failed: 101,
+} as const;
+
+/**
+ * Backpressure on a socket the script reads too slowly: past this many unread messages or
+ * bytes the host stops reading from the peer (TCP then slows the peer down), and reads again
+ * once the script has caught up to half of it.
+ */
+const HIGH_WATER_MESSAGES = 1024;
+const HIGH_WATER_BYTES = 8 * 1024 * 1024;
+
+const SOCKET_CLOSED = "socket closed";
+
+/** Options of the coroutine style that the command line does not set (tests, embedding). */
+export interface CoroutineStyleOptions {
+  /** Client settings for `websocket.connect`, e.g. a CA to trust for wss:// in tests. */
+  readonly connect?: Pick<ClientOptions, "ca" | "rejectUnauthorized" | "handshakeTimeout" | "maxPayload">;
+  /**
+   * Maps the URL a script passes to `websocket.connect` before connecting, e.g. to point a
+   * script's fixed `ws://127.0.0.1:8080` at a test server. Default: unchanged.
+   */
+  readonly resolveUrl?: (url: string) => string;
+}
+
+/** One `http.listen` of the script. */
+interface Listener {
+  readonly id: number;
+  readonly server: WebSocketServer;
+  readonly secure: boolean;
+}
+
+/** One HTTP request being handled by a Lua handler (plain, or an upgrade not yet accepted). */
+interface HttpStream {
+  readonly handle: number;
+  readonly listener: Listener;
+  readonly req: IncomingMessage;
+  /** The response of a plain request. */
+  readonly res: ServerResponse | null;
+  /** The socket of an upgrade request (answered by hand until it is upgraded). */
+  readonly socket: Socket | null;
+  readonly head: Buffer;
+  status: number;
+  headers: Record<string, string | string[]>;
+  /** `respond` was called. */
+  responded: boolean;
+  /** The status line and headers are committed (first write). */
+  started: boolean;
+  /** The response is complete (or the stream was upgraded). */
+  ended: boolean;
+  /** Body of an upgrade request's response, sent at its end. */
+  readonly rawBody: Buffer[];
+  /** The connection went away. */
+  gone: boolean;
+}
+
+/** One WebSocket of the script: accepted by `websocket.upgrade` or opened by `connect`. */
+interface WsSocket {
+  readonly handle: number;
+  server: ServerClient | null;
+  client: WebSocketClient | null;
+  /** Messages delivered to Lua and not read yet, and their bytes. */
+  unread: number;
+  unreadBytes: number;
+  paused: boolean;
+  /** Wakes the pump of a client socket paused for backpressure. */
+  resume: (() => void) | null;
+  /** The script closed it. */
+  closing: boolean;
+  /** The connection is gone. */
+  gone: boolean;
+}
+
+/**
+ * The coroutine style (the `silly` framework): the script runs once, in a task, at startup;
+ * it forks tasks that block in `sock:read()`, `channel:recv()`, `time.sleep()`…, and serves
+ * with `http.listen{addr, handler}` where each request runs `handler(stream)` in its own task.
+ *
+ * The script's `http.listen` calls made during startup create the {@link servers} (the
+ * caller listens on them, as for every style); calls made later listen at once. The port of
+ * every listen is the script's (`":8080"`, `"127.0.0.1:8080"`), on `options.host` when the
+ * address has none, except that `options.port` 0 puts every listener on a free port (tests,
+ * `--port 0`). Certificates come from the script's `certs`, else from `options.tls`.
+ *
+ * A Lua error (or a CPU budget or memory limit hit) in a request's task, or a task it forked,
+ * is logged and closes that connection: 1011 for a WebSocket, 500 for an HTTP request not yet
+ * answered. Every other task goes on.
+ */
 export class CoroutineStyle implements StyleRuntime {
-  readonly servers: WebSocketServer[];
-  constructor(_host: LuaHost, options: ServerOptions) {
-    this.servers = [new WebSocketServer({ ...options })];
+  private readonly host: LuaHost;
+  private readonly options: ServerOptions;
+  private readonly extra: CoroutineStyleOptions;
+  private readonly bridge: SchedulerBridge;
+  private readonly startMain: LuaRef;
+  private readonly onRequest: LuaRef;
+  private readonly staticHandler: StaticHandler | null;
+  private readonly created: WebSocketServer[] = [];
+  private readonly listeners = new Map<number, Listener>();
+  private readonly streams = new Map<number, HttpStream>();
+  private readonly sockets = new Map<number, WsSocket>();
+  private readonly byClient = new Map<ServerClient, WsSocket>();
+  /** The socket being accepted, for the onConnect hook that acceptUpgrade runs. */
+  private accepting: WsSocket | null = null;
+  private nextHandle = 1;
+  private metricsUsed = false;
+  private loading = false;
+  private loaded = false;
+  private disposed = false;
+  private mainFailure: { message: string; traceback: string } | null = null;
+  /** Entries into Lua waiting for the current one to finish (see dispatch). */
+  private readonly queue: Array<() => void> = [];
+  private depth = 0;
+
+  constructor(host: LuaHost, options: ServerOptions, extra: CoroutineStyleOptions = {}) {
+    this.host = host;
+    this.options = options;
+    this.extra = extra;
+    this.staticHandler = options.staticDir !== undefined ? createStaticHandler(options.staticDir) : null;
+    this.bridge = new SchedulerBridge(host, (context, message, traceback) => this.onFailure(context, message, traceback));
+    // Timers fire from the event loop; the coroutines they wake run through dispatch.
+    host.afterEvent = () => this.dispatch(() => this.bridge.run());
+    const engine = host.engine;
+    const primitives = engine.createRef(this.primitives());
+    try {
+      this.startMain = engine.run(readRuntimeFile("silly.lua"), "=silly", primitives)[0] as LuaRef;
+      this.onRequest = engine.run(readRuntimeFile("silly-net.lua"), "=silly-net", primitives)[0] as LuaRef;
+    } finally {
+      primitives.release();
+    }
   }
+
+  /**
+   * The servers the script opened. A copy: the caller's `listen` loop sees the servers of
+   * startup only (later ones listen by themselves), `close` sees them all.
+   */
+  get servers(): readonly WebSocketServer[] {
+    return [...this.created];
+  }
+
+  /** Runs the script's main chunk as the first task, and every task it makes ready. Throws LuaError. */
   load(): void {
-    throw new Error("Coroutine-style (silly) scripts are not supported yet");
+    const engine = this.host.engine;
+    const main = engine.load(readFileSync(this.host.scriptPath), `@${this.host.scriptName}`);
+    this.loading = true;
+    try {
+      this.dispatch(() => {
+        engine.call(this.startMain, main);
+        this.bridge.run();
+      });
+    } finally {
+      main.release();
+      this.loading = false;
+      this.loaded = true;
+    }
+    const failure = this.mainFailure;
+    if (failure !== null) throw new LuaError("ERR_LUA_RUNTIME", failure.message, failure.traceback);
+    if (this.created.length === 0) {
+      this.host.logger.warn("the script called no http.listen at startup: nothing listens yet", { script: this.host.scriptName });
+    }
   }
-  dispose(): void {}
+
+  /** Drops the client sockets; the servers are closed by then. */
+  dispose(): void {
+    this.disposed = true;
+    for (const ws of this.sockets.values()) ws.client?.terminate();
+    this.sockets.clear();
+    this.byClient.clear();
+    this.streams.clear();
+  }
+
+  // ---- entering Lua ---------------------------------------------------------------------
+
+  /**
+   * Runs `work` (an entry into Lua) now, or, when Lua is already running (a host function
+   * made a socket report something synchronously), after the current entry: the scheduler is
+   * never entered twice at once.
+   */
+  private dispatch(work: () => void): void {
+    if (this.disposed || this.host.engine.closed) return;
+    this.queue.push(work);
+    if (this.depth > 0) return;
+    this.depth++;
+    try {
+      for (let next = this.queue.shift(); next !== undefined; next = this.queue.shift()) {
+        if (this.host.engine.closed) {
+          this.queue.length = 0;
+          break;
+        }
+        try {
+          next();
+        } catch (error) {
+          this.host.reportError("the coroutine runtime", error);
+        }
+      }
+    } finally {
+      this.depth--;
+    }
+  }
+
+  /** Queues an event for Lua handle `handle` and runs the tasks it wakes. */
+  private deliver(handle: number, kind: number, data: Buffer | string | null = null, extra: number | null = null): void {
+    this.dispatch(() => this.bridge.deliver(handle, kind, data, extra));
+  }
+
+  /** A task died (Lua error, CPU budget, memory): close the connection it served. */
+  private onFailure(context: LuaValue, message: string, traceback: string): void {
+    if (Buffer.isBuffer(context) && context.toString() === "main") {
+      if (!this.loading) return;
+      this.mainFailure ??= { message, traceback };
+      return;
+    }
+    if (typeof context !== "number") return;
+    const ws = this.sockets.get(context);
+    if (ws !== undefined && !ws.gone && !ws.closing && ws.server !== null) {
+      ws.closing = true;
+      this.resumeReading(ws, true);
+      ws.server.close(CloseCode.InternalError, "internal server error");
+    }
+    const stream = this.streams.get(context);
+    if (stream !== undefined) this.failStream(stream);
+  }
+
+  // ---- host primitives ------------------------------------------------------------------
+
+  private primitives(): { [name: string]: LuaInput } {
+    const fn = (f: HostFunction) => f;
+    return {
+      pid: process.pid,
+      version: "moonsocket",
+      log: fn((a) => {
+        const level = a.string(1);
+        if (level === "debug" || level === "info" || level === "warn" || level === "error") {
+          this.host.logger[level](a.string(2), { source: this.host.scriptName });
+        }
+      }),
+      now: fn(() => Date.now()),
+      monotonic: fn(() => Math.floor(performance.now())),
+      set_timer: fn((a) => this.host.setTimer(Math.max(0, a.number(1)), a.ref(2), false)),
+      cancel_timer: fn((a) => this.host.cancelTimer(a.integer(1))),
+      exit: fn((a) => this.exit(a.optInteger(1) ?? 0)),
+      http_listen: fn((a) => this.listen(a)),
+      http_close_listener: fn((a) => {
+        const listener = this.listeners.get(a.integer(1));
+        if (listener === undefined) return false;
+        this.listeners.delete(listener.id);
+        void listener.server.close();
+        return true;
+      }),
+      http_respond: fn((a) => this.respond(a)),
+      http_write: fn((a) => this.write(a)),
+      http_close: fn((a) => {
+        const stream = this.streams.get(a.integer(1));
+        if (stream !== undefined) this.endStream(stream, a.optBytes(2));
+      }),
+      http_done: fn((a) => this.handlerDone(a.integer(1))),
+      ws_accept: fn((a) => this.accept(a.integer(1))),
+      ws_connect: fn((a) => this.connect(a)),
+      ws_send: fn((a) => this.send(a)),
+      ws_close: fn((a) => {
+        const ws = this.sockets.get(a.integer(1));
+        if (ws === undefined || ws.gone || ws.closing) return luaMulti(false, SOCKET_CLOSED);
+        this.closeSocket(ws, CloseCode.NormalClosure);
+        return true;
+      }),
+      ws_ack: fn((a) => {
+        const ws = this.sockets.get(a.integer(1));
+        if (ws === undefined) return;
+        ws.unread = Math.max(0, ws.unread - 1);
+        ws.unreadBytes = Math.max(0, ws.unreadBytes - a.integer(2));
+        this.resumeReading(ws, false);
+      }),
+      ws_collected: fn((a) => {
+        // The script dropped every reference to an open socket: nobody can use it any more.
+        const ws = this.sockets.get(a.integer(1));
+        if (ws !== undefined && !ws.gone && !ws.closing) this.closeSocket(ws, CloseCode.GoingAway);
+      }),
+      conn_alive: fn((a) => {
+        const handle = a.integer(1);
+        const ws = this.sockets.get(handle);
+        if (ws !== undefined) return !ws.gone && !ws.closing;
+        const stream = this.streams.get(handle);
+        return stream !== undefined && !stream.gone;
+      }),
+      conn_unsent: fn((a) => {
+        const ws = this.sockets.get(a.integer(1));
+        return ws?.server?.bufferedAmount ?? ws?.client?.bufferedAmount ?? 0;
+      }),
+    };
+  }
+
+  /** `silly.exit`: no process to end here; stop serving. */
+  private exit(code: number): void {
+    this.host.logger.warn(`silly.exit(${code}) called: closing the script's servers`, { script: this.host.scriptName });
+    for (const server of this.created) void server.close();
+  }
+
+  // ---- http.listen ----------------------------------------------------------------------
+
+  private listen(a: LuaArgs) {
+    const conf = a.table(1) as { [key: string]: LuaValue };
+    const addr = text(conf.addr);
+    const parsed = parseAddress(addr, this.options.host ?? "127.0.0.1");
+    if (typeof parsed === "string") return luaMulti(null, parsed);
+    let tls = this.options.tls;
+    const certs = conf.certs;
+    if (Array.isArray(certs) && certs.length > 0) {
+      const first = certs[0] as { [key: string]: LuaValue } | undefined;
+      const cert = first?.cert;
+      const key = first?.key;
+      if (!Buffer.isBuffer(cert) || !Buffer.isBuffer(key)) return luaMulti(null, "certs[1] needs cert and key (PEM text)");
+      tls = { cert, key };
+    } else if (conf.tls === true && tls === undefined) {
+      return luaMulti(null, "tls needs certs = {{cert = PEM, key = PEM}}");
+    }
+    const port = this.options.port === 0 ? 0 : parsed.port;
+    const options: ServerOptions = { ...this.options, host: parsed.host, port };
+    if (tls !== undefined) options.tls = tls;
+    else delete options.tls;
+    if (this.metricsUsed || options.metrics === undefined) options.metrics = new MetricsRegistry();
+    let server: WebSocketServer;
+    try {
+      server = new WebSocketServer(options);
+    } catch (error) {
+      return luaMulti(null, errorMessage(error));
+    }
+    if (options.metrics === this.options.metrics) this.metricsUsed = true;
+    const listener: Listener = { id: this.nextHandle++, server, secure: tls !== undefined };
+    this.listeners.set(listener.id, listener);
+    this.addHooks(listener);
+    this.created.push(server);
+    if (!this.loaded) return luaMulti(listener.id, false, `${parsed.host}:${port}`);
+    // Opened after startup: nobody else will listen on it.
+    server.listen().then(
+      (info) => this.deliver(listener.id, Result.Ok, `${info.address}:${info.port}`),
+      (error: unknown) => {
+        this.listeners.delete(listener.id);
+        this.created.splice(this.created.indexOf(server), 1);
+        this.deliver(listener.id, Result.Failed, errorMessage(error));
+      },
+    );
+    return luaMulti(listener.id, true);
+  }
+
+  private addHooks(listener: Listener): void {
+    listener.server.addHooks({
+      onRequest: (req, res) => {
+        this.handleRequest(listener, req, res);
+        return true;
+      },
+      onUpgradeRequest: (req, socket, head) => {
+        this.handleUpgradeRequest(listener, req, socket, head);
+        return true;
+      },
+      onConnect: (client) => {
+        const ws = this.accepting;
+        if (ws === null) return;
+        ws.server = client;
+        this.byClient.set(client, ws);
+        this.sockets.set(ws.handle, ws);
+      },
+      onMessage: (client, data, isBinary) => this.socketEvent(this.byClient.get(client), isBinary ? SocketEvent.Binary : SocketEvent.Text, data),
+      onPing: (client, payload) => this.socketEvent(this.byClient.get(client), SocketEvent.Ping, payload),
+      onPong: (client, payload) => this.socketEvent(this.byClient.get(client), SocketEvent.Pong, payload),
+      onDisconnect: (client, code, reason) => {
+        const ws = this.byClient.get(client);
+        if (ws === undefined) return;
+        this.byClient.delete(client);
+        const failure = client.transport.connection.failure;
+        this.socketGone(ws, code, reason, failure !== null ? failure.message : null);
+      },
+    });
+  }
+
+  // ---- requests -------------------------------------------------------------------------
+
+  private newStream(listener: Listener, req: IncomingMessage, res: ServerResponse | null, socket: Socket | null, head: Buffer): HttpStream {
+    const stream: HttpStream = {
+      handle: this.nextHandle++,
+      listener,
+      req,
+      res,
+      socket,
+      head,
+      status: 200,
+      headers: {},
+      responded: false,
+      started: false,
+      ended: false,
+      rawBody: [],
+      gone: false,
+    };
+    this.streams.set(stream.handle, stream);
+    return stream;
+  }
+
+  private handleRequest(listener: Listener, req: IncomingMessage, res: ServerResponse): void {
+    const stream = this.newStream(listener, req, res, null, Buffer.alloc(0));
+    res.on("close", () => {
+      stream.gone = true;
+      this.streams.delete(stream.handle);
+    });
+    // The handler starts with the whole body at hand (bounded like a message).
+    const limit = listener.server.options.maxPayload;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      if (stream.ended) return;
+      size += chunk.length;
+      if (size > limit) {
+        stream.ended = true;
+        sendPlain(res, 413, `request body larger than ${limit} bytes\n`);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("error", () => {
+      // 'close' on the response follows.
+    });
+    req.on("end", () => {
+      if (!stream.ended && !stream.gone) this.startHandler(stream, Buffer.concat(chunks, size));
+    });
+  }
+
+  private handleUpgradeRequest(listener: Listener, req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const stream = this.newStream(listener, req, null, socket, head);
+    socket.on("close", () => {
+      if (this.streams.get(stream.handle) === stream) {
+        stream.gone = true;
+        this.streams.delete(stream.handle);
+      }
+    });
+    this.startHandler(stream, Buffer.alloc(0));
+  }
+
+  /** Runs the listener's Lua handler for `stream` in a new task. */
+  private startHandler(stream: HttpStream, body: Buffer): void {
+    const req = stream.req;
+    const url = req.url ?? "/";
+    const queryAt = url.indexOf("?");
+    const query: { [key: string]: string } = {};
+    if (queryAt >= 0) for (const [name, value] of new URLSearchParams(url.slice(queryAt + 1))) query[name] ??= value;
+    const header: { [key: string]: string | string[] } = {};
+    for (const [name, values] of Object.entries(req.headersDistinct)) {
+      if (values !== undefined) header[name] = values.length === 1 ? values[0]! : values;
+    }
+    const info = {
+      method: req.method ?? "GET",
+      path: queryAt < 0 ? url : url.slice(0, queryAt),
+      query,
+      header,
+      version: `HTTP/${req.httpVersion}`,
+      remoteaddr: `${req.socket.remoteAddress ?? ""}:${req.socket.remotePort ?? 0}`,
+      scheme: stream.listener.secure ? "https" : "http",
+      body,
+    };
+    this.dispatch(() => {
+      const [accepted] = this.host.engine.call(this.onRequest, stream.listener.id, stream.handle, info);
+      if (accepted !== true) {
+        // The listener was closed meanwhile.
+        this.endWithStatus(stream, 503, "Service Unavailable\n");
+      }
+      this.bridge.run();
+    });
+  }
+
+  private respond(a: LuaArgs) {
+    const stream = this.streams.get(a.integer(1));
+    if (stream === undefined || stream.gone) return luaMulti(false, SOCKET_CLOSED);
+    if (stream.started || stream.ended) return luaMulti(false, "response already started");
+    const status = a.integer(2);
+    if (status < 100 || status > 999) a.argError(2, "HTTP status expected (100..999)");
+    stream.status = status;
+    stream.headers = a.isNil(3) ? {} : toHeaders(a.table(3));
+    stream.responded = true;
+    return true;
+  }
+
+  private write(a: LuaArgs) {
+    const stream = this.streams.get(a.integer(1));
+    if (stream === undefined || stream.gone) return luaMulti(false, SOCKET_CLOSED);
+    if (stream.ended) return luaMulti(false, "write closed");
+    const data = a.bytes(2);
+    try {
+      this.startResponse(stream);
+      if (stream.res !== null) stream.res.write(data);
+      else stream.rawBody.push(data);
+    } catch (error) {
+      return luaMulti(false, errorMessage(error));
+    }
+    return true;
+  }
+
+  /** Commits the status and headers (a plain response sends them with the first bytes). */
+  private startResponse(stream: HttpStream): void {
+    if (stream.started) return;
+    const res = stream.res;
+    if (res !== null) {
+      res.statusCode = stream.status;
+      for (const [name, value] of Object.entries(stream.headers)) res.setHeader(name, value);
+    }
+    stream.started = true;
+  }
+
+  /** Ends the response (`closewrite`), after `body` if given. */
+  private endStream(stream: HttpStream, body?: Buffer): void {
+    if (stream.ended || stream.gone) return;
+    try {
+      this.startResponse(stream);
+    } catch (error) {
+      this.host.logger.error(`invalid response header: ${errorMessage(error)}`, { script: this.host.scriptName });
+      stream.status = 500;
+      stream.headers = {};
+      stream.started = false;
+      if (stream.res !== null) for (const name of stream.res.getHeaderNames()) stream.res.removeHeader(name);
+      this.startResponse(stream);
+      body = Buffer.from("Internal Server Error\n");
+    }
+    stream.ended = true;
+    if (stream.res !== null) {
+      stream.res.end(body);
+      return;
+    }
+    if (body !== undefined) stream.rawBody.push(body);
+    writeRawResponse(stream, stream.status, stream.headers, Buffer.concat(stream.rawBody));
+  }
+
+  /** Answers with `status` unless something was sent already. */
+  private endWithStatus(stream: HttpStream, status: number, body: string): void {
+    if (stream.ended || stream.gone) return;
+    stream.ended = true;
+    if (stream.res !== null) {
+      if (!stream.res.headersSent) sendPlain(stream.res, status, body);
+      else stream.res.end();
+      return;
+    }
+    writeRawResponse(stream, status, { "content-type": "text/plain; charset=utf-8" }, Buffer.from(body));
+  }
+
+  /** The handler of a request failed: 500 if nothing was sent yet, else cut the connection. */
+  private failStream(stream: HttpStream): void {
+    this.streams.delete(stream.handle);
+    if (stream.ended || stream.gone) return;
+    const sent = stream.res !== null ? stream.res.headersSent : stream.started && stream.rawBody.length > 0;
+    if (!sent) {
+      this.endWithStatus(stream, 500, "Internal Server Error\n");
+      return;
+    }
+    stream.ended = true;
+    if (stream.res !== null) stream.res.destroy();
+    else stream.socket?.destroy();
+  }
+
+  /**
+   * The handler returned. A response left open is ended; a request it did not answer gets a
+   * static file (with --static) or 404. An upgraded stream's WebSocket stays open: the script
+   * may hand the socket to other tasks (it is closed when the script drops it).
+   */
+  private handlerDone(handle: number): void {
+    const stream = this.streams.get(handle);
+    if (stream === undefined) return;
+    this.streams.delete(handle);
+    if (stream.ended || stream.gone) return;
+    if (stream.responded || stream.started) {
+      this.endStream(stream);
+      return;
+    }
+    const res = stream.res;
+    if (res !== null && this.staticHandler !== null && (stream.req.method === "GET" || stream.req.method === "HEAD")) {
+      stream.ended = true;
+      this.staticHandler(stream.req, res).then(
+        (served) => {
+          if (!served) sendPlain(res, 404, "Not Found\n");
+        },
+        () => sendPlain(res, 500, "Internal Server Error\n"),
+      );
+      return;
+    }
+    this.endWithStatus(stream, 404, "Not Found\n");
+  }
+
+  // ---- websocket.upgrade ----------------------------------------------------------------
+
+  private accept(handle: number) {
+    const stream = this.streams.get(handle);
+    if (stream === undefined || stream.gone) return luaMulti(null, SOCKET_CLOSED);
+    if (stream.socket === null) {
+      // A plain request (node:http saw no Upgrade/Connection pair).
+      this.endWithStatus(stream, 400, "not a WebSocket upgrade request\n");
+      return luaMulti(null, "not an upgrade request");
+    }
+    if (stream.started || stream.ended) return luaMulti(null, "stream already responded");
+    let problem: string | null = null;
+    try {
+      parseUpgradeRequest(stream.req.method ?? "", stream.req.httpVersion, stream.req.headers);
+    } catch (error) {
+      if (!(error instanceof HandshakeError)) throw error;
+      problem = error.message;
+    }
+    const ws = newSocket(handle);
+    stream.ended = true;
+    this.streams.delete(handle);
+    this.accepting = ws;
+    let client: ServerClient | null;
+    try {
+      client = stream.listener.server.acceptUpgrade(stream.req, stream.socket, stream.head);
+    } finally {
+      this.accepting = null;
+    }
+    // acceptUpgrade answered a refused handshake itself (4xx, logged and counted).
+    if (client === null) return luaMulti(null, problem ?? "handshake refused");
+    if (!client.connected) return luaMulti(null, "server is full, try again later");
+    return true;
+  }
+
+  // ---- websocket.connect ----------------------------------------------------------------
+
+  private connect(a: LuaArgs) {
+    const given = a.string(1);
+    const url = this.extra.resolveUrl?.(given) ?? given;
+    const fields = a.isNil(2) ? {} : toHeaders(a.table(2));
+    let target: URL;
+    try {
+      target = new URL(url);
+    } catch {
+      return luaMulti(null, `invalid url: ${url}`);
+    }
+    if (target.protocol !== "ws:" && target.protocol !== "wss:") {
+      return luaMulti(null, `unsupported scheme '${target.protocol.slice(0, -1)}' (use ws:// or wss://)`);
+    }
+    const headers: Record<string, string> = {};
+    let protocols: string[] = [];
+    for (const [name, value] of Object.entries(fields)) {
+      const lower = name.toLowerCase();
+      const joined = Array.isArray(value) ? value.join(", ") : value;
+      // The client writes the handshake's own fields; silly scripts may pass them too.
+      if (lower === "host" || lower === "upgrade" || lower === "connection" || lower === "sec-websocket-key" || lower === "sec-websocket-version") continue;
+      if (lower === "sec-websocket-protocol") protocols = joined.split(",").map((p) => p.trim()).filter((p) => p !== "");
+      else headers[name] = joined;
+    }
+    const ws = newSocket(this.nextHandle++);
+    this.sockets.set(ws.handle, ws);
+    connect(target, { ...this.extra.connect, headers, protocols }).then(
+      (client) => this.connected(ws, client),
+      (error: unknown) => {
+        this.sockets.delete(ws.handle);
+        ws.gone = true;
+        const message = error instanceof HandshakeError && error.status > 0 ? `websocket.connect fail:${error.status}` : errorMessage(error);
+        this.deliver(ws.handle, Result.Failed, message);
+      },
+    );
+    return ws.handle;
+  }
+
+  private connected(ws: WsSocket, client: WebSocketClient): void {
+    if (this.disposed || ws.closing) {
+      client.terminate();
+      return;
+    }
+    ws.client = client;
+    client.pingListener = (payload) => this.socketEvent(ws, SocketEvent.Ping, payload);
+    client.pongListener = (payload) => this.socketEvent(ws, SocketEvent.Pong, payload);
+    this.deliver(ws.handle, Result.Ok, client.protocol);
+    void this.pump(ws, client);
+  }
+
+  /** Moves a client socket's messages into Lua, waiting while the script is behind. */
+  private async pump(ws: WsSocket, client: WebSocketClient): Promise<void> {
+    let failure: string | null = null;
+    try {
+      for await (const message of client) {
+        this.socketEvent(ws, message.isBinary ? SocketEvent.Binary : SocketEvent.Text, message.data);
+        while (ws.paused && !ws.gone && !this.disposed) {
+          await new Promise<void>((resolve) => {
+            ws.resume = resolve;
+          });
+        }
+      }
+    } catch (error) {
+      failure = errorMessage(error);
+    }
+    const info = await client.closed;
+    this.socketGone(ws, info.code, info.reason, failure);
+  }
+
+  // ---- sockets --------------------------------------------------------------------------
+
+  private socketEvent(ws: WsSocket | undefined, kind: number, data: Buffer): void {
+    if (ws === undefined || ws.gone || ws.closing) return;
+    ws.unread++;
+    ws.unreadBytes += data.length;
+    if (!ws.paused && (ws.unread >= HIGH_WATER_MESSAGES || ws.unreadBytes >= HIGH_WATER_BYTES)) {
+      ws.paused = true;
+      ws.server?.transport.socket.pause();
+    }
+    this.deliver(ws.handle, kind, data);
+  }
+
+  /** Reads from the peer again once the script caught up (or always, with `force`). */
+  private resumeReading(ws: WsSocket, force: boolean): void {
+    if (!ws.paused) return;
+    if (!force && (ws.unread > HIGH_WATER_MESSAGES / 2 || ws.unreadBytes > HIGH_WATER_BYTES / 2)) return;
+    ws.paused = false;
+    ws.server?.transport.socket.resume();
+    const resume = ws.resume;
+    ws.resume = null;
+    resume?.();
+  }
+
+  /** The connection ended: tell a reader why (the peer's close frame, or the failure), then EOF. */
+  private socketGone(ws: WsSocket, code: number, reason: string, failure: string | null): void {
+    if (ws.gone) return;
+    ws.gone = true;
+    this.sockets.delete(ws.handle);
+    if (!ws.closing) {
+      if (failure !== null) this.deliver(ws.handle, Result.Failed, failure);
+      else if (code !== CloseCode.AbnormalClosure) this.deliver(ws.handle, SocketEvent.Close, closePayload(code, reason));
+    }
+    this.deliver(ws.handle, SocketEvent.Closed, null, code);
+  }
+
+  private closeSocket(ws: WsSocket, code: number): void {
+    ws.closing = true;
+    // The close handshake needs the peer's answer: read again if paused.
+    this.resumeReading(ws, true);
+    if (ws.server !== null) ws.server.close(code, "");
+    else if (ws.client !== null) void ws.client.close(code);
+  }
+
+  private send(a: LuaArgs) {
+    const ws = this.sockets.get(a.integer(1));
+    if (ws === undefined || ws.gone || ws.closing || (ws.server === null && ws.client === null)) return luaMulti(false, SOCKET_CLOSED);
+    const opcode = a.integer(2);
+    const data = a.bytes(3);
+    try {
+      switch (opcode) {
+        case SocketEvent.Text:
+          // A text frame must be UTF-8 (RFC 6455 §5.6); the peer would fail the connection.
+          if (!isValidUtf8(data)) return luaMulti(false, "text data is not valid UTF-8 (send it as binary)");
+          return sendResult(ws.server !== null ? ws.server.send(data, false) : sendClient(() => ws.client!.send(data, false)));
+        case SocketEvent.Binary:
+          return sendResult(ws.server !== null ? ws.server.send(data, true) : sendClient(() => ws.client!.send(data, true)));
+        case SocketEvent.Ping:
+          return sendResult(ws.server !== null ? ws.server.ping(data) : sendClient(() => ws.client!.ping(data)));
+        case SocketEvent.Pong:
+          if (ws.server !== null) return ws.server.transport.connection.pong(data) ? true : luaMulti(false, SOCKET_CLOSED);
+          return sendResult(sendClient(() => ws.client!.pong(data)));
+        case SocketEvent.Close: {
+          // The payload of a close frame: empty, or a 2-byte code and a UTF-8 reason (§5.5.1).
+          let code: number | undefined;
+          let reason = "";
+          if (data.length === 1) return luaMulti(false, "a close payload is empty or at least 2 bytes");
+          if (data.length >= 2) {
+            code = data.readUInt16BE(0);
+            const reasonBytes = data.subarray(2);
+            if (!isValidCloseCode(code)) return luaMulti(false, `invalid close code ${code}`);
+            if (!isValidUtf8(reasonBytes)) return luaMulti(false, "close reason is not valid UTF-8");
+            reason = reasonBytes.toString("utf8");
+          }
+          if (ws.server !== null) ws.server.close(code, reason);
+          else if (code === undefined) ws.client!.terminate();
+          else void ws.client!.close(code, reason);
+          return true;
+        }
+        default:
+          return luaMulti(false, "continuation frames are not sent on their own (write the whole message)");
+      }
+    } catch (error) {
+      return luaMulti(false, errorMessage(error));
+    }
+  }
+}
+
+// ---- helpers ----------------------------------------------------------------------------
+
+function newSocket(handle: number): WsSocket {
+  return { handle, server: null, client: null, unread: 0, unreadBytes: 0, paused: false, resume: null, closing: false, gone: false };
+}
+
+function sendClient(send: () => void): SendStatus {
+  try {
+    send();
+    return SendStatus.Success;
+  } catch {
+    return SendStatus.Dropped;
+  }
+}
+
+function sendResult(status: SendStatus) {
+  return status === SendStatus.Dropped ? luaMulti(false, SOCKET_CLOSED) : true;
+}
+
+function text(value: LuaValue | undefined): string {
+  if (Buffer.isBuffer(value)) return value.toString("utf8");
+  if (typeof value === "number") return String(value);
+  return "";
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Parses a silly listen address: ":PORT" (on `defaultHost`), "IP:PORT", "HOST:PORT",
+ * "[IPv6]:PORT". Returns the error text when it is not one.
+ */
+export function parseAddress(addr: string, defaultHost: string): { host: string; port: number } | string {
+  const colon = addr.lastIndexOf(":");
+  if (colon < 0) return `invalid address '${addr}' (use ":PORT" or "IP:PORT")`;
+  let host = addr.slice(0, colon);
+  const portText = addr.slice(colon + 1);
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) return `invalid port in address '${addr}'`;
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  if (host === "" || host === "*") host = host === "*" ? "0.0.0.0" : defaultHost;
+  return { host, port: Number(portText) };
+}
+
+/** Lua header table → node headers (values as latin1 so every byte goes out as given). */
+function toHeaders(table: { [key: string]: LuaValue } | LuaValue[]): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  if (Array.isArray(table)) return headers;
+  for (const [name, value] of Object.entries(table)) {
+    if (Array.isArray(value)) headers[name] = value.map(headerText);
+    else headers[name] = headerText(value);
+  }
+  return headers;
+}
+
+function headerText(value: LuaValue): string {
+  if (Buffer.isBuffer(value)) return value.toString("latin1");
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
+  return "";
+}
+
+function closePayload(code: number, reason: string): Buffer {
+  if (code === CloseCode.NoStatusReceived) return Buffer.alloc(0);
+  const payload = Buffer.alloc(2 + Buffer.byteLength(reason));
+  payload.writeUInt16BE(code, 0);
+  payload.write(reason, 2, "utf8");
+  return payload;
+}
+
+function sendPlain(res: ServerResponse, status: number, body: string): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
+  res.end(res.req.method === "HEAD" ? undefined : body);
+}
+
+/** Answers an upgrade request that was not upgraded, by hand, and closes the connection. */
+function writeRawResponse(stream: HttpStream, status: number, headers: Record<string, string | string[]>, body: Buffer): void {
+  const socket = stream.socket;
+  if (socket === null || socket.destroyed) return;
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\n`;
+  let hasLength = false;
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === "connection" || lower === "transfer-encoding") continue;
+    if (lower === "content-length") hasLength = true;
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (/[\r\n]/.test(name) || /[\r\n]/.test(item)) continue;
+      head += `${name}: ${item}\r\n`;
+    }
+  }
+  if (!hasLength) head += `content-length: ${body.length}\r\n`;
+  head += "connection: close\r\n\r\n";
+  socket.end(Buffer.concat([Buffer.from(head, "latin1"), body]));
 }

@@ -24,14 +24,16 @@
  * @module
  */
 
+import { type WasmGlobal, webAssembly } from "./engine-capi.js";
+
 /** The instantiated allocator. */
 export interface CountingAllocator {
   /** The `lua_Alloc` function, to be put in the module's function table. */
   readonly alloc: (ud: number, ptr: number, osize: number, nsize: number) => number;
   /** Bytes currently allocated through `alloc`. */
-  readonly used: WebAssembly.Global;
+  readonly used: WasmGlobal;
   /** Cap in bytes; an allocation that would exceed it fails. */
-  readonly max: WebAssembly.Global;
+  readonly max: WasmGlobal;
 }
 
 const I32 = 0x7f;
@@ -108,7 +110,27 @@ const functionBody = [1, 2, I32, ...body]; // one local declaration: 2 × i32
 const moduleBytes = new Uint8Array([
   ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
   // types: 0 (i32 i32)→i32 realloc, 1 (i32)→() free, 2 (i32 i32 i32 i32)→i32 alloc
-  ...section(1, [3, 0x60, 2, I32, I32, 1, I32, 0x60, 1, I32, 0, 0x60, 4, I32, I32, I32, I32, 1, I32]),
+  ...section(1, [
+    3,
+    0x60,
+    2,
+    I32,
+    I32,
+    1,
+    I32,
+    0x60,
+    1,
+    I32,
+    0,
+    0x60,
+    4,
+    I32,
+    I32,
+    I32,
+    I32,
+    1,
+    I32,
+  ]),
   ...section(2, [2, ...name("e"), ...name("realloc"), 0, 0, ...name("e"), ...name("free"), 0, 1]),
   ...section(3, [1, 2]),
   // two mutable i32 globals initialised to 0
@@ -117,7 +139,7 @@ const moduleBytes = new Uint8Array([
   ...section(10, [1, ...leb128(functionBody.length), ...functionBody]),
 ]);
 
-let compiled: WebAssembly.Module | undefined;
+let compiled: object | undefined;
 
 /**
  * Instantiates a counting allocator over the given `realloc`/`free` exports of a Lua module.
@@ -128,8 +150,8 @@ export function createCountingAllocator(
   free: (ptr: number) => void,
   maxBytes: number,
 ): CountingAllocator {
-  compiled ??= new WebAssembly.Module(moduleBytes);
-  const instance = new WebAssembly.Instance(compiled, { e: { realloc, free } });
+  compiled ??= new webAssembly.Module(moduleBytes);
+  const instance = new webAssembly.Instance(compiled, { e: { realloc, free } });
   const exports = instance.exports as unknown as CountingAllocator;
   exports.max.value = maxBytes;
   return exports;

@@ -10,9 +10,32 @@
 /** Address in the module's linear memory. */
 export type Ptr = number;
 
+/** The members of the WebAssembly JS API used here (the project's `lib` has no DOM types). */
+export interface WasmApi {
+  readonly Module: new (bytes: Uint8Array) => object;
+  readonly Instance: new (
+    module: object,
+    imports: Record<string, Record<string, unknown>>,
+  ) => { readonly exports: Record<string, unknown> };
+  instantiate(...args: unknown[]): Promise<unknown>;
+}
+
+/** A `WebAssembly.Memory`. */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+
+/** A mutable `WebAssembly.Global` of type i32. */
+export interface WasmGlobal {
+  value: number;
+}
+
+/** The global `WebAssembly` object. */
+export const webAssembly = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
 /** The raw exports of the Lua WebAssembly module this engine uses. */
 export interface LuaCApi {
-  readonly memory: WebAssembly.Memory;
+  readonly memory: WasmMemory;
   malloc(size: number): Ptr;
   free(ptr: Ptr): void;
   realloc(ptr: Ptr, size: number): Ptr;

@@ -106,7 +106,7 @@ export type LuaInput =
  * (several results) or a {@link LuaYield} (yield the running coroutine with those values).
  * Throwing raises a Lua error at the caller's line (`app.lua:12: message`).
  */
-export type HostFunction = (args: LuaArgs) => HostReturn;
+export type HostFunction = ((args: LuaArgs) => HostReturn) | ((args: LuaArgs) => void);
 
 /** What a {@link HostFunction} may return. */
 export type HostReturn = LuaInput | LuaMulti | LuaYield | undefined;

@@ -40,7 +40,10 @@ export function isSafeModuleName(name: string): boolean {
  * Finds and reads module `name` under `scriptDir`.
  * Never throws for a bad name or a missing file: it reports a miss.
  */
-export function findScriptModule(scriptDir: string | undefined, name: string): ScriptModule | ScriptModuleMiss {
+export function findScriptModule(
+  scriptDir: string | undefined,
+  name: string,
+): ScriptModule | ScriptModuleMiss {
   if (scriptDir === undefined) {
     return { found: false, message: "no script folder to search" };
   }

@@ -25,8 +25,8 @@ export type FailureHandler = (context: LuaValue, message: string, traceback: str
  */
 export class SchedulerBridge {
   private readonly host: LuaHost;
-  private readonly runFn: LuaRef;
-  private readonly deliverFn: LuaRef;
+  private readonly stepFn: LuaRef;
+  private readonly postFn: LuaRef;
   private readonly openFn: LuaRef;
   private readonly forgetFn: LuaRef;
   private readonly currentContextFn: LuaRef;
@@ -47,8 +47,8 @@ export class SchedulerBridge {
     };
     const [module] = engine.run(readRuntimeFile("scheduler.lua"), "=scheduler", primitives);
     const table = module as Record<string, LuaValue>;
-    this.runFn = table.run as LuaRef;
-    this.deliverFn = table.deliver as LuaRef;
+    this.stepFn = table.step as LuaRef;
+    this.postFn = table.post as LuaRef;
     this.openFn = table.open_socket as LuaRef;
     this.forgetFn = table.forget_socket as LuaRef;
     this.currentContextFn = engine.load("return require('moonsocket.scheduler').current_context", "=scheduler-context");
@@ -58,33 +58,17 @@ export class SchedulerBridge {
 
   private readonly onFailure: FailureHandler;
 
-  /** Resumes every ready coroutine. A budget abort in one is reported and the rest go on. */
+  /**
+   * Resumes every ready coroutine, one resume per entry into Lua so that each gets the whole
+   * CPU budget. A budget abort in one is reported and the rest go on.
+   */
   run(): void {
-    this.enter(this.runFn);
-  }
-
-  /** Gives socket `handle` an inbox. */
-  openSocket(handle: number): void {
-    this.host.engine.call(this.openFn, handle);
-  }
-
-  /** Drops socket `handle`'s inbox. */
-  forgetSocket(handle: number): void {
-    this.host.engine.call(this.forgetFn, handle);
-  }
-
-  /** Queues an event for socket `handle` and runs the scheduler. */
-  deliver(handle: number, kind: number, data: Buffer | string | null, extra: number | string | boolean | null = null): void {
-    this.enter(this.deliverFn, handle, kind, data, extra);
-  }
-
-  private enter(fn: LuaRef, ...args: (Buffer | string | number | boolean | null)[]): void {
     const engine = this.host.engine;
-    for (let attempt = 0; attempt < 1000; attempt++) {
+    for (;;) {
       try {
-        engine.call(attempt === 0 ? fn : this.runFn, ...(attempt === 0 ? args : []));
-        return;
+        if (engine.call(this.stepFn)[0] !== true) return;
       } catch (error) {
+        if (engine.closed) return;
         // The error escaped the scheduler itself: a CPU budget or memory limit hit while a
         // coroutine ran (the limit keeps firing until control is back in the host). Blame
         // that coroutine's owner, then go on with the coroutines still queued.
@@ -99,5 +83,21 @@ export class SchedulerBridge {
         this.onFailure(context, message, "");
       }
     }
+  }
+
+  /** Gives socket `handle` an inbox. */
+  openSocket(handle: number): void {
+    this.host.engine.call(this.openFn, handle);
+  }
+
+  /** Drops socket `handle`'s inbox. */
+  forgetSocket(handle: number): void {
+    this.host.engine.call(this.forgetFn, handle);
+  }
+
+  /** Queues an event for socket `handle` and runs the scheduler. */
+  deliver(handle: number, kind: number, data: Buffer | string | null, extra: number | string | boolean | null = null): void {
+    this.host.engine.call(this.postFn, handle, kind, data, extra);
+    this.run();
   }
 }

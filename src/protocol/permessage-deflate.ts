@@ -5,6 +5,11 @@ export interface ExtensionOffer {
   name: string;
   /** Parameter values; `true` for a parameter given without a value. */
   params: Map<string, string | true>;
+  /**
+   * True when a parameter was given more than once (`params` holds the first value). RFC 7692
+   * §7.1: a server declines such an offer (and may accept the next one); a client fails.
+   */
+  duplicateParams?: boolean;
 }
 
 /** permessage-deflate settings in force on a connection (RFC 7692 §7.1). Window sizes as log2 of bytes. */
@@ -81,8 +86,10 @@ export function parseExtensions(header: string): ExtensionOffer[] {
         }
         skipSpace();
       }
-      if (offer.params.has(name)) throw malformed(header, `parameter ${name} given twice`);
-      offer.params.set(name, value);
+      // A repeated parameter is well-formed syntax but an unacceptable offer (RFC 7692 §7.1):
+      // mark it so that only this offer is declined, rather than failing the handshake.
+      if (offer.params.has(name)) offer.duplicateParams = true;
+      else offer.params.set(name, value);
     }
     if (i < n && header[i] !== ",") throw malformed(header);
     offers.push(offer);
@@ -145,6 +152,7 @@ interface OfferedParams {
 
 /** Reads a permessage-deflate offer's parameters, or null when it must be declined. */
 function readOffer(offer: ExtensionOffer): OfferedParams | null {
+  if (offer.duplicateParams === true) return null;
   const result: OfferedParams = {
     serverNoContextTakeover: false,
     clientNoContextTakeover: false,

@@ -63,6 +63,9 @@ export class Utf8Validator {
 
   /** Feeds `bytes[start, end)`. Returns false once the text can no longer be valid UTF-8. */
   push(bytes: Uint8Array, start = 0, end = bytes.length): boolean {
+    // Once rejected, stay rejected until reset() (without this, valid bytes after a
+    // rejection would be accepted and the REJECT state stepped like a continuation state).
+    if (this.state === REJECT) return false;
     let state = this.state;
     let i = start;
     // Finish a sequence left open by the previous piece.

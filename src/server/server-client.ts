@@ -60,6 +60,8 @@ export class ServerClient implements TransportHandler {
   open = true;
   /** Set by the server once `onConnect` ran, so `onDisconnect` follows only a connect. */
   connected = false;
+  /** @internal How many of the server's hook sets were offered this client's onConnect; onDisconnect goes to those only. */
+  connectedHookSets = 0;
   /** @internal */ transport!: SocketTransport;
   private readonly owner: ClientOwner;
 

@@ -233,12 +233,39 @@ export class WebSocketServer implements ClientOwner {
       res.end(req.method === "HEAD" ? undefined : this.metricsRegistry.render());
       return;
     }
+    // node:http emits 'upgrade' only when both `Upgrade` and `Connection: Upgrade` are present,
+    // so a WebSocket handshake missing one of them arrives here as a plain request. §4.2.1
+    // wants it refused with 400 and a reason (logged and counted like any refused handshake),
+    // not answered as a page or a 404.
+    if (req.headers["sec-websocket-key"] !== undefined && (this.paths === null || this.paths.has(path))) {
+      this.refuseHandshakeRequest(req, res);
+      return;
+    }
     for (const hooks of this.hooks) {
       if (hooks.onRequest?.(req, res)) return;
     }
     if (this.staticHandler !== null && (await this.staticHandler(req, res))) return;
     const body = "Not Found\n";
     res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
+    res.end(req.method === "HEAD" ? undefined : body);
+  }
+
+  /** Answers a WebSocket handshake that node:http did not treat as an upgrade with its 4xx. */
+  private refuseHandshakeRequest(req: IncomingMessage, res: ServerResponse): void {
+    let status = 400;
+    let message = "not a valid WebSocket handshake";
+    let headers: Readonly<Record<string, string>> = {};
+    try {
+      parseUpgradeRequest(req.method ?? "", req.httpVersion, req.headers);
+    } catch (error) {
+      if (!(error instanceof HandshakeError)) throw error;
+      ({ status, message, headers } = error);
+    }
+    this.logger.warn("handshake refused", { status, reason: message, remote: req.socket.remoteAddress, path: req.url });
+    this.metrics.handshakeFailures.labels({ status: String(status) }).inc();
+    const body = `${message}\n`;
+    res.shouldKeepAlive = false;
+    res.writeHead(status, { ...headers, "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
     res.end(req.method === "HEAD" ? undefined : body);
   }
 
@@ -373,6 +400,9 @@ export class WebSocketServer implements ClientOwner {
     client.connected = true;
     this.logger.debug("client connected", { id, remote: client.remoteAddress, path });
     for (const hooks of this.hooks) {
+      // Counted before the call: a set whose onConnect ran (even if it threw) gets the
+      // onDisconnect; the sets after a throwing one never heard of the client and get nothing.
+      client.connectedHookSets++;
       if (hooks.onConnect === undefined) continue;
       try {
         hooks.onConnect(client, req);
@@ -456,7 +486,10 @@ export class WebSocketServer implements ClientOwner {
     this.metrics.connections.set(this.clients.size);
     this.logger.debug("client disconnected", { id: client.id, code, reason, clean: wasClean });
     if (!client.connected) return;
-    for (const hooks of this.hooks) {
+    // onDisconnect only follows an onConnect of the same set (hooks.ts): not for sets after
+    // one whose onConnect threw, nor for sets added after the client connected.
+    const hookSets = this.hooks.slice(0, client.connectedHookSets);
+    for (const hooks of hookSets) {
       try {
         hooks.onDisconnect?.(client, code, reason);
       } catch (error) {

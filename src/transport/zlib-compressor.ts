@@ -107,7 +107,11 @@ export class ZlibCompressor implements MessageCompressor {
     }
     const input = final ? Buffer.concat([data, TAIL]) : data;
     const output = runSync(inflater, input, limit);
-    if (final && this.peerNoContext) inflater.reset();
+    // RFC 7692 §7.2.3.4: a peer may end a message with a BFINAL block, which ends the DEFLATE
+    // stream; zlib then reads no further (input is left over: at least the tail appended
+    // above) and would inflate every later message to nothing. Start a fresh stream.
+    const streamEnded = inflater._writeState[1] !== 0;
+    if ((final && this.peerNoContext) || streamEnded) inflater.reset();
     return output;
   }
 
@@ -123,6 +127,10 @@ export class ZlibCompressor implements MessageCompressor {
     }
     const output = runSync(deflater, data, Number.POSITIVE_INFINITY)!;
     if (this.ownNoContext) deflater.reset();
+    // With no input since the last sync flush zlib writes nothing at all (Z_BUF_ERROR), and an
+    // empty payload would leave the peer's inflater inside a stored block that the appended
+    // tail only begins. RFC 7692 §7.2.3.6: an empty message is sent as the single byte 00.
+    if (output.length === 0) return Buffer.from([0x00]);
     // A sync flush always ends with the empty stored block; drop it (§7.2.1).
     return output.subarray(0, output.length - 4);
   }

@@ -65,8 +65,11 @@ local function traceback(co, message)
   return tostring(message)
 end
 
---- Resumes queued coroutines until none is ready.
-function M.run()
+--- Resumes the next ready coroutine. Returns true if one ran, false when none is ready.
+--- The host bridge calls this once per entry into Lua, so that the CPU budget (which the
+--- engine counts per entry) applies to each resume separately: one runaway coroutine is
+--- stopped without eating the budget of the others queued behind it.
+function M.step()
   while head <= tail do
     local entry = queue[head]
     queue[head] = nil
@@ -77,9 +80,16 @@ function M.run()
       local ok, err = co_resume(co, unpack(entry, 2, entry.n))
       M.current_context = nil
       if not ok then host.failed(contexts[co], err, traceback(co, err)) end
+      return true
     end
   end
   head, tail = 1, 0
+  return false
+end
+
+--- Resumes queued coroutines until none is ready.
+function M.run()
+  while M.step() do end
 end
 
 --- Sleeps `ms` milliseconds (yields; other coroutines run meanwhile).
@@ -112,6 +122,13 @@ end
 
 --- Host entry: queue an event for socket h, wake its reader, run the scheduler.
 function M.deliver(h, kind, data, extra)
+  M.post(h, kind, data, extra)
+  M.run()
+end
+
+--- Queues an event for socket h and wakes its reader, without running the scheduler (the
+--- bridge then runs it one resume per entry, see step).
+function M.post(h, kind, data, extra)
   local s = sockets[h]
   if s then
     if kind == -1 then
@@ -127,7 +144,6 @@ function M.deliver(h, kind, data, extra)
       push(waiter)
     end
   end
-  M.run()
 end
 
 --- Next event of socket h: kind, data, extra; or nil, "timeout" / nil, "closed".

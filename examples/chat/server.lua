@@ -1,0 +1,91 @@
+-- moonsocket chat room (callback style, as in WebSocketServer).
+--
+-- Protocol: JSON messages.
+--   client → server  {type="hello", name=..., token=...}   first message: pick a nickname
+--                    {type="say", text=...}                  to everyone
+--                    {type="whisper", to=name, text=...}     private message
+--   server → client  {type="welcome", id, name, users, history}, {type="join"|"leave", name},
+--                    {type="say", from, text, time}, {type="whisper", from, to, text, time},
+--                    {type="users", users}, {type="error", message}
+-- A client must present the room token in the URL (?token=...) or it is closed with 4001.
+local cjson = require "cjson.safe"
+local log = require "moonsocket"
+
+local TOKEN = "moon"          -- the room's token; clients connect with ?token=moon
+local HISTORY_SIZE = 50       -- messages replayed to a newcomer
+local MAX_TEXT = 2000         -- longest message, in bytes
+
+local names = {}      -- client id -> nickname
+local ids = {}        -- nickname -> client id
+local history = {}    -- last HISTORY_SIZE "say" messages
+
+local function send(id, message) _send(id, cjson.encode(message)) end
+local function send_all(message) _sendAll(cjson.encode(message)) end
+
+local function user_list()
+  local list = {}
+  for _, name in pairs(names) do list[#list + 1] = name end
+  table.sort(list)
+  return list
+end
+
+local function remember(message)
+  history[#history + 1] = message
+  if #history > HISTORY_SIZE then table.remove(history, 1) end
+end
+
+local function query_param(query, key)
+  for k, v in query:gmatch("([^&=]+)=([^&]*)") do
+    if k == key then return (v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+  end
+end
+
+function on_connect(id)
+  local info = _getClientInfo(id)
+  if query_param(info.query, "token") ~= TOKEN then
+    log.warn("chat: client ", id, " rejected: bad token")
+    _close(id, 4001, "invalid token: connect with ?token=<room token>")
+  end
+end
+
+local function hello(id, request)
+  local name = type(request.name) == "string" and request.name:gsub("[%c<>]", ""):sub(1, 24) or ""
+  if name == "" then return send(id, { type = "error", message = "pick a nickname" }) end
+  if ids[name] and ids[name] ~= id then return send(id, { type = "error", message = "nickname '" .. name .. "' is taken" }) end
+  if names[id] then ids[names[id]] = nil end
+  names[id], ids[name] = name, id
+  send(id, { type = "welcome", id = id, name = name, users = user_list(), history = #history > 0 and history or cjson.empty_array })
+  send_all({ type = "join", name = name })
+  send_all({ type = "users", users = user_list() })
+end
+
+function main(id, message)
+  local request = cjson.decode(message)
+  if type(request) ~= "table" then return send(id, { type = "error", message = "messages are JSON objects" }) end
+  if request.type == "hello" then return hello(id, request) end
+  local name = names[id]
+  if not name then return send(id, { type = "error", message = "say hello first" }) end
+  local text = type(request.text) == "string" and request.text:sub(1, MAX_TEXT) or ""
+  if text == "" then return end
+  if request.type == "say" then
+    local said = { type = "say", from = name, text = text, time = os.time() }
+    remember(said)
+    send_all(said)
+  elseif request.type == "whisper" then
+    local target = ids[request.to]
+    if not target then return send(id, { type = "error", message = "no user named '" .. tostring(request.to) .. "'" }) end
+    local whisper = { type = "whisper", from = name, to = request.to, text = text, time = os.time() }
+    send(target, whisper)
+    if target ~= id then send(id, whisper) end
+  else
+    send(id, { type = "error", message = "unknown message type" })
+  end
+end
+
+function on_disconnect(id)
+  local name = names[id]
+  if not name then return end
+  names[id], ids[name] = nil, nil
+  send_all({ type = "leave", name = name })
+  send_all({ type = "users", users = user_list() })
+end

@@ -1,0 +1,358 @@
+-- The coroutine style's network modules: `silly.net.http` (a server whose handler runs per
+-- request in its own task) and `silly.net.websocket` (upgrade a request, or connect to a
+-- ws:// or wss:// server; read and write whole messages). The sockets themselves live in the
+-- host (coroutine-style.ts); events reach Lua through the scheduler's socket inboxes.
+--
+-- Called as a chunk with the host primitives, after silly.lua. Returns on_request, the
+-- function the host calls for each request.
+local H = ...
+
+local sched = require "moonsocket.scheduler"
+local R = require "moonsocket.silly"
+
+local type, tostring, pairs, ipairs, error = type, tostring, pairs, ipairs, error
+local setmetatable, getmetatable = setmetatable, getmetatable
+local lower, find, sub, concat = string.lower, string.find, string.sub, table.concat
+local block, spawn_task = R.block, R.spawn_task
+
+-- Event kinds the host delivers besides the frame opcodes (1 text, 2 binary, 8 close,
+-- 9 ping, 10 pong) and -1 (the connection is gone).
+local K_OK <const> = 100
+local K_FAIL <const> = 101
+
+local frame_type = { [0] = "continuation", [1] = "text", [2] = "binary", [8] = "close", [9] = "ping", [10] = "pong" }
+local frame_op = { continuation = 0, text = 1, binary = 2, close = 8, ping = 9, pong = 10 }
+
+local CONTROL_TOO_LONG <const> = "all control frames MUST have a payload length of 125 bytes or less"
+local SOCKET_CLOSED <const> = "socket closed"
+local END_OF_FILE <const> = "end of file"
+
+-- Waits for the next event of handle h: kind, data, extra (nil when the inbox closed).
+local function wait_event(h)
+  local kind, data, extra = block("WAIT", sched.read, h)
+  if kind == nil then return -1 end
+  return kind, data, extra
+end
+
+---------------------------------------------------------------------------------------------
+-- Connection objects (`stream.conn`, `sock.conn`): the transport under a stream or socket.
+
+local conn_methods = {}
+local conn_mt = { __index = conn_methods }
+
+local function newconn(h, remoteaddr)
+  return setmetatable({ fd = h, remoteaddr = remoteaddr }, conn_mt)
+end
+
+--- True while the connection is open.
+function conn_methods.isalive(conn)
+  return H.conn_alive(conn.fd)
+end
+
+--- Bytes queued and not yet sent.
+function conn_methods.unsentbytes(conn)
+  return H.conn_unsent(conn.fd)
+end
+
+---------------------------------------------------------------------------------------------
+-- WebSocket sockets.
+
+local sock_methods = {}
+-- Handles of sockets that became garbage while open: closed at the next request/connect
+-- (a __gc metamethod must not call into the host).
+local garbage = {}
+
+local sock_mt = {
+  __index = sock_methods,
+  __close = function(sock) sock_methods.close(sock) end,
+  __gc = function(sock)
+    if not sock._closed then garbage[#garbage + 1] = sock._h end
+  end,
+}
+
+local function collect_garbage()
+  local n = #garbage
+  if n == 0 then return end
+  for i = 1, n do
+    local h = garbage[i]
+    garbage[i] = nil
+    sched.forget_socket(h)
+    H.ws_collected(h)
+  end
+end
+
+local function newsocket(h, stream, conn)
+  return setmetatable({ conn = conn, stream = stream, _h = h, _closed = false, _err = nil }, sock_mt)
+end
+
+--- Next whole message: data, type ("text", "binary", "ping", "pong", "close"), or
+--- nil, err, "" once the connection is closed or failed.
+function sock_methods.read(sock)
+  if sock._closed then return nil, SOCKET_CLOSED, "" end
+  local err = sock._err
+  if err then return nil, err, "" end
+  local h = sock._h
+  local kind, data = wait_event(h)
+  if sock._closed then return nil, SOCKET_CLOSED, "" end
+  if kind == -1 or kind == K_FAIL then
+    err = kind == K_FAIL and tostring(data) or END_OF_FILE
+    sock._err = err
+    sched.forget_socket(h)
+    return nil, err, ""
+  end
+  H.ws_ack(h, #data)
+  return data, frame_type[kind]
+end
+
+--- Sends one message (type "text", "binary" (default), "ping", "pong" or "close"):
+--- true, or false, err.
+function sock_methods.write(sock, data, typ)
+  if typ == nil then typ = "binary" end
+  local op = frame_op[typ]
+  if op == nil then
+    error("bad argument #2 to 'write' (frame type expected, got " .. tostring(typ) .. ")", 2)
+  end
+  if data == nil then
+    data = ""
+  elseif type(data) == "number" then
+    data = tostring(data)
+  elseif type(data) ~= "string" then
+    error("bad argument #1 to 'write' (string expected, got " .. type(data) .. ")", 2)
+  end
+  if op >= 8 and #data > 125 then return false, CONTROL_TOO_LONG end
+  if sock._closed then return false, SOCKET_CLOSED end
+  return H.ws_send(sock._h, op, data)
+end
+
+--- Starts the close handshake (code 1000). The socket cannot be used afterwards.
+function sock_methods.close(sock)
+  if sock._closed then return false, SOCKET_CLOSED end
+  sock._closed = true
+  local h = sock._h
+  local ok, err = H.ws_close(h)
+  -- Wake a task of the script still blocked reading this socket, then drop the inbox.
+  sched.post(h, -1)
+  sched.forget_socket(h)
+  sock.conn = nil
+  return ok, err
+end
+
+---------------------------------------------------------------------------------------------
+-- HTTP streams.
+
+local stream_methods = {}
+local stream_mt = { __index = stream_methods }
+
+--- Sets the status and headers of the response (sent with the first write or close).
+--- With `close` true the response ends at once, without a body.
+function stream_methods.respond(stream, status, header, close)
+  if type(status) ~= "number" then
+    error("bad argument #1 to 'respond' (number expected, got " .. type(status) .. ")", 2)
+  end
+  if header ~= nil and type(header) ~= "table" then
+    error("bad argument #2 to 'respond' (table expected, got " .. type(header) .. ")", 2)
+  end
+  local ok, err = H.http_respond(stream._h, status, header)
+  if ok and close then H.http_close(stream._h) end
+  return ok, err
+end
+
+--- Writes part of the response body: true, or false, err.
+function stream_methods.write(stream, data)
+  if type(data) == "number" then data = tostring(data) end
+  if type(data) ~= "string" then
+    error("bad argument #1 to 'write' (string expected, got " .. type(data) .. ")", 2)
+  end
+  return H.http_write(stream._h, data)
+end
+
+--- Ends the response, after writing `body` if given.
+function stream_methods.closewrite(stream, body)
+  if body ~= nil and type(body) ~= "string" then body = tostring(body) end
+  H.http_close(stream._h, body)
+end
+-- The reference document's spelling.
+stream_methods.close = stream_methods.closewrite
+
+--- Nothing to do: the host writes as soon as it can.
+function stream_methods.flush(stream)
+  return true
+end
+
+--- The whole request body: data (with "end of file" as second value when it is empty).
+function stream_methods.readall(stream)
+  local body = stream._body
+  local rest = sub(body, stream._pos)
+  stream._pos = #body + 1
+  if #rest == 0 then return "", END_OF_FILE end
+  return rest, nil
+end
+
+--- The next `size` bytes of the request body (fewer at its end); "", "end of file" after it.
+function stream_methods.read(stream, size)
+  local body = stream._body
+  local pos = stream._pos
+  if pos > #body then return "", END_OF_FILE end
+  size = size or (#body - pos + 1)
+  local data = sub(body, pos, pos + size - 1)
+  stream._pos = pos + #data
+  return data, nil
+end
+
+---------------------------------------------------------------------------------------------
+-- silly.net.http
+
+local handlers = {}
+local listener_methods = {}
+local listener_mt = { __index = listener_methods }
+
+--- Stops accepting connections on this listener.
+function listener_methods.close(listener)
+  if handlers[listener.fd] == nil then return false, SOCKET_CLOSED end
+  handlers[listener.fd] = nil
+  H.http_close_listener(listener.fd)
+  return true
+end
+
+local http = {}
+
+--- Starts an HTTP (or, with certs, HTTPS) server: listener, or nil, err.
+--- conf: addr (":8080" or "IP:PORT"), handler(stream), tls, certs = {{cert = PEM, key = PEM}}.
+function http.listen(conf)
+  if type(conf) ~= "table" then
+    error("bad argument #1 to 'listen' (table expected, got " .. type(conf) .. ")", 2)
+  end
+  if type(conf.addr) ~= "string" then error("http.listen missing addr", 2) end
+  if type(conf.handler) ~= "function" then error("http.listen missing handler", 2) end
+  local certs
+  if conf.certs ~= nil then
+    if type(conf.certs) ~= "table" then error("http.listen certs must be a list of {cert, key}", 2) end
+    certs = {}
+    for i, c in ipairs(conf.certs) do
+      certs[i] = { cert = c.cert, key = c.key or c.cert_key }
+    end
+  end
+  local id, pending, addr = H.http_listen({ addr = conf.addr, tls = conf.tls and true or false, certs = certs })
+  if not id then return nil, pending end
+  handlers[id] = conf.handler
+  local listener = setmetatable({ fd = id, addr = addr or conf.addr }, listener_mt)
+  if pending then
+    -- Opened after startup: wait until the port is bound (or refused).
+    sched.open_socket(id)
+    local kind, data = wait_event(id)
+    sched.forget_socket(id)
+    if kind ~= K_OK then
+      handlers[id] = nil
+      return nil, data
+    end
+    listener.addr = data
+  end
+  return listener
+end
+
+local function run_handler(handler, stream, h)
+  handler(stream)
+  H.http_done(h)
+end
+
+--- Host entry: a request arrived on listener `id`; runs its handler in a new task whose
+--- context is the request's handle, so an error there closes that connection only.
+local function on_request(id, h, info)
+  collect_garbage()
+  local handler = handlers[id]
+  if handler == nil then return false end
+  local stream = setmetatable({
+    method = info.method,
+    path = info.path,
+    query = info.query,
+    header = info.header,
+    version = info.version,
+    remoteaddr = info.remoteaddr,
+    scheme = info.scheme,
+    conn = newconn(h, info.remoteaddr),
+    _h = h,
+    _body = info.body or "",
+    _pos = 1,
+  }, stream_mt)
+  spawn_task(run_handler, h, handler, stream, h)
+  return true
+end
+
+---------------------------------------------------------------------------------------------
+-- silly.net.websocket
+
+local websocket = {}
+
+local function header_value(header, name)
+  local v = header[name]
+  if type(v) == "table" then v = concat(v, ", ") end
+  return v
+end
+
+--- Upgrades a request stream to a WebSocket: sock, or nil, err (the request is answered
+--- with an HTTP error then).
+function websocket.upgrade(stream)
+  if type(stream) ~= "table" or getmetatable(stream) ~= stream_mt then
+    error("bad argument #1 to 'upgrade' (http stream expected)", 2)
+  end
+  local function refuse(err)
+    stream:respond(400, {})
+    stream:closewrite()
+    return nil, err
+  end
+  if stream.method ~= "GET" then return refuse("method not GET") end
+  local header = stream.header
+  if type(header) ~= "table" then return refuse("header not found") end
+  local upgrade = header_value(header, "upgrade")
+  if upgrade and lower(upgrade) ~= "websocket" then return refuse("header upgrade mismatch") end
+  local connection = header_value(header, "connection")
+  if connection and not find(lower(connection), "upgrade", 1, true) then
+    return refuse("header connection mismatch")
+  end
+  if not header["sec-websocket-key"] then return refuse("sec-websocket-key not found") end
+  local h = stream._h
+  local ok, err = H.ws_accept(h)
+  if not ok then return nil, err end
+  sched.open_socket(h)
+  return newsocket(h, stream, stream.conn)
+end
+
+--- Connects to a ws:// or wss:// URL (blocks the task until done): sock, or nil, err.
+function websocket.connect(url, header)
+  if type(url) ~= "string" then
+    error("bad argument #1 to 'connect' (string expected, got " .. type(url) .. ")", 2)
+  end
+  if header ~= nil and type(header) ~= "table" then
+    error("bad argument #2 to 'connect' (table expected, got " .. type(header) .. ")", 2)
+  end
+  collect_garbage()
+  local fields = {}
+  for k, v in pairs(header or {}) do
+    if type(v) == "table" then v = concat(v, ", ") end
+    fields[tostring(k)] = tostring(v)
+  end
+  local h, err = H.ws_connect(url, fields)
+  if not h then return nil, err end
+  sched.open_socket(h)
+  local kind, data = wait_event(h)
+  if kind ~= K_OK then
+    sched.forget_socket(h)
+    return nil, kind == K_FAIL and tostring(data) or "connection closed"
+  end
+  local path = url:match("^%a+://[^/?#]*([^#]*)") or "/"
+  if path == "" then path = "/" end
+  local stream = {
+    status = 101,
+    method = "GET",
+    path = path,
+    version = "HTTP/1.1",
+    scheme = url:match("^(%a+)://"),
+    header = { ["sec-websocket-protocol"] = data ~= "" and data or nil },
+  }
+  return newsocket(h, stream, newconn(h, url:match("^%a+://([^/?#]*)")))
+end
+
+package.preload["silly.net.http"] = function() return http end
+package.preload["silly.net.websocket"] = function() return websocket end
+
+return on_request

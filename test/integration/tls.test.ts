@@ -1,0 +1,95 @@
+/**
+ * wss:// with a self-signed certificate generated at test time by openssl: our server with a
+ * `ws` client, a `ws` server with our client, and our client with our server.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import WebSocket, { WebSocketServer as WsServer } from "ws";
+import { connect } from "../../src/client/client.js";
+import { Resources, startEchoServer, withTimeout, WsPeer } from "../helpers/net-helpers.js";
+
+const resources = new Resources();
+afterEach(() => resources.closeAll());
+
+/** Generates a key and a self-signed certificate for CN=localhost, or says why it cannot. */
+function makeCertificate(): { cert: Buffer; key: Buffer; dir: string } | string {
+  const dir = mkdtempSync(path.join(tmpdir(), "moonsocket-tls-"));
+  const keyFile = path.join(dir, "key.pem");
+  const certFile = path.join(dir, "cert.pem");
+  const result = spawnSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", keyFile, "-out", certFile],
+    { stdio: "pipe", timeout: 20_000 },
+  );
+  if (result.error !== undefined || result.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    return `openssl is not usable here (${result.error?.message ?? result.stderr.toString().trim()})`;
+  }
+  return { cert: readFileSync(certFile), key: readFileSync(keyFile), dir };
+}
+
+const made = makeCertificate();
+const skip = typeof made === "string" ? made : false;
+
+describe("wss:// with a self-signed certificate", { skip }, () => {
+  let cert: Buffer;
+  let key: Buffer;
+  before(() => {
+    if (typeof made === "string") return;
+    ({ cert, key } = made);
+  });
+  after(() => {
+    if (typeof made !== "string") rmSync(made.dir, { recursive: true, force: true });
+  });
+
+  it("our server serves wss:// to a ws client that trusts the certificate", async () => {
+    const { server, port } = await startEchoServer(resources, { tls: { cert, key } });
+    assert.match(server.url, /^wss:\/\/127\.0\.0\.1:\d+\/$/);
+    const peer = new WsPeer(new WebSocket(`wss://localhost:${port}/`, { ca: cert }));
+    resources.add(peer, (p) => p.ws.terminate());
+    await peer.opened();
+    peer.ws.send("over TLS ✓");
+    assert.equal((await peer.next()).data.toString(), "over TLS ✓");
+    peer.ws.close(1000, "done");
+    assert.equal((await peer.waitClosed()).wasClean, true);
+  });
+
+  it("our client connects to our wss:// server with ca and echoes text and binary", async () => {
+    const { port } = await startEchoServer(resources, { tls: { cert, key }, perMessageDeflate: true });
+    const client = resources.add(await connect(`wss://localhost:${port}/`, { ca: cert, perMessageDeflate: true }), (c) =>
+      c.terminate(),
+    );
+    client.send("secure");
+    assert.equal((await client.receive()).text(), "secure");
+    const big = Buffer.alloc(200_000, 3);
+    client.send(big);
+    assert.ok((await client.receive()).data.equals(big));
+    assert.deepEqual(await withTimeout(client.close(1000, "done"), 3000, "close"), { code: 1000, reason: "", wasClean: true });
+  });
+
+  it("our client connects to a ws server over https", async () => {
+    const httpsServer = https.createServer({ cert, key });
+    const wss = new WsServer({ server: httpsServer });
+    wss.on("connection", (socket) => socket.on("message", (data, isBinary) => socket.send(data as Buffer, { binary: isBinary })));
+    resources.add(httpsServer, (s) => {
+      for (const client of wss.clients) client.terminate();
+      return new Promise<void>((resolve) => s.close(() => resolve()));
+    });
+    await new Promise<void>((resolve) => httpsServer.listen(0, "127.0.0.1", () => resolve()));
+    const { port } = httpsServer.address() as AddressInfo;
+    const client = resources.add(await connect(`wss://localhost:${port}/`, { ca: cert }), (c) => c.terminate());
+    client.send(Buffer.from([0, 255, 1]));
+    assert.deepEqual([...(await client.receive()).data], [0, 255, 1]);
+  });
+
+  it("our client refuses an untrusted certificate", async () => {
+    const { port } = await startEchoServer(resources, { tls: { cert, key } });
+    await assert.rejects(connect(`wss://localhost:${port}/`), /self[- ]signed|certificate/i);
+  });
+});

@@ -1,0 +1,193 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import zlib from "node:zlib";
+import type { DeflateParams } from "../../../src/protocol/permessage-deflate.js";
+import { ZlibCompressor } from "../../../src/transport/zlib-compressor.js";
+import { deflatedZeros, inflatedSize } from "../../helpers/deflate-bomb.js";
+import { createRandom, randomBytes } from "../../helpers/protocol-harness.js";
+
+const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+
+function params(overrides: Partial<DeflateParams> = {}): DeflateParams {
+  return {
+    serverNoContextTakeover: false,
+    clientNoContextTakeover: false,
+    serverMaxWindowBits: 15,
+    clientMaxWindowBits: 15,
+    ...overrides,
+  };
+}
+
+/** A server-side and a client-side compressor for the same negotiated parameters. */
+function pair(negotiated = params()): { server: ZlibCompressor; client: ZlibCompressor } {
+  return { server: new ZlibCompressor(negotiated, "server"), client: new ZlibCompressor(negotiated, "client") };
+}
+
+/** Inflates one whole message with plain zlib, as an independent peer would. */
+function inflate(data: Buffer, windowBits = 15): Buffer {
+  return zlib.inflateRawSync(Buffer.concat([data, TAIL]), { windowBits, finishFlush: zlib.constants.Z_SYNC_FLUSH });
+}
+
+describe("ZlibCompressor", () => {
+  it("has a threshold of 1024 bytes by default, and takes one from options", () => {
+    assert.equal(new ZlibCompressor(params(), "server").threshold, 1024);
+    assert.equal(new ZlibCompressor(params(), "server", { threshold: 0 }).threshold, 0);
+  });
+
+  it("compresses to raw DEFLATE without the 00 00 FF FF tail, which plain zlib inflates", () => {
+    const { server } = pair();
+    const data = Buffer.from("permessage-deflate ".repeat(100));
+    const compressed = server.compress(data);
+    assert.ok(compressed.length < data.length / 5);
+    assert.notDeepEqual(compressed.subarray(-4), TAIL);
+    assert.deepEqual(inflate(compressed), data);
+  });
+
+  it("compresses an empty message to a payload that inflates to nothing, also after another message", () => {
+    const { server, client } = pair();
+    const first = server.compress(Buffer.alloc(0));
+    assert.deepEqual(client.decompress(first, true, 100), Buffer.alloc(0));
+    assert.deepEqual(client.decompress(server.compress(Buffer.from("between")), true, 100), Buffer.from("between"));
+    for (let i = 0; i < 3; i++) {
+      const empty = server.compress(Buffer.alloc(0));
+      assert.ok(empty.length > 0, "never an empty payload (RFC 7692 §7.2.3.6: 00 instead)");
+      assert.deepEqual(client.decompress(empty, true, 100), Buffer.alloc(0));
+    }
+    assert.deepEqual(client.decompress(server.compress(Buffer.from("after")), true, 100), Buffer.from("after"));
+  });
+
+  it("round-trips server → client and client → server", () => {
+    const { server, client } = pair();
+    const random = createRandom(1);
+    for (let i = 0; i < 20; i++) {
+      const data = i % 2 ? randomBytes(random, 50 + i * 100) : Buffer.from(`message ${i} `.repeat(i * 10));
+      assert.deepEqual(client.decompress(server.compress(data), true, Number.POSITIVE_INFINITY), data);
+      assert.deepEqual(server.decompress(client.compress(data), true, Number.POSITIVE_INFINITY), data);
+    }
+  });
+
+  it("handles messages whose compressed or inflated size exceeds its 64 KiB scratch buffer", () => {
+    const { server, client } = pair();
+    const incompressible = randomBytes(createRandom(2), 300_000);
+    const compressed = server.compress(incompressible);
+    assert.ok(compressed.length > 65_536);
+    assert.deepEqual(client.decompress(compressed, true, Number.POSITIVE_INFINITY), incompressible);
+    const compressible = Buffer.alloc(1_000_000, 0x61);
+    assert.deepEqual(client.decompress(server.compress(compressible), true, Number.POSITIVE_INFINITY), compressible);
+  });
+
+  it("inflates a message delivered in pieces (fragments), output piece by piece", () => {
+    const { server, client } = pair();
+    const data = Buffer.from("fragmented message ".repeat(300));
+    const compressed = server.compress(data);
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < compressed.length; at += 7) {
+      const end = Math.min(compressed.length, at + 7);
+      pieces.push(client.decompress(compressed.subarray(at, end), end === compressed.length, Number.POSITIVE_INFINITY)!);
+    }
+    assert.deepEqual(Buffer.concat(pieces), data);
+  });
+
+  it("keeps the context between messages: a repeated message compresses to a few bytes", () => {
+    const { server, client } = pair();
+    const data = Buffer.from(randomBytes(createRandom(3), 500).toString("hex"));
+    const first = server.compress(data);
+    const second = server.compress(data);
+    assert.ok(second.length < 20, `second copy is ${second.length} bytes`);
+    assert.deepEqual(client.decompress(first, true, Number.POSITIVE_INFINITY), data);
+    assert.deepEqual(client.decompress(second, true, Number.POSITIVE_INFINITY), data);
+  });
+
+  it("server_no_context_takeover: the server compresses each message afresh and the client forgets", () => {
+    const { server, client } = pair(params({ serverNoContextTakeover: true }));
+    const data = Buffer.from(randomBytes(createRandom(4), 500).toString("hex"));
+    const first = server.compress(data);
+    assert.deepEqual(server.compress(data), first);
+    assert.deepEqual(client.decompress(first, true, Number.POSITIVE_INFINITY), data);
+    assert.deepEqual(client.decompress(first, true, Number.POSITIVE_INFINITY), data);
+    // The client side still keeps its own context (client_no_context_takeover is off).
+    assert.ok(client.compress(data).length > client.compress(data).length);
+  });
+
+  it("client_no_context_takeover: the server's inflater forgets each message", () => {
+    // A peer that (wrongly) keeps its context: its second message refers to the first, which
+    // a server that resets after every message no longer has.
+    const keeper = new ZlibCompressor(params(), "client");
+    const server = new ZlibCompressor(params({ clientNoContextTakeover: true }), "server");
+    const data = Buffer.from(randomBytes(createRandom(5), 500).toString("hex"));
+    assert.deepEqual(server.decompress(keeper.compress(data), true, Number.POSITIVE_INFINITY), data);
+    const second = keeper.compress(data);
+    assert.throws(() => server.decompress(second, true, Number.POSITIVE_INFINITY));
+  });
+
+  for (let bits = 8; bits <= 15; bits++) {
+    it(`round-trips with ${bits}-bit windows, readable by plain zlib with that window`, () => {
+      const negotiated = params({ serverMaxWindowBits: bits, clientMaxWindowBits: bits });
+      const { server, client } = pair(negotiated);
+      const random = createRandom(bits);
+      const block = randomBytes(random, 200);
+      for (let i = 0; i < 5; i++) {
+        const data = Buffer.concat([block, randomBytes(random, 1000), block, Buffer.alloc(3000, i)]);
+        const fromServer = server.compress(data);
+        const fromClient = client.compress(data);
+        assert.deepEqual(client.decompress(fromServer, true, Number.POSITIVE_INFINITY), data);
+        assert.deepEqual(server.decompress(fromClient, true, Number.POSITIVE_INFINITY), data);
+        if (i === 0) assert.deepEqual(inflate(fromServer, bits), data);
+      }
+    });
+  }
+
+  it("returns null as soon as the output exceeds the limit, and accepts exactly the limit", () => {
+    const { server, client } = pair();
+    const data = Buffer.alloc(10_000, 0x62);
+    const compressed = server.compress(data);
+    assert.deepEqual(client.decompress(compressed, true, 10_000), data);
+    const other = pair();
+    assert.equal(other.client.decompress(other.server.compress(data), true, 9_999), null);
+  });
+
+  it("stops a 100 MiB decompression bomb at the limit without inflating it all", async () => {
+    const bomb = await deflatedZeros(100);
+    assert.equal(await inflatedSize(bomb), 100 * 1024 * 1024, "the bomb is real");
+    const client = new ZlibCompressor(params(), "client");
+    const before = process.memoryUsage().arrayBuffers;
+    const started = performance.now();
+    assert.equal(client.decompress(bomb, true, 1 << 20), null);
+    const elapsed = performance.now() - started;
+    const grown = process.memoryUsage().arrayBuffers - before;
+    assert.ok(grown < 8 * 1024 * 1024, `arrayBuffers grew by ${grown} bytes`);
+    assert.ok(elapsed < 1000, `stopped early (${elapsed.toFixed(0)} ms)`);
+  });
+
+  it("throws on corrupt data and then refuses to go on", () => {
+    const client = new ZlibCompressor(params(), "client");
+    assert.throws(() => client.decompress(Buffer.from([0xff, 0xff, 0xff]), true, 1000), /./);
+    assert.throws(() => client.decompress(Buffer.from([0x00]), true, 1000), /closed/);
+  });
+
+  it("inflates consecutive messages that end their DEFLATE stream with BFINAL (§7.2.3.4)", () => {
+    const client = new ZlibCompressor(params(), "client");
+    for (const text of ["one", "two two", "three three three"]) {
+      assert.equal(client.decompress(zlib.deflateRawSync(text), true, 1000)?.toString(), text);
+    }
+  });
+
+  it("accepts zlib level and memLevel options", () => {
+    const data = Buffer.from("level and memory ".repeat(200));
+    for (const options of [{ level: 0 }, { level: 9, memLevel: 9 }, { memLevel: 1 }]) {
+      const server = new ZlibCompressor(params(), "server", options);
+      assert.deepEqual(inflate(server.compress(data)), data);
+    }
+    assert.ok(new ZlibCompressor(params(), "server", { level: 0 }).compress(data).length > data.length);
+  });
+
+  it("can be closed before use, twice, and starts fresh engines if used again", () => {
+    const { server, client } = pair();
+    server.close();
+    client.compress(Buffer.from("warm up"));
+    client.close();
+    client.close();
+    const data = Buffer.from("after close");
+    assert.deepEqual(server.decompress(client.compress(data), true, 100), data);
+  });
+});
