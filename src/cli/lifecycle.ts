@@ -21,7 +21,6 @@ export async function runUntilSignal(server: WebSocketServer, command: string, b
     return 1;
   }
   const url = server.url;
-  process.stdout.write(banner ? banner(url) : `moonsocket ${command} listening on ${url}\n`);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -40,5 +39,9 @@ export async function runUntilSignal(server: WebSocketServer, command: string, b
     };
     process.on("SIGINT", () => stop("SIGINT"));
     process.on("SIGTERM", () => stop("SIGTERM"));
+    // The banner comes only once the signal handlers are in place: a supervisor (or a test)
+    // that waits for it and then sends SIGTERM must get a graceful shutdown, not the default
+    // action of a signal that arrived a moment too early.
+    process.stdout.write(banner ? banner(url) : `moonsocket ${command} listening on ${url}\n`);
   });
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { type IncomingMessage, STATUS_CODES, type ServerResponse } from "node:http";
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import { type ClientOptions, connect, type WebSocketClient } from "../client/client.js";
 import { CloseCode, isValidCloseCode } from "../protocol/close-code.js";
@@ -7,11 +7,19 @@ import { HandshakeError } from "../protocol/errors.js";
 import { parseUpgradeRequest } from "../protocol/handshake.js";
 import { isValidUtf8 } from "../protocol/utf8.js";
 import { MetricsRegistry } from "../server/metrics.js";
-import { SendStatus, type ServerClient } from "../server/server-client.js";
 import { WebSocketServer } from "../server/server.js";
+import { SendStatus, type ServerClient } from "../server/server-client.js";
 import type { ServerOptions } from "../server/server-options.js";
 import { createStaticHandler, type StaticHandler } from "../server/static-files.js";
-import { type HostFunction, type LuaArgs, LuaError, type LuaInput, type LuaRef, type LuaValue, luaMulti } from "./engine.js";
+import {
+  type HostFunction,
+  type LuaArgs,
+  LuaError,
+  type LuaInput,
+  type LuaRef,
+  type LuaValue,
+  luaMulti,
+} from "./engine.js";
 import type { LuaHost } from "./lua-host.js";
 import { readRuntimeFile } from "./runtime-files.js";
 import { SchedulerBridge, SocketEvent } from "./scheduler-bridge.js";
@@ -38,7 +46,10 @@ const SOCKET_CLOSED = "socket closed";
 /** Options of the coroutine style that the command line does not set (tests, embedding). */
 export interface CoroutineStyleOptions {
   /** Client settings for `websocket.connect`, e.g. a CA to trust for wss:// in tests. */
-  readonly connect?: Pick<ClientOptions, "ca" | "rejectUnauthorized" | "handshakeTimeout" | "maxPayload">;
+  readonly connect?: Pick<
+    ClientOptions,
+    "ca" | "rejectUnauthorized" | "handshakeTimeout" | "maxPayload"
+  >;
   /**
    * Maps the URL a script passes to `websocket.connect` before connecting, e.g. to point a
    * script's fixed `ws://127.0.0.1:8080` at a test server. Default: unchanged.
@@ -138,15 +149,22 @@ export class CoroutineStyle implements StyleRuntime {
     this.host = host;
     this.options = options;
     this.extra = extra;
-    this.staticHandler = options.staticDir !== undefined ? createStaticHandler(options.staticDir) : null;
-    this.bridge = new SchedulerBridge(host, (context, message, traceback) => this.onFailure(context, message, traceback));
+    this.staticHandler =
+      options.staticDir !== undefined ? createStaticHandler(options.staticDir) : null;
+    this.bridge = new SchedulerBridge(host, (context, message, traceback) =>
+      this.onFailure(context, message, traceback),
+    );
     // Timers fire from the event loop; the coroutines they wake run through dispatch.
     host.afterEvent = () => this.dispatch(() => this.bridge.run());
     const engine = host.engine;
     const primitives = engine.createRef(this.primitives());
     try {
       this.startMain = engine.run(readRuntimeFile("silly.lua"), "=silly", primitives)[0] as LuaRef;
-      this.onRequest = engine.run(readRuntimeFile("silly-net.lua"), "=silly-net", primitives)[0] as LuaRef;
+      this.onRequest = engine.run(
+        readRuntimeFile("silly-net.lua"),
+        "=silly-net",
+        primitives,
+      )[0] as LuaRef;
     } finally {
       primitives.release();
     }
@@ -178,7 +196,12 @@ export class CoroutineStyle implements StyleRuntime {
     const failure = this.mainFailure;
     if (failure !== null) throw new LuaError("ERR_LUA_RUNTIME", failure.message, failure.traceback);
     if (this.created.length === 0) {
-      this.host.logger.warn("the script called no http.listen at startup: nothing listens yet", { script: this.host.scriptName });
+      this.host.logger.warn(
+        "no server after startup (the script's http.listen was not called or failed): nothing listens",
+        {
+          script: this.host.scriptName,
+        },
+      );
     }
   }
 
@@ -221,7 +244,12 @@ export class CoroutineStyle implements StyleRuntime {
   }
 
   /** Queues an event for Lua handle `handle` and runs the tasks it wakes. */
-  private deliver(handle: number, kind: number, data: Buffer | string | null = null, extra: number | null = null): void {
+  private deliver(
+    handle: number,
+    kind: number,
+    data: Buffer | string | null = null,
+    extra: number | null = null,
+  ): void {
     this.dispatch(() => this.bridge.deliver(handle, kind, data, extra));
   }
 
@@ -313,7 +341,9 @@ export class CoroutineStyle implements StyleRuntime {
 
   /** `silly.exit`: no process to end here; stop serving. */
   private exit(code: number): void {
-    this.host.logger.warn(`silly.exit(${code}) called: closing the script's servers`, { script: this.host.scriptName });
+    this.host.logger.warn(`silly.exit(${code}) called: closing the script's servers`, {
+      script: this.host.scriptName,
+    });
     for (const server of this.created) void server.close();
   }
 
@@ -322,18 +352,26 @@ export class CoroutineStyle implements StyleRuntime {
   private listen(a: LuaArgs) {
     const conf = a.table(1) as { [key: string]: LuaValue };
     const addr = text(conf.addr);
+    // Scripts often ignore listen's `nil, err` (the reference examples do): say it in the log.
+    const refuse = (message: string) => {
+      this.host.logger.warn(`http.listen at '${addr}' failed: ${message}`, {
+        script: this.host.scriptName,
+      });
+      return luaMulti(null, message);
+    };
     const parsed = parseAddress(addr, this.options.host ?? "127.0.0.1");
-    if (typeof parsed === "string") return luaMulti(null, parsed);
+    if (typeof parsed === "string") return refuse(parsed);
     let tls = this.options.tls;
     const certs = conf.certs;
     if (Array.isArray(certs) && certs.length > 0) {
       const first = certs[0] as { [key: string]: LuaValue } | undefined;
       const cert = first?.cert;
       const key = first?.key;
-      if (!Buffer.isBuffer(cert) || !Buffer.isBuffer(key)) return luaMulti(null, "certs[1] needs cert and key (PEM text)");
+      if (!Buffer.isBuffer(cert) || !Buffer.isBuffer(key))
+        return refuse("certs[1] needs cert and key (PEM text)");
       tls = { cert, key };
     } else if (conf.tls === true && tls === undefined) {
-      return luaMulti(null, "tls needs certs = {{cert = PEM, key = PEM}}");
+      return refuse("tls needs certs = {{cert = PEM, key = PEM}}");
     }
     const port = this.options.port === 0 ? 0 : parsed.port;
     const options: ServerOptions = { ...this.options, host: parsed.host, port };
@@ -344,7 +382,7 @@ export class CoroutineStyle implements StyleRuntime {
     try {
       server = new WebSocketServer(options);
     } catch (error) {
-      return luaMulti(null, errorMessage(error));
+      return refuse(errorMessage(error));
     }
     if (options.metrics === this.options.metrics) this.metricsUsed = true;
     const listener: Listener = { id: this.nextHandle++, server, secure: tls !== undefined };
@@ -358,6 +396,9 @@ export class CoroutineStyle implements StyleRuntime {
       (error: unknown) => {
         this.listeners.delete(listener.id);
         this.created.splice(this.created.indexOf(server), 1);
+        this.host.logger.warn(`http.listen at '${addr}' failed: ${errorMessage(error)}`, {
+          script: this.host.scriptName,
+        });
         this.deliver(listener.id, Result.Failed, errorMessage(error));
       },
     );
@@ -381,9 +422,16 @@ export class CoroutineStyle implements StyleRuntime {
         this.byClient.set(client, ws);
         this.sockets.set(ws.handle, ws);
       },
-      onMessage: (client, data, isBinary) => this.socketEvent(this.byClient.get(client), isBinary ? SocketEvent.Binary : SocketEvent.Text, data),
-      onPing: (client, payload) => this.socketEvent(this.byClient.get(client), SocketEvent.Ping, payload),
-      onPong: (client, payload) => this.socketEvent(this.byClient.get(client), SocketEvent.Pong, payload),
+      onMessage: (client, data, isBinary) =>
+        this.socketEvent(
+          this.byClient.get(client),
+          isBinary ? SocketEvent.Binary : SocketEvent.Text,
+          data,
+        ),
+      onPing: (client, payload) =>
+        this.socketEvent(this.byClient.get(client), SocketEvent.Ping, payload),
+      onPong: (client, payload) =>
+        this.socketEvent(this.byClient.get(client), SocketEvent.Pong, payload),
       onDisconnect: (client, code, reason) => {
         const ws = this.byClient.get(client);
         if (ws === undefined) return;
@@ -396,7 +444,13 @@ export class CoroutineStyle implements StyleRuntime {
 
   // ---- requests -------------------------------------------------------------------------
 
-  private newStream(listener: Listener, req: IncomingMessage, res: ServerResponse | null, socket: Socket | null, head: Buffer): HttpStream {
+  private newStream(
+    listener: Listener,
+    req: IncomingMessage,
+    res: ServerResponse | null,
+    socket: Socket | null,
+    head: Buffer,
+  ): HttpStream {
     const stream: HttpStream = {
       handle: this.nextHandle++,
       listener,
@@ -444,7 +498,12 @@ export class CoroutineStyle implements StyleRuntime {
     });
   }
 
-  private handleUpgradeRequest(listener: Listener, req: IncomingMessage, socket: Socket, head: Buffer): void {
+  private handleUpgradeRequest(
+    listener: Listener,
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+  ): void {
     const stream = this.newStream(listener, req, null, socket, head);
     socket.on("close", () => {
       if (this.streams.get(stream.handle) === stream) {
@@ -461,7 +520,9 @@ export class CoroutineStyle implements StyleRuntime {
     const url = req.url ?? "/";
     const queryAt = url.indexOf("?");
     const query: { [key: string]: string } = {};
-    if (queryAt >= 0) for (const [name, value] of new URLSearchParams(url.slice(queryAt + 1))) query[name] ??= value;
+    if (queryAt >= 0)
+      for (const [name, value] of new URLSearchParams(url.slice(queryAt + 1)))
+        query[name] ??= value;
     const header: { [key: string]: string | string[] } = {};
     for (const [name, values] of Object.entries(req.headersDistinct)) {
       if (values !== undefined) header[name] = values.length === 1 ? values[0]! : values;
@@ -477,7 +538,12 @@ export class CoroutineStyle implements StyleRuntime {
       body,
     };
     this.dispatch(() => {
-      const [accepted] = this.host.engine.call(this.onRequest, stream.listener.id, stream.handle, info);
+      const [accepted] = this.host.engine.call(
+        this.onRequest,
+        stream.listener.id,
+        stream.handle,
+        info,
+      );
       if (accepted !== true) {
         // The listener was closed meanwhile.
         this.endWithStatus(stream, 503, "Service Unavailable\n");
@@ -530,11 +596,14 @@ export class CoroutineStyle implements StyleRuntime {
     try {
       this.startResponse(stream);
     } catch (error) {
-      this.host.logger.error(`invalid response header: ${errorMessage(error)}`, { script: this.host.scriptName });
+      this.host.logger.error(`invalid response header: ${errorMessage(error)}`, {
+        script: this.host.scriptName,
+      });
       stream.status = 500;
       stream.headers = {};
       stream.started = false;
-      if (stream.res !== null) for (const name of stream.res.getHeaderNames()) stream.res.removeHeader(name);
+      if (stream.res !== null)
+        for (const name of stream.res.getHeaderNames()) stream.res.removeHeader(name);
       this.startResponse(stream);
       body = Buffer.from("Internal Server Error\n");
     }
@@ -556,21 +625,33 @@ export class CoroutineStyle implements StyleRuntime {
       else stream.res.end();
       return;
     }
-    writeRawResponse(stream, status, { "content-type": "text/plain; charset=utf-8" }, Buffer.from(body));
+    writeRawResponse(
+      stream,
+      status,
+      { "content-type": "text/plain; charset=utf-8" },
+      Buffer.from(body),
+    );
   }
 
   /** The handler of a request failed: 500 if nothing was sent yet, else cut the connection. */
   private failStream(stream: HttpStream): void {
     this.streams.delete(stream.handle);
     if (stream.ended || stream.gone) return;
-    const sent = stream.res !== null ? stream.res.headersSent : stream.started && stream.rawBody.length > 0;
+    const sent =
+      stream.res !== null ? stream.res.headersSent : stream.started && stream.rawBody.length > 0;
     if (!sent) {
       this.endWithStatus(stream, 500, "Internal Server Error\n");
       return;
     }
     stream.ended = true;
-    if (stream.res !== null) stream.res.destroy();
-    else stream.socket?.destroy();
+    // Cut the connection so the client sees an incomplete response, after what was
+    // written this tick has gone out.
+    const res = stream.res;
+    const socket = stream.socket;
+    setImmediate(() => {
+      if (res !== null) res.destroy();
+      else socket?.destroy();
+    });
   }
 
   /**
@@ -588,7 +669,11 @@ export class CoroutineStyle implements StyleRuntime {
       return;
     }
     const res = stream.res;
-    if (res !== null && this.staticHandler !== null && (stream.req.method === "GET" || stream.req.method === "HEAD")) {
+    if (
+      res !== null &&
+      this.staticHandler !== null &&
+      (stream.req.method === "GET" || stream.req.method === "HEAD")
+    ) {
       stream.ended = true;
       this.staticHandler(stream.req, res).then(
         (served) => {
@@ -648,7 +733,10 @@ export class CoroutineStyle implements StyleRuntime {
       return luaMulti(null, `invalid url: ${url}`);
     }
     if (target.protocol !== "ws:" && target.protocol !== "wss:") {
-      return luaMulti(null, `unsupported scheme '${target.protocol.slice(0, -1)}' (use ws:// or wss://)`);
+      return luaMulti(
+        null,
+        `unsupported scheme '${target.protocol.slice(0, -1)}' (use ws:// or wss://)`,
+      );
     }
     const headers: Record<string, string> = {};
     let protocols: string[] = [];
@@ -656,8 +744,19 @@ export class CoroutineStyle implements StyleRuntime {
       const lower = name.toLowerCase();
       const joined = Array.isArray(value) ? value.join(", ") : value;
       // The client writes the handshake's own fields; silly scripts may pass them too.
-      if (lower === "host" || lower === "upgrade" || lower === "connection" || lower === "sec-websocket-key" || lower === "sec-websocket-version") continue;
-      if (lower === "sec-websocket-protocol") protocols = joined.split(",").map((p) => p.trim()).filter((p) => p !== "");
+      if (
+        lower === "host" ||
+        lower === "upgrade" ||
+        lower === "connection" ||
+        lower === "sec-websocket-key" ||
+        lower === "sec-websocket-version"
+      )
+        continue;
+      if (lower === "sec-websocket-protocol")
+        protocols = joined
+          .split(",")
+          .map((p) => p.trim())
+          .filter((p) => p !== "");
       else headers[name] = joined;
     }
     const ws = newSocket(this.nextHandle++);
@@ -667,7 +766,10 @@ export class CoroutineStyle implements StyleRuntime {
       (error: unknown) => {
         this.sockets.delete(ws.handle);
         ws.gone = true;
-        const message = error instanceof HandshakeError && error.status > 0 ? `websocket.connect fail:${error.status}` : errorMessage(error);
+        const message =
+          error instanceof HandshakeError && error.status > 0
+            ? `websocket.connect fail:${error.status}`
+            : errorMessage(error);
         this.deliver(ws.handle, Result.Failed, message);
       },
     );
@@ -691,7 +793,11 @@ export class CoroutineStyle implements StyleRuntime {
     let failure: string | null = null;
     try {
       for await (const message of client) {
-        this.socketEvent(ws, message.isBinary ? SocketEvent.Binary : SocketEvent.Text, message.data);
+        this.socketEvent(
+          ws,
+          message.isBinary ? SocketEvent.Binary : SocketEvent.Text,
+          message.data,
+        );
         while (ws.paused && !ws.gone && !this.disposed) {
           await new Promise<void>((resolve) => {
             ws.resume = resolve;
@@ -721,7 +827,8 @@ export class CoroutineStyle implements StyleRuntime {
   /** Reads from the peer again once the script caught up (or always, with `force`). */
   private resumeReading(ws: WsSocket, force: boolean): void {
     if (!ws.paused) return;
-    if (!force && (ws.unread > HIGH_WATER_MESSAGES / 2 || ws.unreadBytes > HIGH_WATER_BYTES / 2)) return;
+    if (!force && (ws.unread > HIGH_WATER_MESSAGES / 2 || ws.unreadBytes > HIGH_WATER_BYTES / 2))
+      return;
     ws.paused = false;
     ws.server?.transport.socket.resume();
     const resume = ws.resume;
@@ -736,7 +843,8 @@ export class CoroutineStyle implements StyleRuntime {
     this.sockets.delete(ws.handle);
     if (!ws.closing) {
       if (failure !== null) this.deliver(ws.handle, Result.Failed, failure);
-      else if (code !== CloseCode.AbnormalClosure) this.deliver(ws.handle, SocketEvent.Close, closePayload(code, reason));
+      else if (code !== CloseCode.AbnormalClosure)
+        this.deliver(ws.handle, SocketEvent.Close, closePayload(code, reason));
     }
     this.deliver(ws.handle, SocketEvent.Closed, null, code);
   }
@@ -751,32 +859,49 @@ export class CoroutineStyle implements StyleRuntime {
 
   private send(a: LuaArgs) {
     const ws = this.sockets.get(a.integer(1));
-    if (ws === undefined || ws.gone || ws.closing || (ws.server === null && ws.client === null)) return luaMulti(false, SOCKET_CLOSED);
+    if (ws === undefined || ws.gone || ws.closing || (ws.server === null && ws.client === null))
+      return luaMulti(false, SOCKET_CLOSED);
     const opcode = a.integer(2);
     const data = a.bytes(3);
     try {
       switch (opcode) {
         case SocketEvent.Text:
           // A text frame must be UTF-8 (RFC 6455 §5.6); the peer would fail the connection.
-          if (!isValidUtf8(data)) return luaMulti(false, "text data is not valid UTF-8 (send it as binary)");
-          return sendResult(ws.server !== null ? ws.server.send(data, false) : sendClient(() => ws.client!.send(data, false)));
+          if (!isValidUtf8(data))
+            return luaMulti(false, "text data is not valid UTF-8 (send it as binary)");
+          return sendResult(
+            ws.server !== null
+              ? ws.server.send(data, false)
+              : sendClient(() => ws.client!.send(data, false)),
+          );
         case SocketEvent.Binary:
-          return sendResult(ws.server !== null ? ws.server.send(data, true) : sendClient(() => ws.client!.send(data, true)));
+          return sendResult(
+            ws.server !== null
+              ? ws.server.send(data, true)
+              : sendClient(() => ws.client!.send(data, true)),
+          );
         case SocketEvent.Ping:
-          return sendResult(ws.server !== null ? ws.server.ping(data) : sendClient(() => ws.client!.ping(data)));
+          return sendResult(
+            ws.server !== null ? ws.server.ping(data) : sendClient(() => ws.client!.ping(data)),
+          );
         case SocketEvent.Pong:
-          if (ws.server !== null) return ws.server.transport.connection.pong(data) ? true : luaMulti(false, SOCKET_CLOSED);
+          if (ws.server !== null)
+            return ws.server.transport.connection.pong(data)
+              ? true
+              : luaMulti(false, SOCKET_CLOSED);
           return sendResult(sendClient(() => ws.client!.pong(data)));
         case SocketEvent.Close: {
           // The payload of a close frame: empty, or a 2-byte code and a UTF-8 reason (§5.5.1).
           let code: number | undefined;
           let reason = "";
-          if (data.length === 1) return luaMulti(false, "a close payload is empty or at least 2 bytes");
+          if (data.length === 1)
+            return luaMulti(false, "a close payload is empty or at least 2 bytes");
           if (data.length >= 2) {
             code = data.readUInt16BE(0);
             const reasonBytes = data.subarray(2);
             if (!isValidCloseCode(code)) return luaMulti(false, `invalid close code ${code}`);
-            if (!isValidUtf8(reasonBytes)) return luaMulti(false, "close reason is not valid UTF-8");
+            if (!isValidUtf8(reasonBytes))
+              return luaMulti(false, "close reason is not valid UTF-8");
             reason = reasonBytes.toString("utf8");
           }
           if (ws.server !== null) ws.server.close(code, reason);
@@ -785,7 +910,10 @@ export class CoroutineStyle implements StyleRuntime {
           return true;
         }
         default:
-          return luaMulti(false, "continuation frames are not sent on their own (write the whole message)");
+          return luaMulti(
+            false,
+            "continuation frames are not sent on their own (write the whole message)",
+          );
       }
     } catch (error) {
       return luaMulti(false, errorMessage(error));
@@ -796,7 +924,17 @@ export class CoroutineStyle implements StyleRuntime {
 // ---- helpers ----------------------------------------------------------------------------
 
 function newSocket(handle: number): WsSocket {
-  return { handle, server: null, client: null, unread: 0, unreadBytes: 0, paused: false, resume: null, closing: false, gone: false };
+  return {
+    handle,
+    server: null,
+    client: null,
+    unread: 0,
+    unreadBytes: 0,
+    paused: false,
+    resume: null,
+    closing: false,
+    gone: false,
+  };
 }
 
 function sendClient(send: () => void): SendStatus {
@@ -826,19 +964,25 @@ function errorMessage(error: unknown): string {
  * Parses a silly listen address: ":PORT" (on `defaultHost`), "IP:PORT", "HOST:PORT",
  * "[IPv6]:PORT". Returns the error text when it is not one.
  */
-export function parseAddress(addr: string, defaultHost: string): { host: string; port: number } | string {
+export function parseAddress(
+  addr: string,
+  defaultHost: string,
+): { host: string; port: number } | string {
   const colon = addr.lastIndexOf(":");
   if (colon < 0) return `invalid address '${addr}' (use ":PORT" or "IP:PORT")`;
   let host = addr.slice(0, colon);
   const portText = addr.slice(colon + 1);
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) return `invalid port in address '${addr}'`;
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535)
+    return `invalid port in address '${addr}'`;
   if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
   if (host === "" || host === "*") host = host === "*" ? "0.0.0.0" : defaultHost;
   return { host, port: Number(portText) };
 }
 
 /** Lua header table → node headers (values as latin1 so every byte goes out as given). */
-function toHeaders(table: { [key: string]: LuaValue } | LuaValue[]): Record<string, string | string[]> {
+function toHeaders(
+  table: { [key: string]: LuaValue } | LuaValue[],
+): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
   if (Array.isArray(table)) return headers;
   for (const [name, value] of Object.entries(table)) {
@@ -850,7 +994,8 @@ function toHeaders(table: { [key: string]: LuaValue } | LuaValue[]): Record<stri
 
 function headerText(value: LuaValue): string {
   if (Buffer.isBuffer(value)) return value.toString("latin1");
-  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
+    return String(value);
   return "";
 }
 
@@ -867,12 +1012,20 @@ function sendPlain(res: ServerResponse, status: number, body: string): void {
     res.end();
     return;
   }
-  res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
+  res.writeHead(status, {
+    "Content-Type": "text/plain; charset=utf-8",
+    "Content-Length": Buffer.byteLength(body),
+  });
   res.end(res.req.method === "HEAD" ? undefined : body);
 }
 
 /** Answers an upgrade request that was not upgraded, by hand, and closes the connection. */
-function writeRawResponse(stream: HttpStream, status: number, headers: Record<string, string | string[]>, body: Buffer): void {
+function writeRawResponse(
+  stream: HttpStream,
+  status: number,
+  headers: Record<string, string | string[]>,
+  body: Buffer,
+): void {
   const socket = stream.socket;
   if (socket === null || socket.destroyed) return;
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\n`;

@@ -33,7 +33,8 @@ DEVIATIONS FROM lua-cjson (pure Lua cannot make a lightuserdata)
   * `cjson.null` and `cjson.empty_array` are unique tables with a protected metatable, so
     `type(cjson.null)` is "table", not "userdata". `tostring(cjson.null)` is "userdata: NULL" as
     in OpenResty. Assigning a field of either raises an error; reading one gives nil (a
-    userdata would raise an error there too).
+    userdata would raise an error there too). Used as a table key, encode's error names it a
+    "table" where lua-cjson says "userdata".
   * `encode_escape_forward_slash` applies to the instance it is called on (lua-cjson changes a
     process-wide table, so it leaks into every instance).
   * Metatables are read with `getmetatable`, so a table whose metatable has a `__metatable`
@@ -45,11 +46,12 @@ DEVIATIONS FROM lua-cjson (pure Lua cannot make a lightuserdata)
   * Numbers: integers (Lua 5.4 subtype) print as integers (`%d`); floats with `%.14g` (the
     precision set by `encode_number_precision`). Decoding gives an integer for a number written
     with digits only that fits in 64 bits, a float otherwise (`1.0`, `1e2`, hex, inf, nan).
+  * `encode_keep_buffer` is accepted and reported, and changes nothing (Lua manages memory).
   * `decode_allow_comment` is not provided.
 ]]
 
-local type, next, select, pairs = type, next, select, pairs
-local rawget, rawset, rawequal, rawlen = rawget, rawset, rawequal, rawlen
+local type, next, select = type, next, select
+local rawget, rawequal, rawlen = rawget, rawequal, rawlen
 local getmetatable, setmetatable = getmetatable, setmetatable
 local pcall, error, tostring, tonumber = pcall, error, tostring, tonumber
 local byte, char, find, sub, gsub, fmt, lower, rep =
@@ -136,8 +138,9 @@ ESC['"'], ESC["\\"], ESC["/"], ESC["\127"] = '\\"', "\\\\", "\\/", "\\u007f"
 local ESC_SLASH = '[\0-\31"\\/\127]'
 local ESC_NO_SLASH = '[\0-\31"\\\127]'
 
--- Encoded object keys ('"key":') for compact output, by escape pattern; bounded.
-local KEY_CACHE_MAX = 1024
+-- Encoded object keys ('"key":') for compact output, by escape pattern. Bounded: at most
+-- KEY_CACHE_MAX keys of at most KEY_CACHE_LEN bytes, then it starts afresh.
+local KEY_CACHE_MAX, KEY_CACHE_LEN = 1024, 64
 local key_cache = { [ESC_SLASH] = {}, [ESC_NO_SLASH] = {} }
 local key_cache_size = { [ESC_SLASH] = 0, [ESC_NO_SLASH] = 0 }
 
@@ -147,13 +150,15 @@ local function encoded_key(k, esc)
   local text = k
   if find(text, esc) then text = gsub(text, esc, ESC) end
   text = '"' .. text .. '":'
-  if size >= KEY_CACHE_MAX then
-    cache = {}
-    key_cache[esc] = cache
-    size = 0
+  if #k <= KEY_CACHE_LEN then
+    if size >= KEY_CACHE_MAX then
+      cache = {}
+      key_cache[esc] = cache
+      size = 0
+    end
+    cache[k] = text
+    key_cache_size[esc] = size + 1
   end
-  cache[k] = text
-  key_cache_size[esc] = size + 1
   return text
 end
 
@@ -380,7 +385,7 @@ local function encode(v, cfg)
     return number_text(v, cfg)
   end
   -- Reuse the instance's buffer unless it is in use (an encode running inside another one,
-  -- e.g. from a __gc metamethod).
+  -- e.g. from a __gc metamethod). Only a small one is kept, so that it holds no big string.
   local buf = cfg.buffer
   if buf then
     cfg.buffer = false
@@ -389,7 +394,7 @@ local function encode(v, cfg)
   end
   local n = encode_value(v, cfg, 0, buf, 0)
   local text = concat(buf, "", 1, n)
-  if n <= 256 then
+  if n <= 256 and #text <= 8192 then
     cfg.buffer = buf
   end
   return text

@@ -42,8 +42,9 @@ NOT SUPPORTED (LuaJIT-only, cannot be provided on Lua 5.4 or in the sandbox):
 
 local type, tonumber, tostring, error, select, next, rawset, rawget, load =
   type, tonumber, tostring, error, select, next, rawset, rawget, load
-local math_type, floor, huge, fmod = math.type, math.floor, math.huge, math.fmod
-local sub = string.sub
+local math_type, floor, huge, fmod, tointeger = math.type, math.floor, math.huge, math.fmod,
+  math.tointeger
+local sub, concat = string.sub, table.concat
 
 ---------------------------------------------------------------------------------------------------
 -- bit
@@ -79,7 +80,7 @@ if type(bit) ~= "table" then
       else
         x = fmod(floor(x), TWO32)
       end
-      x = math.tointeger(x)
+      x = tointeger(x)
     end
     x = x & 0xFFFFFFFF
     if x >= 0x80000000 then
@@ -112,7 +113,8 @@ if type(bit) ~= "table" then
   bit = {}
 
   function bit.tobit(x)
-    return tobit32(x, 1, "tobit")
+    local v = tobit32(x, 1, "tobit") -- not a tail call: errors must point at our caller
+    return v
   end
 
   function bit.bnot(x)
@@ -189,7 +191,7 @@ if type(bit) ~= "table" then
       out[i] = sub(digits, d, d)
       v = v >> 4
     end
-    return table.concat(out, "", 1, n)
+    return concat(out, "", 1, n)
   end
 
   _G.bit = bit

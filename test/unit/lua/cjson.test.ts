@@ -1,12 +1,19 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { createLuaEngine, type LuaEngine, LuaError, type LuaValue } from "../../../src/lua/engine.js";
+import {
+  createLuaEngine,
+  type LuaEngine,
+  LuaError,
+  type LuaValue,
+} from "../../../src/lua/engine.js";
 
 // lua-cjson (OpenResty's fork) behaviour, through the real engine. Expected strings are written
 // from lua-cjson's documentation and its test suite's expectations.
 
-const CJSON_SOURCE = readFileSync(new URL("../../../../src/lua/runtime/cjson.lua", import.meta.url));
+const CJSON_SOURCE = readFileSync(
+  new URL("../../../../src/lua/runtime/cjson.lua", import.meta.url),
+);
 
 /** Preloads `cjson` and `cjson.safe` the way the host does. */
 function preloadCjson(engine: LuaEngine): void {
@@ -89,10 +96,21 @@ describe("cjson module", () => {
 
   it("exposes every lua-cjson function", () => {
     const names = [
-      "encode", "decode", "new", "encode_empty_table_as_object", "decode_array_with_array_mt",
-      "encode_escape_forward_slash", "encode_skip_unsupported_value_types", "encode_indent",
-      "encode_sparse_array", "encode_max_depth", "decode_max_depth", "encode_number_precision",
-      "encode_keep_buffer", "encode_invalid_numbers", "decode_invalid_numbers",
+      "encode",
+      "decode",
+      "new",
+      "encode_empty_table_as_object",
+      "decode_array_with_array_mt",
+      "encode_escape_forward_slash",
+      "encode_skip_unsupported_value_types",
+      "encode_indent",
+      "encode_sparse_array",
+      "encode_max_depth",
+      "decode_max_depth",
+      "encode_number_precision",
+      "encode_keep_buffer",
+      "encode_invalid_numbers",
+      "decode_invalid_numbers",
     ];
     for (const name of names) {
       const [cjsonType, safeType] = run(`return type(cjson.${name}), type(safe.${name})`);
@@ -123,7 +141,9 @@ describe("cjson module", () => {
   });
 
   it("prints cjson.null as OpenResty does and refuses writes into it", () => {
-    const [printed, ok, message] = run(`return tostring(cjson.null), pcall(function() cjson.null.x = 1 end)`);
+    const [printed, ok, message] = run(
+      `return tostring(cjson.null), pcall(function() cjson.null.x = 1 end)`,
+    );
     assert.equal(text(printed), "userdata: NULL");
     assert.equal(ok, false);
     assert.match(text(message), /attempt to index a userdata value/);
@@ -301,14 +321,20 @@ describe("cjson.encode: tables", () => {
 
   it("encodes an empty table with empty_array_mt as [], a non-empty one by its keys", () => {
     assert.equal(encode("{arr = setmetatable({}, cjson.empty_array_mt)}"), '{"arr":[]}');
-    assert.equal(encode('setmetatable({"hello", "world"}, cjson.empty_array_mt)'), '["hello","world"]');
-    assert.equal(encode('setmetatable({a = 1}, cjson.empty_array_mt)'), '{"a":1}');
+    assert.equal(
+      encode('setmetatable({"hello", "world"}, cjson.empty_array_mt)'),
+      '["hello","world"]',
+    );
+    assert.equal(encode("setmetatable({a = 1}, cjson.empty_array_mt)"), '{"a":1}');
   });
 
   it("encodes a table with array_mt as an array of its # length, ignoring other keys", () => {
     assert.equal(encode("setmetatable({}, cjson.array_mt)"), "[]");
     assert.equal(encode('setmetatable({"foo", "bar"}, cjson.array_mt)'), '["foo","bar"]');
-    assert.equal(encode('setmetatable({"a", "b", nil, "d", foo = "bar"}, cjson.array_mt)'), '["a","b",null,"d"]');
+    assert.equal(
+      encode('setmetatable({"a", "b", nil, "d", foo = "bar"}, cjson.array_mt)'),
+      '["a","b",null,"d"]',
+    );
   });
 
   it("reads arrays raw, ignoring __index", () => {
@@ -319,7 +345,10 @@ describe("cjson.encode: tables", () => {
   });
 
   it("refuses excessively sparse arrays", () => {
-    assert.equal(encodeError('{[1] = "one", [20] = "twenty"}'), "Cannot serialise table: excessively sparse array");
+    assert.equal(
+      encodeError('{[1] = "one", [20] = "twenty"}'),
+      "Cannot serialise table: excessively sparse array",
+    );
     assert.equal(encodeError("{[1000] = 1}"), "Cannot serialise table: excessively sparse array");
   });
 
@@ -334,25 +363,40 @@ describe("cjson.encode: tables", () => {
     assert.deepEqual(JSON.parse(text(c)), { "1": "one", "5": "sparse test" });
     const [defaults] = run("return {cjson.new().encode_sparse_array()}");
     assert.deepEqual(defaults, [false, 2, 10]);
-    assert.equal(encode("{[100] = 1}", "json.encode_sparse_array(false, 0)"), `[${"null,".repeat(99)}1]`);
+    assert.equal(
+      encode("{[100] = 1}", "json.encode_sparse_array(false, 0)"),
+      `[${"null,".repeat(99)}1]`,
+    );
   });
 
   it("refuses keys that are neither numbers nor strings", () => {
-    assert.equal(encodeError('{[false] = "wrong"}'), "Cannot serialise boolean: table key must be a number or string");
-    assert.equal(encodeError("{[{}] = 1}"), "Cannot serialise table: table key must be a number or string");
+    assert.equal(
+      encodeError('{[false] = "wrong"}'),
+      "Cannot serialise boolean: table key must be a number or string",
+    );
+    assert.equal(
+      encodeError("{[{}] = 1}"),
+      "Cannot serialise table: table key must be a number or string",
+    );
   });
 
   it("refuses functions, coroutines and userdata-like values", () => {
     assert.equal(encodeError("function() end"), "Cannot serialise function: type not supported");
     assert.equal(encodeError("{f = print}"), "Cannot serialise function: type not supported");
-    assert.equal(encodeError("coroutine.create(print)"), "Cannot serialise thread: type not supported");
+    assert.equal(
+      encodeError("coroutine.create(print)"),
+      "Cannot serialise thread: type not supported",
+    );
   });
 
   it("refuses nesting deeper than 1000, including cycles", () => {
     const setup = `local function nest(n) local t = {} for _ = 1, n do t = {t} end return t end`;
     assert.equal(encode("#json.encode(nest(999))", setup), "2000");
     assert.equal(encodeError("nest(1000)", setup), "Cannot serialise, excessive nesting (1001)");
-    assert.equal(encodeError("t", "local t = {} t[1] = t"), "Cannot serialise, excessive nesting (1001)");
+    assert.equal(
+      encodeError("t", "local t = {} t[1] = t"),
+      "Cannot serialise, excessive nesting (1001)",
+    );
     assert.equal(
       encodeError("t", "local t = {} t.self = t"),
       "Cannot serialise, excessive nesting (1001)",
@@ -361,7 +405,10 @@ describe("cjson.encode: tables", () => {
 
   it("encode_max_depth sets the nesting limit", () => {
     assert.equal(encode('{{{{{"nested"}}}}}', "json.encode_max_depth(5)"), '[[[[["nested"]]]]]');
-    assert.equal(encodeError('{{{{{{"nested"}}}}}}', "json.encode_max_depth(5)"), "Cannot serialise, excessive nesting (6)");
+    assert.equal(
+      encodeError('{{{{{{"nested"}}}}}}', "json.encode_max_depth(5)"),
+      "Cannot serialise, excessive nesting (6)",
+    );
     assert.equal(
       encodeError('{a={b={c={d={e={f="nested"}}}}}}', "json.encode_max_depth(5)"),
       "Cannot serialise, excessive nesting (6)",
@@ -380,19 +427,32 @@ describe("cjson.encode: tables", () => {
     const setup = 'json.encode_indent("  ")';
     assert.equal(encode("{a = {b = 1}}", setup), '{\n  "a": {\n    "b": 1\n  }\n}');
     assert.equal(encode("{1, 2, 3}", setup), "[\n  1,\n  2,\n  3\n]");
-    assert.equal(encode("{{1, 2}, {3, 4}}", setup), "[\n  [\n    1,\n    2\n  ],\n  [\n    3,\n    4\n  ]\n]");
-    assert.equal(encode('{{a = "a"}, {b = "b"}}', setup), '[\n  {\n    "a": "a"\n  },\n  {\n    "b": "b"\n  }\n]');
+    assert.equal(
+      encode("{{1, 2}, {3, 4}}", setup),
+      "[\n  [\n    1,\n    2\n  ],\n  [\n    3,\n    4\n  ]\n]",
+    );
+    assert.equal(
+      encode('{{a = "a"}, {b = "b"}}', setup),
+      '[\n  {\n    "a": "a"\n  },\n  {\n    "b": "b"\n  }\n]',
+    );
     assert.equal(encode("{}", setup), "{}");
     assert.equal(encode("cjson.empty_array", setup), "[]");
-    assert.equal(encode("{a = {b = 1}}", 'json.encode_indent("abc")'), '{\nabc"a": {\nabcabc"b": 1\nabc}\n}');
-    assert.equal(encode('{{a = "a"}}', 'json.encode_indent("  ") json.encode_indent("")'), '[{"a":"a"}]');
+    assert.equal(
+      encode("{a = {b = 1}}", 'json.encode_indent("abc")'),
+      '{\nabc"a": {\nabcabc"b": 1\nabc}\n}',
+    );
+    assert.equal(
+      encode('{{a = "a"}}', 'json.encode_indent("  ") json.encode_indent("")'),
+      '[{"a":"a"}]',
+    );
   });
 
   it("raises errors at the caller's line, like a C function", () => {
     assert.throws(
       () => run("\nlocal s = json.encode(print)\nreturn s"),
       (error: unknown) =>
-        error instanceof LuaError && error.message === "t.lua:2: Cannot serialise function: type not supported",
+        error instanceof LuaError &&
+        error.message === "t.lua:2: Cannot serialise function: type not supported",
     );
   });
 
@@ -417,7 +477,9 @@ describe("cjson.decode: values", () => {
   });
 
   it("decodes scalars, with whitespace around them", () => {
-    const [t, f, n, s] = run(`return json.decode(" true "), json.decode("\\tfalse\\n"), json.decode("null") == cjson.null, json.decode('"test string"')`);
+    const [t, f, n, s] = run(
+      `return json.decode(" true "), json.decode("\\tfalse\\n"), json.decode("null") == cjson.null, json.decode('"test string"')`,
+    );
     assert.equal(t, true);
     assert.equal(f, false);
     assert.equal(n, true);
@@ -437,7 +499,9 @@ describe("cjson.decode: values", () => {
       "1=integer:1 -5=integer:-5 0=integer:0 -0=integer:0 1.5=float:1.5 1e2=float:100.0 1.0=float:1.0 " +
         "-5e3=float:-5000.0 0.3e-3=float:0.0003 123456789012345678901=float:1.2345678901235e+20",
     );
-    const [max, min] = run('return json.decode("9223372036854775807"), math.type(json.decode("-9223372036854775808"))');
+    const [max, min] = run(
+      'return json.decode("9223372036854775807"), math.type(json.decode("-9223372036854775808"))',
+    );
     assert.equal(max, 9223372036854775807n);
     assert.equal(text(min), "integer");
   });
@@ -492,11 +556,26 @@ describe("cjson.decode: values", () => {
 
   it("decode_invalid_numbers(false) refuses them", () => {
     const setup = "json.decode_invalid_numbers(false)";
-    assert.equal(decodeError("0x6", setup), "Expected value but found invalid number at character 1");
-    assert.equal(decodeError("[ 0123, 00.33 ]", setup), "Expected value but found invalid number at character 3");
-    assert.equal(decodeError("[ +Inf, Inf, -Inf ]", setup), "Expected value but found invalid token at character 3");
-    assert.equal(decodeError("[ NaN ]", setup), "Expected value but found invalid token at character 3");
-    assert.equal(decodeError("[ -Infinity ]", setup), "Expected value but found invalid number at character 3");
+    assert.equal(
+      decodeError("0x6", setup),
+      "Expected value but found invalid number at character 1",
+    );
+    assert.equal(
+      decodeError("[ 0123, 00.33 ]", setup),
+      "Expected value but found invalid number at character 3",
+    );
+    assert.equal(
+      decodeError("[ +Inf, Inf, -Inf ]", setup),
+      "Expected value but found invalid token at character 3",
+    );
+    assert.equal(
+      decodeError("[ NaN ]", setup),
+      "Expected value but found invalid token at character 3",
+    );
+    assert.equal(
+      decodeError("[ -Infinity ]", setup),
+      "Expected value but found invalid number at character 3",
+    );
     const [v] = run(`json.decode_invalid_numbers(false) return json.decode("[0, -1, 2.5e3]")[3]`);
     assert.equal(v, 2500);
   });
@@ -546,38 +625,98 @@ describe("cjson.decode: errors (lua-cjson's messages)", () => {
   const cases: [string, string, string][] = [
     ["empty text", "", "Expected value but found T_END at character 1"],
     ["partial JSON", '{ "unexpected eof": ', "Expected value but found T_END at character 21"],
-    ["extra data", '{ "extra data": true }, false', "Expected the end but found T_COMMA at character 23"],
-    ["invalid escape", ' { "bad escape \\q code" } ', "Expected object key string but found invalid escape code at character 16"],
-    ["invalid unicode escape", ' { "bad unicode \\u0f6 escape" } ', "Expected object key string but found invalid unicode escape code at character 17"],
-    ["bare word", ' [ "bad barewood", test ] ', "Expected value but found invalid token at character 20"],
+    [
+      "extra data",
+      '{ "extra data": true }, false',
+      "Expected the end but found T_COMMA at character 23",
+    ],
+    [
+      "invalid escape",
+      ' { "bad escape \\q code" } ',
+      "Expected object key string but found invalid escape code at character 16",
+    ],
+    [
+      "invalid unicode escape",
+      ' { "bad unicode \\u0f6 escape" } ',
+      "Expected object key string but found invalid unicode escape code at character 17",
+    ],
+    [
+      "bare word",
+      ' [ "bad barewood", test ] ',
+      "Expected value but found invalid token at character 20",
+    ],
     ["invalid number -+", "[ -+12 ]", "Expected value but found invalid number at character 3"],
     ["invalid number -v", "-v", "Expected value but found invalid number at character 1"],
-    ["bad exponent", "[ 0.4eg10 ]", "Expected comma or array end but found invalid token at character 6"],
+    [
+      "bad exponent",
+      "[ 0.4eg10 ]",
+      "Expected comma or array end but found invalid token at character 6",
+    ],
     ["Infrared", "Infrared", "Expected the end but found invalid token at character 4"],
     ["Noodle", "Noodle", "Expected value but found invalid token at character 1"],
     ["unterminated array", "[1,2", "Expected comma or array end but found T_END at character 5"],
-    ["missing comma in array", "[1 2]", "Expected comma or array end but found T_NUMBER at character 4"],
+    [
+      "missing comma in array",
+      "[1 2]",
+      "Expected comma or array end but found T_NUMBER at character 4",
+    ],
     ["trailing comma in array", "[1,]", "Expected value but found T_ARR_END at character 4"],
-    ["trailing comma in object", '{"a":1,}', "Expected object key string but found T_OBJ_END at character 8"],
+    [
+      "trailing comma in object",
+      '{"a":1,}',
+      "Expected object key string but found T_OBJ_END at character 8",
+    ],
     ["number key", "{1:2}", "Expected object key string but found T_NUMBER at character 2"],
     ["missing colon", '{"a" 1}', "Expected colon but found T_NUMBER at character 6"],
     ["colon then end", '{"a":', "Expected value but found T_END at character 6"],
-    ["missing comma in object", '{"a":1 "b":2}', "Expected comma or object end but found T_STRING at character 8"],
-    ["unterminated object", '{"a":1', "Expected comma or object end but found T_END at character 7"],
-    ["unterminated string", '"abc', "Expected value but found unexpected end of string at character 5"],
+    [
+      "missing comma in object",
+      '{"a":1 "b":2}',
+      "Expected comma or object end but found T_STRING at character 8",
+    ],
+    [
+      "unterminated object",
+      '{"a":1',
+      "Expected comma or object end but found T_END at character 7",
+    ],
+    [
+      "unterminated string",
+      '"abc',
+      "Expected value but found unexpected end of string at character 5",
+    ],
     ["escape at end", '"abc\\', "Expected value but found invalid escape code at character 5"],
     ["stray close", "]", "Expected value but found T_ARR_END at character 1"],
     ["single quotes", "['a']", "Expected value but found invalid token at character 2"],
     ["truex", "[truex]", "Expected comma or array end but found invalid token at character 6"],
     ["leading dot", ".5", "Expected value but found invalid token at character 1"],
-    ["swapped surrogates", '"\\uDC00\\uD800"', "Expected value but found invalid unicode escape code at character 2"],
-    ["duplicate high surrogate", '"\\uDB00\\uDB00"', "Expected value but found invalid unicode escape code at character 2"],
-    ["missing low surrogate", '"\\uDB00"', "Expected value but found invalid unicode escape code at character 2"],
-    ["short low surrogate", '"\\uDB00\\uD"', "Expected value but found invalid unicode escape code at character 2"],
+    [
+      "swapped surrogates",
+      '"\\uDC00\\uD800"',
+      "Expected value but found invalid unicode escape code at character 2",
+    ],
+    [
+      "duplicate high surrogate",
+      '"\\uDB00\\uDB00"',
+      "Expected value but found invalid unicode escape code at character 2",
+    ],
+    [
+      "missing low surrogate",
+      '"\\uDB00"',
+      "Expected value but found invalid unicode escape code at character 2",
+    ],
+    [
+      "short low surrogate",
+      '"\\uDB00\\uD"',
+      "Expected value but found invalid unicode escape code at character 2",
+    ],
     ["UTF-16BE", '\0"\0"', "JSON parser does not support UTF-16 or UTF-32"],
     ["UTF-16LE", '"\0"\0', "JSON parser does not support UTF-16 or UTF-32"],
     ["UTF-32BE", '\0\0\0"', "JSON parser does not support UTF-16 or UTF-32"],
-    ["NUL inside a string (text ends there)", '["a\0b"]', "Expected value but found unexpected end of string at character 4"],
+    [
+      "NUL inside a string (text ends there)",
+      '["a\0b"]',
+      "Expected value but found unexpected end of string at character 4",
+    ],
   ];
   for (const [name, json, message] of cases) {
     it(`${name}: ${JSON.stringify(message)}`, () => {
@@ -586,7 +725,11 @@ describe("cjson.decode: errors (lua-cjson's messages)", () => {
   }
 
   it("ignores what follows a NUL byte, as lua-cjson reads a C string", () => {
-    const [v] = lua.run('return require("cjson").decode(...)[1]', "@t.lua", Buffer.from("[7]\0garbage", "latin1"));
+    const [v] = lua.run(
+      'return require("cjson").decode(...)[1]',
+      "@t.lua",
+      Buffer.from("[7]\0garbage", "latin1"),
+    );
     assert.equal(v, 7);
   });
 
@@ -604,12 +747,17 @@ describe("cjson.decode: errors (lua-cjson's messages)", () => {
   });
 
   it("decode_max_depth sets the nesting limit", () => {
-    assert.equal(decodeError('[[[[[[ "nested" ]]]]]]', "json.decode_max_depth(5)"), "Found too many nested data structures (6) at character 6");
+    assert.equal(
+      decodeError('[[[[[[ "nested" ]]]]]]', "json.decode_max_depth(5)"),
+      "Found too many nested data structures (6) at character 6",
+    );
     assert.equal(
       decodeError('{"a":{"b":{"c":{"d":{"e":{"f":"nested"}}}}}}', "json.decode_max_depth(5)"),
       "Found too many nested data structures (6) at character 26",
     );
-    const [v] = run(`json.decode_max_depth(5) return json.decode('[[[[[ "nested" ]]]]]')[1][1][1][1][1]`);
+    const [v] = run(
+      `json.decode_max_depth(5) return json.decode('[[[[[ "nested" ]]]]]')[1][1][1][1][1]`,
+    );
     assert.equal(text(v), "nested");
   });
 
@@ -617,7 +765,8 @@ describe("cjson.decode: errors (lua-cjson's messages)", () => {
     assert.throws(
       () => run("\n\nlocal v = json.decode('[1,')\nreturn v"),
       (error: unknown) =>
-        error instanceof LuaError && error.message === "t.lua:3: Expected value but found T_END at character 4",
+        error instanceof LuaError &&
+        error.message === "t.lua:3: Expected value but found T_END at character 4",
     );
   });
 
@@ -682,7 +831,18 @@ describe("configuration functions", () => {
         j.encode_invalid_numbers(), j.decode_invalid_numbers(), j.encode_empty_table_as_object(),
         j.decode_array_with_array_mt(), j.encode_escape_forward_slash(), j.encode_skip_unsupported_value_types(),
         j.encode_indent()`);
-    assert.deepEqual(values.slice(0, 10), [1000, 1000, 14, true, false, true, true, false, true, false]);
+    assert.deepEqual(values.slice(0, 10), [
+      1000,
+      1000,
+      14,
+      true,
+      false,
+      true,
+      true,
+      false,
+      true,
+      false,
+    ]);
     assert.equal(text(values[10]), "");
   });
 
@@ -693,18 +853,54 @@ describe("configuration functions", () => {
   });
 
   const errors: [string, string][] = [
-    ["json.encode_number_precision(0)", "bad argument #1 to 'encode_number_precision' (expected integer between 1 and 16)"],
-    ["json.encode_number_precision(17)", "bad argument #1 to 'encode_number_precision' (expected integer between 1 and 16)"],
-    ['json.encode_number_precision("five")', "bad argument #1 to 'encode_number_precision' (number expected, got string)"],
-    ["json.encode_number_precision(2.5)", "bad argument #1 to 'encode_number_precision' (number has no integer representation)"],
-    ["json.encode_keep_buffer(nil, true)", "bad argument #2 to 'encode_keep_buffer' (found too many arguments)"],
-    ['json.encode_max_depth("wrong")', "bad argument #1 to 'encode_max_depth' (number expected, got string)"],
-    ['json.decode_max_depth("0")', "bad argument #1 to 'decode_max_depth' (expected integer between 1 and 2147483647)"],
-    ["json.encode_invalid_numbers(-2)", "bad argument #1 to 'encode_invalid_numbers' (invalid option '-2')"],
-    ["json.decode_invalid_numbers(true, false)", "bad argument #2 to 'decode_invalid_numbers' (found too many arguments)"],
-    ['json.encode_sparse_array("not quite on")', "bad argument #1 to 'encode_sparse_array' (invalid option 'not quite on')"],
-    ["json.encode_sparse_array(true, -1)", "bad argument #1 to 'encode_sparse_array' (expected integer between 0 and 2147483647)"],
-    ["json.encode_empty_table_as_object({})", "bad argument #1 to 'encode_empty_table_as_object' (string expected, got table)"],
+    [
+      "json.encode_number_precision(0)",
+      "bad argument #1 to 'encode_number_precision' (expected integer between 1 and 16)",
+    ],
+    [
+      "json.encode_number_precision(17)",
+      "bad argument #1 to 'encode_number_precision' (expected integer between 1 and 16)",
+    ],
+    [
+      'json.encode_number_precision("five")',
+      "bad argument #1 to 'encode_number_precision' (number expected, got string)",
+    ],
+    [
+      "json.encode_number_precision(2.5)",
+      "bad argument #1 to 'encode_number_precision' (number has no integer representation)",
+    ],
+    [
+      "json.encode_keep_buffer(nil, true)",
+      "bad argument #2 to 'encode_keep_buffer' (found too many arguments)",
+    ],
+    [
+      'json.encode_max_depth("wrong")',
+      "bad argument #1 to 'encode_max_depth' (number expected, got string)",
+    ],
+    [
+      'json.decode_max_depth("0")',
+      "bad argument #1 to 'decode_max_depth' (expected integer between 1 and 2147483647)",
+    ],
+    [
+      "json.encode_invalid_numbers(-2)",
+      "bad argument #1 to 'encode_invalid_numbers' (invalid option '-2')",
+    ],
+    [
+      "json.decode_invalid_numbers(true, false)",
+      "bad argument #2 to 'decode_invalid_numbers' (found too many arguments)",
+    ],
+    [
+      'json.encode_sparse_array("not quite on")',
+      "bad argument #1 to 'encode_sparse_array' (invalid option 'not quite on')",
+    ],
+    [
+      "json.encode_sparse_array(true, -1)",
+      "bad argument #1 to 'encode_sparse_array' (expected integer between 0 and 2147483647)",
+    ],
+    [
+      "json.encode_empty_table_as_object({})",
+      "bad argument #1 to 'encode_empty_table_as_object' (string expected, got table)",
+    ],
   ];
   for (const [call, message] of errors) {
     it(`${call} raises ${JSON.stringify(message)}`, () => {
@@ -778,14 +974,19 @@ describe("round trips", () => {
         nested = {a = {b = {c = "d"}}},
       })`);
     assert.deepEqual(JSON.parse(text(out)), {
-      text: "caf\u00e9 \u20ac \u{1f600} / \"q\" \\ \n\t\u0001",
+      text: 'caf\u00e9 \u20ac \u{1f600} / "q" \\ \n\t\u0001',
       list: [1, -2, 3.25, 1e300, true, false, null, {}, []],
       nested: { a: { b: { c: "d" } } },
     });
   });
 
   it("decodes what JSON.stringify writes", () => {
-    const value = { s: "h\u00e9llo \u{1f600}\n", n: [0, -1, 1.5, 1e-7, 12345678901234], b: [true, false, null], o: { "": {} } };
+    const value = {
+      s: "h\u00e9llo \u{1f600}\n",
+      n: [0, -1, 1.5, 1e-7, 12345678901234],
+      b: [true, false, null],
+      o: { "": {} },
+    };
     const [same] = lua.run(
       `local json = require("cjson")
        local v = json.decode(...)
