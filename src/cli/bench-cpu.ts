@@ -61,7 +61,7 @@ export function diffCpu(before: CpuSample, after: CpuSample): CpuUsage {
     before.machine !== null && after.machine !== null
       ? Math.max(0, ((after.machine - before.machine) / seconds) * 100 - bench - (server ?? 0))
       : null;
-  return { bench, server, others, cores: os.availableParallelism() };
+  return { bench, server, others, cores: os.cpus().length };
 }
 
 /** CPU seconds (utime + stime, all threads) of process `pid`, or null if it cannot be read. */

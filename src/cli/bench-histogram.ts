@@ -75,13 +75,17 @@ export class LatencyHistogram {
 /** Index of the bucket that holds `us` (a whole number from 0 to 2^40 − 1). */
 export function bucketOf(us: number): number {
   if (us < EXACT) return us;
-  // e such that us / 2^e lies in [1024, 2047]; 2^40 exceeds 32 bits, so no bit operators.
-  const e = Math.floor(Math.log2(us)) - 10;
-  let shift = e;
-  // Math.log2 can be off by one right at powers of two; correct it.
-  while (Math.floor(us / 2 ** shift) >= 2 * SUB_BUCKETS) shift++;
-  while (Math.floor(us / 2 ** shift) < SUB_BUCKETS) shift--;
-  return EXACT + (shift - 1) * SUB_BUCKETS + (Math.floor(us / 2 ** shift) - SUB_BUCKETS);
+  let e: number;
+  if (us < 2 ** 32) {
+    // e such that us >> e lies in [1024, 2047].
+    e = 31 - Math.clz32(us) - 10;
+    return EXACT + (e - 1) * SUB_BUCKETS + ((us >>> e) - SUB_BUCKETS);
+  }
+  // Beyond 32 bits (over an hour): no bit operators; correct Math.log2's rounding at powers of two.
+  e = Math.floor(Math.log2(us)) - 10;
+  while (Math.floor(us / 2 ** e) >= 2 * SUB_BUCKETS) e++;
+  while (Math.floor(us / 2 ** e) < SUB_BUCKETS) e--;
+  return EXACT + (e - 1) * SUB_BUCKETS + (Math.floor(us / 2 ** e) - SUB_BUCKETS);
 }
 
 /** The smallest value that falls into bucket `index`, in µs. */

@@ -2,7 +2,9 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ArgsError } from "./args.js";
+import { runBench } from "./bench.js";
 import { runCheck } from "./check.js";
+import { runConnect } from "./connect.js";
 import { runEcho } from "./echo.js";
 import { runServe } from "./serve.js";
 
@@ -10,6 +12,8 @@ const COMMANDS: Record<string, { summary: string; run: (argv: readonly string[])
   serve: { summary: "serve WebSockets whose logic is a Lua script", run: (argv) => runServe(argv) },
   check: { summary: "check a Lua script's syntax and style without running it", run: runCheck },
   echo: { summary: "run the built-in echo server (conformance, benchmarks, client testing)", run: runEcho },
+  connect: { summary: "connect to a WebSocket server: type lines to send, see what arrives", run: runConnect },
+  bench: { summary: "load-test a WebSocket server (echo or broadcast) and report rate and latency", run: runBench },
 };
 
 /** The built-in demo: the chat example, shipped in the package. */

@@ -92,6 +92,13 @@ const MAX_TABLE_ENTRIES = 1_000_000;
  */
 const FAST_PUSH_MARGIN = 256 * 1024;
 const SCRATCH_INITIAL = 64 * 1024;
+/**
+ * Offset of `allowhook` in `struct lua_State` on wasm32 (Lua 5.4: `next` pointer, `tt`, `marked`,
+ * `status`, `allowhook`). Checked against a live state before use.
+ */
+const ALLOWHOOK_OFFSET = 7;
+const THREAD_TYPE_TAG_OFFSET = 4;
+const LUA_VTHREAD = 8;
 const SCRATCH_KEEP = MIB;
 
 const TYPE_NAMES: Record<number, LuaTypeName> = {
@@ -376,6 +383,7 @@ class WasmoonLuaEngine implements LuaEngine {
   private depth = 0;
   private deadline = 0;
   private budgetSpent = false;
+  private readonly canReenableHooks: boolean;
   private isClosed = false;
   private closeRequested = false;
   private broken: unknown;
@@ -434,6 +442,9 @@ class WasmoonLuaEngine implements LuaEngine {
     api.lua_setwarnf(L, warnPtr, 0);
     // Threads inherit the hook of the thread that creates them, so setting it here covers all.
     api.lua_sethook(L, this.hookPtr, LUA_MASKCOUNT, HOOK_INTERVAL);
+    const heap = this.heap();
+    this.canReenableHooks =
+      heap[L + THREAD_TYPE_TAG_OFFSET] === LUA_VTHREAD && heap[L + ALLOWHOOK_OFFSET] === 1;
 
     this.enter();
     try {
@@ -826,6 +837,10 @@ class WasmoonLuaEngine implements LuaEngine {
     // From now on fire on every instruction, so a pcall that catches the error gets it again
     // at its next instruction, and so on up to the host.
     if (api.lua_gethookcount(L) !== 1) api.lua_sethook(L, this.hookPtr, LUA_MASKCOUNT, 1);
+    // Lua clears `allowhook` while a hook runs and sets it again when the hook returns, which an
+    // error raised here skips: a message handler (`xpcall`) would then run with hooks off, and
+    // could loop forever unchecked. Re-enable them, as the normal return path would.
+    if (this.canReenableHooks) this.heap()[L + ALLOWHOOK_OFFSET] = 1;
     // Level 0: inside a hook, the running Lua function (hooks get no frame of their own).
     api.luaL_where(L, 0);
     this.pushString(L, "cpu budget exceeded");

@@ -5,7 +5,7 @@ import { ProtocolError, StateError } from "./errors.js";
 import { encodeClosePayload, frameHeaderLength, MAX_CONTROL_PAYLOAD, writeFrameHeader } from "./frame.js";
 import { type FrameHandler, FrameParser } from "./frame-parser.js";
 import { applyMask } from "./mask.js";
-import { isControlOpcode, Opcode } from "./opcode.js";
+import { isControlOpcode, isKnownOpcode, Opcode } from "./opcode.js";
 import { OutputQueue, SMALL_FRAME_BYTES } from "./output-queue.js";
 import { isValidUtf8, Utf8Validator } from "./utf8.js";
 
@@ -206,9 +206,15 @@ export class Connection implements FrameHandler {
 
   /**
    * Queues one raw frame, for applications that frame their own messages (OpenResty's
-   * `send_frame`). Control frames follow §5.5 (≤ 125 bytes, fin set) or a StateError is thrown.
+   * `send_frame`). The opcode must be one RFC 6455 defines, and control frames follow §5.5
+   * (≤ 125 bytes, fin set), or a StateError is thrown.
    */
   sendFrame(opcode: number, payload: Buffer, fin: boolean): boolean {
+    // §5.2: reserved opcodes (3–7, 0xB–0xF) would fail the peer's connection, and a value
+    // above 15 would spill into the RSV bits of the header byte.
+    if (!Number.isInteger(opcode) || opcode < 0 || !isKnownOpcode(opcode)) {
+      throw new StateError(`invalid opcode ${opcode}: use 0–2 or 8–10 (RFC 6455 §5.2)`);
+    }
     if (isControlOpcode(opcode)) {
       if (!fin) throw new StateError("control frames must not be fragmented");
       if (opcode === Opcode.Close) {

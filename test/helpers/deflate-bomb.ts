@@ -15,7 +15,9 @@ export async function deflatedZeros(mebibytes: number): Promise<Buffer> {
   const zeros = Buffer.alloc(1 << 20);
   for (let i = 0; i < 3; i++) {
     deflater.write(zeros);
-    await new Promise<void>((resolve) => deflater.flush(zlib.constants.Z_SYNC_FLUSH, () => resolve()));
+    await new Promise<void>((resolve) =>
+      deflater.flush(zlib.constants.Z_SYNC_FLUSH, () => resolve()),
+    );
     segments.push(Buffer.concat(current));
     current = [];
   }

@@ -686,6 +686,17 @@ export function makeBinary(size: number): Buffer {
   return out;
 }
 
+/**
+ * `size` bytes that compress well (a 4 KiB random block repeated): large messages through
+ * permessage-deflate without spending seconds deflating incompressible data.
+ */
+export function makeCompressible(size: number): Buffer {
+  const block = makeBinary(4096);
+  const out = Buffer.allocUnsafe(size);
+  for (let at = 0; at < size; at += block.length) block.copy(out, at, 0, Math.min(block.length, size - at));
+  return out;
+}
+
 /** A string of exactly `bytes` UTF-8 bytes mixing 1-, 2-, 3- and 4-byte characters. */
 export function makeText(bytes: number): string {
   // "aé✓🌍" is 1 + 2 + 3 + 4 = 10 bytes.

@@ -5,7 +5,11 @@
  * every way gives the same events and the same output.
  */
 import assert from "node:assert/strict";
-import { Connection, type ConnectionOptions, ConnectionState } from "../../src/protocol/connection.js";
+import {
+  Connection,
+  type ConnectionOptions,
+  ConnectionState,
+} from "../../src/protocol/connection.js";
 import type { ProtocolError } from "../../src/protocol/errors.js";
 
 export type Role = "server" | "client";
@@ -67,7 +71,11 @@ export interface FrameSpec {
 }
 
 /** Encodes one frame byte by byte from RFC 6455 §5.2, independently of src/protocol/frame.ts. */
-export function buildFrame(opcode: number, payload: Buffer | string = "", spec: FrameSpec = {}): Buffer {
+export function buildFrame(
+  opcode: number,
+  payload: Buffer | string = "",
+  spec: FrameSpec = {},
+): Buffer {
   const data = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
   const length = spec.declaredLength ?? data.length;
   const lengthBytes = spec.lengthBytes ?? (length < 126 ? 0 : length < 0x10000 ? 2 : 8);
@@ -186,9 +194,17 @@ export interface ExpectedFrame {
  * Decodes what a `role` connection sent and compares it with `expected`. Frames from a
  * client must be masked (with the test key), frames from a server must not be (§5.1).
  */
-export function assertSent(role: Role, output: Buffer, expected: readonly ExpectedFrame[]): DecodedFrame[] {
+export function assertSent(
+  role: Role,
+  output: Buffer,
+  expected: readonly ExpectedFrame[],
+): DecodedFrame[] {
   const frames = decodeFrames(output);
-  assert.equal(frames.length, expected.length, `expected ${expected.length} frames, got ${frames.length}`);
+  assert.equal(
+    frames.length,
+    expected.length,
+    `expected ${expected.length} frames, got ${frames.length}`,
+  );
   frames.forEach((frame, i) => {
     const want = expected[i]!;
     assert.equal(frame.opcode, want.opcode, `frame ${i} opcode`);
@@ -235,7 +251,8 @@ export class Recorder {
     const events = this.events;
     this.connection = new Connection(
       {
-        onMessage: (data, binary) => events.push({ type: "message", data: Buffer.from(data), binary }),
+        onMessage: (data, binary) =>
+          events.push({ type: "message", data: Buffer.from(data), binary }),
         onFrame: (opcode, payload, fin) =>
           events.push({ type: "frame", opcode, payload: Buffer.from(payload), fin }),
         onPing: (payload) => events.push({ type: "ping", payload: Buffer.from(payload) }),
@@ -312,8 +329,10 @@ export function randomPieces(length: number, seed: number): number[] {
 /** Whole, byte by byte, and at random split points for several seeds. */
 export function splitsFor(length: number, options: { bytewise?: boolean } = {}): Split[] {
   const splits: Split[] = [{ name: "whole", pieces: length === 0 ? [] : [length] }];
-  if (options.bytewise !== false) splits.push({ name: "byte by byte", pieces: new Array<number>(length).fill(1) });
-  for (const seed of RANDOM_SEEDS) splits.push({ name: `random split (seed ${seed})`, pieces: randomPieces(length, seed) });
+  if (options.bytewise !== false)
+    splits.push({ name: "byte by byte", pieces: new Array<number>(length).fill(1) });
+  for (const seed of RANDOM_SEEDS)
+    splits.push({ name: `random split (seed ${seed})`, pieces: randomPieces(length, seed) });
   return splits;
 }
 
@@ -357,9 +376,17 @@ export function replay(
       continue;
     }
     if (replayOptions.compareEvents !== false) {
-      assert.deepStrictEqual(recorder.events, reference.events, `events differ when fed ${split.name}`);
+      assert.deepStrictEqual(
+        recorder.events,
+        reference.events,
+        `events differ when fed ${split.name}`,
+      );
     } else {
-      assert.equal(recorder.events.length, reference.events.length, `event count differs when fed ${split.name}`);
+      assert.equal(
+        recorder.events.length,
+        reference.events.length,
+        `event count differs when fed ${split.name}`,
+      );
     }
     assert.ok(output.equals(referenceOutput), `output differs when fed ${split.name}`);
     assert.equal(recorder.state, reference.state, `state differs when fed ${split.name}`);
@@ -369,7 +396,10 @@ export function replay(
 
 /** Text of a message event, for terse assertions. */
 export function messageText(event: ProtocolEvent | undefined): string {
-  assert.ok(event !== undefined && event.type === "message", `expected a message event, got ${JSON.stringify(event)}`);
+  assert.ok(
+    event !== undefined && event.type === "message",
+    `expected a message event, got ${JSON.stringify(event)}`,
+  );
   return event.data.toString("utf8");
 }
 
@@ -394,10 +424,16 @@ export function assertFails(
   const errors = recorder.events.filter((event) => event.type === "error");
   assert.equal(errors.length, 1, `expected one error, got ${JSON.stringify(recorder.events)}`);
   assert.deepEqual(recorder.events.at(-1)?.type, "error", "the error is the last event");
-  assert.equal((errors[0] as { closeCode: number }).closeCode, closeCode, "close code of the failure");
+  assert.equal(
+    (errors[0] as { closeCode: number }).closeCode,
+    closeCode,
+    "close code of the failure",
+  );
   assert.equal(recorder.connection.failure?.closeCode, closeCode);
   assert.ok(
-    !recorder.events.some((event) => event.type === "message" && event.data.toString() === "must be ignored"),
+    !recorder.events.some(
+      (event) => event.type === "message" && event.data.toString() === "must be ignored",
+    ),
     "input after the failure is ignored",
   );
   const frames = decodeFrames(recorder.output());

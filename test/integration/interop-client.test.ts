@@ -9,7 +9,7 @@ import { afterEach, describe, it } from "node:test";
 import { WebSocketServer as WsServer, type ServerOptions as WsServerOptions } from "ws";
 import { connect, type ClientOptions, type WebSocketClient } from "../../src/client/client.js";
 import { HandshakeError } from "../../src/protocol/errors.js";
-import { makeBinary, makeText, Resources, withTimeout } from "../helpers/net-helpers.js";
+import { makeBinary, makeCompressible, makeText, Resources, withTimeout } from "../helpers/net-helpers.js";
 
 const resources = new Resources();
 afterEach(() => resources.closeAll());
@@ -66,7 +66,8 @@ for (const deflate of [false, true]) {
         const { url } = await startWsEcho({ perMessageDeflate: deflate });
         const client = await openClient(url, { perMessageDeflate: deflate });
         assert.equal(client.extensions.startsWith("permessage-deflate"), deflate);
-        await roundTrip(client, makeBinary(size));
+        // Random data does not compress: large sizes through deflate use compressible data.
+        await roundTrip(client, deflate && size >= 1024 * 1024 ? makeCompressible(size) : makeBinary(size));
       });
     }
 
@@ -121,6 +122,11 @@ describe("ws server ↔ our client: permessage-deflate parameters", () => {
     { name: "client_no_context_takeover", server: { clientNoContextTakeover: true }, expect: [/client_no_context_takeover/] },
     { name: "server_max_window_bits=10", server: { serverMaxWindowBits: 10 }, expect: [/server_max_window_bits=10/] },
     { name: "client_max_window_bits=9", server: { clientMaxWindowBits: 9 }, expect: [/client_max_window_bits=9/] },
+    {
+      name: "both window bits at the minimum, 8",
+      server: { serverMaxWindowBits: 8, clientMaxWindowBits: 8 },
+      expect: [/server_max_window_bits=8/, /client_max_window_bits=8/],
+    },
     {
       name: "all four",
       server: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 11, clientMaxWindowBits: 10 },

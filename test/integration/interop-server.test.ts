@@ -8,6 +8,7 @@ import WebSocket from "ws";
 import type { ServerClient } from "../../src/server/server-client.js";
 import {
   makeBinary,
+  makeCompressible,
   makeText,
   OP,
   RawClient,
@@ -44,7 +45,8 @@ for (const deflate of [false, true]) {
         const { url } = await startEchoServer(resources, { perMessageDeflate: deflate });
         const peer = await openWs(url, { perMessageDeflate: deflate });
         assert.equal(peer.ws.extensions.includes("permessage-deflate"), deflate);
-        await roundTrip(peer, makeBinary(size));
+        // Random data does not compress: large sizes through deflate use compressible data.
+        await roundTrip(peer, deflate && size >= 1024 * 1024 ? makeCompressible(size) : makeBinary(size));
       });
     }
 
@@ -115,6 +117,11 @@ describe("our server ↔ ws client: permessage-deflate parameters", () => {
     { name: "client_no_context_takeover", client: { clientNoContextTakeover: true }, expect: [/client_no_context_takeover/] },
     { name: "server_max_window_bits=10", client: { serverMaxWindowBits: 10 }, expect: [/server_max_window_bits=10/] },
     { name: "client_max_window_bits=9", client: { clientMaxWindowBits: 9 }, expect: [/client_max_window_bits=9/] },
+    {
+      name: "both window bits at the minimum, 8",
+      client: { serverMaxWindowBits: 8, clientMaxWindowBits: 8 },
+      expect: [/server_max_window_bits=8/, /client_max_window_bits=8/],
+    },
     {
       name: "all four",
       client: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 9, clientMaxWindowBits: 11 },

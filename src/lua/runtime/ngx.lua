@@ -11,9 +11,9 @@ It sets the global `ngx`, preloads the resty.* modules and returns the style's p
 (start, abort, release, shutdown) to the host.
 
 Requests. Each WebSocket upgrade request runs the script in its own coroutine, the "entry
-thread", whose scheduler context is the request's handle (an integer), as content_by_lua_file
-does. Light threads (ngx.thread.spawn) inherit the context; ngx.timer callbacks run with a timer
-context (a table) and no request. Each request has its own global environment (falling back to
+thread", whose scheduler context is the request's handle (a positive integer), as
+content_by_lua_file does. Light threads (ngx.thread.spawn) inherit the context; ngx.timer callbacks
+run with a timer context (a negative integer) and no request. Each request has its own global environment (falling back to
 _G), `ngx.ctx` and `ngx.var`, as in OpenResty.
 
 A request finishes when its entry thread and all its light threads are done, when one of them
@@ -48,6 +48,9 @@ local api = {}
 
 --- Requests by handle.
 local conns = {}
+--- Timer runs by context (a negative integer): { running = bool, ngx_ctx = table }.
+local timer_runs = {}
+local last_timer_context = 0
 --- True once the server is shutting down (ngx.worker.exiting()).
 local exiting = false
 
@@ -55,7 +58,8 @@ local exiting = false
 -- Requests and threads
 ---------------------------------------------------------------------------------------------------
 
---- The request of the running coroutine (or nil), and the raw scheduler context.
+--- The request of the running coroutine (or nil), and the raw scheduler context (a request
+--- handle, a timer context, or nil).
 local function current()
   local ctx = sched.context()
   if type(ctx) == "number" then return conns[ctx], ctx end
@@ -67,7 +71,7 @@ internal.current = current
 local function need_request(level)
   local conn, ctx = current()
   if conn then return conn end
-  if type(ctx) == "table" then error("API disabled in the context of ngx.timer", level + 1) end
+  if ctx ~= nil then error("API disabled in the context of ngx.timer", level + 1) end
   error("no request found", level + 1)
 end
 
@@ -302,9 +306,12 @@ function ngx.exit(status)
   local conn, ctx = current()
   if conn then
     finish(conn, "exit", code)
-  elseif type(ctx) == "table" and ctx.timer and ctx.running then
-    ctx.running = false
-    internal.timer_done()
+  else
+    local run = timer_runs[ctx]
+    if run and run.running then
+      run.running = false
+      internal.timer_done()
+    end
   end
   die()
 end
@@ -337,16 +344,24 @@ function internal.timer_done()
   running_count = running_count - 1
 end
 
-local function run_timer(rec, premature)
-  local ctx = sched.context()
-  ctx.running = true
+local function run_timer(ctx, rec, premature)
+  local run = { running = true }
+  timer_runs[ctx] = run
   running_count = running_count + 1
   local ok, e = xpcall(rec.fn, capture, premature, unpack(rec.args, 1, rec.args.n))
-  if ctx.running then
-    ctx.running = false
+  if run.running then
+    run.running = false
     running_count = running_count - 1
   end
+  timer_runs[ctx] = nil
   if not ok then prim.report_error("ngx.timer callback", e.msg, e.tb, nil) end
+end
+
+--- Runs a timer's callback in a new coroutine with a fresh timer context.
+local function spawn_timer(rec, premature)
+  last_timer_context = last_timer_context - 1
+  local ctx = last_timer_context
+  sched.spawn(run_timer, ctx, ctx, rec, premature)
 end
 
 local function fire(rec, premature)
@@ -354,7 +369,7 @@ local function fire(rec, premature)
     pending_timers[rec] = nil
     pending_count = pending_count - 1
   end
-  sched.spawn(run_timer, { timer = rec }, rec, premature)
+  spawn_timer(rec, premature)
 end
 
 local function add_timer(name, every, ...)
@@ -402,7 +417,7 @@ function api.shutdown()
     prim.cancel_timer(rec.id)
     pending_timers[rec] = nil
     pending_count = pending_count - 1
-    sched.spawn(run_timer, { timer = rec }, rec, true)
+    spawn_timer(rec, true)
   end
 end
 
@@ -723,7 +738,7 @@ setmetatable(ngx, {
   __index = function(_, k)
     if k == "ctx" then
       local conn, ctx = current()
-      local holder = conn or (type(ctx) == "table" and ctx) or nil
+      local holder = conn or timer_runs[ctx]
       if holder == nil then error("no request found", 2) end
       local t = holder.ngx_ctx
       if t == nil then
@@ -744,7 +759,7 @@ setmetatable(ngx, {
   __newindex = function(t, k, v)
     if k == "ctx" then
       local conn, ctx = current()
-      local holder = conn or (type(ctx) == "table" and ctx) or nil
+      local holder = conn or timer_runs[ctx]
       if holder == nil then error("no request found", 2) end
       holder.ngx_ctx = v
     elseif k == "status" then

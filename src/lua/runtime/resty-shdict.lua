@@ -44,20 +44,40 @@ local function check_exptime(exptime)
   return t
 end
 
---- Removes key if it has expired; true when it is (still) present.
-local function alive(d, key)
+--- True when key is present and not expired. An expired item is removed, unless `keep` (get
+--- leaves it for get_stale, as OpenResty keeps expired items until their memory is needed).
+local function alive(d, key, keep)
   if d.values[key] == nil then return false end
   local expires = d.expires[key]
   if expires ~= nil and expires <= now_ms() then
-    d.values[key], d.flags[key], d.expires[key] = nil, nil, nil
+    if not keep then d.values[key], d.flags[key], d.expires[key], d.lists[key] = nil, nil, nil, nil end
     return false
   end
   return true
 end
 
+--- Removes expired items (at most max_count, 0 = all); how many.
+local function sweep(d, max_count)
+  local now, count = now_ms(), 0
+  for k, expires in pairs(d.expires) do
+    if expires <= now then
+      d.values[k], d.flags[k], d.expires[k], d.lists[k] = nil, nil, nil, nil
+      count = count + 1
+      if max_count > 0 and count >= max_count then break end
+    end
+  end
+  return count
+end
+
+-- Nothing evicts expired items here (there is no zone to run out of), so every SWEEP_EVERY
+-- writes the dictionary drops the expired ones, keeping memory bounded by the live items.
+local SWEEP_EVERY = 1000
+
 local LIST = setmetatable({}, { __tostring = function() return "list" end })
 
 local function store(d, key, value, exptime, flags)
+  d.writes = d.writes + 1
+  if d.writes % SWEEP_EVERY == 0 then sweep(d, 0) end
   d.values[key] = value
   d.flags[key] = (flags ~= nil and flags ~= 0) and flags or nil
   d.expires[key] = (exptime ~= nil and exptime > 0) and now_ms() + exptime * 1000 or nil
@@ -96,7 +116,7 @@ function methods.get(self, key)
   local d = check_zone(self, "get")
   local k, err = check_key(key)
   if not k then return nil, err end
-  if not alive(d, k) then return nil end
+  if not alive(d, k, true) then return nil end
   local value = d.values[k]
   if value == LIST then return nil, "value is a list" end
   local flags = d.flags[k]
@@ -247,16 +267,7 @@ end
 --- dict:flush_expired([max_count]): removes expired items; how many.
 function methods.flush_expired(self, max_count)
   local d = check_zone(self, "flush_expired")
-  local max = tointeger(max_count) or 0
-  local now, count = now_ms(), 0
-  for k, expires in pairs(d.expires) do
-    if expires <= now then
-      d.values[k], d.flags[k], d.expires[k], d.lists[k] = nil, nil, nil, nil
-      count = count + 1
-      if max > 0 and count >= max then break end
-    end
-  end
-  return count
+  return sweep(d, tointeger(max_count) or 0)
 end
 
 --- dict:get_keys([max_count]): the live keys (at most max_count, default 1024; 0 = all).
@@ -286,7 +297,7 @@ function methods.free_space(self)
 end
 
 local function new_dict(name)
-  return setmetatable({ name = name, values = {}, flags = {}, expires = {}, lists = {} }, dict_mt)
+  return setmetatable({ name = name, values = {}, flags = {}, expires = {}, lists = {}, writes = 0 }, dict_mt)
 end
 
 return setmetatable({}, {

@@ -38,7 +38,7 @@ function _M.new(self, opts)
   if self ~= _M then opts = self end
   local conn, ctx = internal.current()
   if conn == nil then
-    return nil, type(ctx) == "table" and "API disabled in the context of ngx.timer" or "no request found"
+    return nil, ctx ~= nil and "API disabled in the context of ngx.timer" or "no request found"
   end
   if conn.accepted then return nil, "response header already sent" end
   local ok, err = prim.accept(conn.h)

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { CloseCode, isValidCloseCode } from "../../../src/protocol/close-code.js";
-import { ClosedError, HandshakeError, MoonsocketError, ProtocolError, StateError } from "../../../src/protocol/errors.js";
+import {
+  ClosedError,
+  HandshakeError,
+  MoonsocketError,
+  ProtocolError,
+  StateError,
+} from "../../../src/protocol/errors.js";
 import { isControlOpcode, isKnownOpcode, Opcode } from "../../../src/protocol/opcode.js";
 
 describe("Opcode", () => {
@@ -29,7 +35,12 @@ describe("isValidCloseCode", () => {
     assert.deepEqual(valid, expected);
   });
   it("rejects the reserved codes that never go on the wire", () => {
-    for (const code of [CloseCode.NoStatusReceived, CloseCode.AbnormalClosure, CloseCode.TlsHandshake, 1004]) {
+    for (const code of [
+      CloseCode.NoStatusReceived,
+      CloseCode.AbnormalClosure,
+      CloseCode.TlsHandshake,
+      1004,
+    ]) {
       assert.equal(isValidCloseCode(code), false);
     }
   });

@@ -10,12 +10,14 @@ import {
   inbound,
   messageText,
   OP,
-  ROLES,
   Recorder,
+  ROLES,
   replay,
 } from "../../helpers/protocol-harness.js";
 
-const VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
+const VALID_CODES = [
+  1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999,
+];
 const INVALID_CODES = [0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535];
 
 for (const role of ROLES) {
@@ -54,7 +56,9 @@ for (const role of ROLES) {
 
     it("reports the reason of a close frame", () => {
       const recorder = replay({ role }, inbound(role, OP.close, closeBody(1001, "going away")));
-      assert.deepStrictEqual(recorder.events, [{ type: "close", code: 1001, reason: "going away" }]);
+      assert.deepStrictEqual(recorder.events, [
+        { type: "close", code: 1001, reason: "going away" },
+      ]);
       assert.equal(recorder.connection.closeReasonReceived, "going away");
     });
 
@@ -101,14 +105,20 @@ for (const role of ROLES) {
     });
 
     it("ignores garbage after a close frame in the same chunk", () => {
-      const input = Buffer.concat([inbound(role, OP.close, closeBody(1000)), Buffer.from([0xff, 0xff, 0xff])]);
+      const input = Buffer.concat([
+        inbound(role, OP.close, closeBody(1000)),
+        Buffer.from([0xff, 0xff, 0xff]),
+      ]);
       const recorder = replay({ role }, input);
       assert.deepStrictEqual(recorder.events, [{ type: "close", code: 1000, reason: "" }]);
       assert.equal(recorder.connection.failure, null);
     });
 
     it("accepts a close frame between the fragments of a message and drops the partial message", () => {
-      const input = Buffer.concat([inbound(role, OP.text, "part", { fin: false }), inbound(role, OP.close, closeBody(1000))]);
+      const input = Buffer.concat([
+        inbound(role, OP.text, "part", { fin: false }),
+        inbound(role, OP.close, closeBody(1000)),
+      ]);
       const recorder = replay({ role }, input);
       assert.deepStrictEqual(recorder.events, [{ type: "close", code: 1000, reason: "" }]);
     });
@@ -140,7 +150,9 @@ for (const role of ROLES) {
       it("we close first: messages the peer sent before its close are still delivered", () => {
         const recorder = new Recorder({ role });
         recorder.connection.close(1001);
-        recorder.receive(Buffer.concat([inbound(role, OP.text, "in flight"), inbound(role, OP.ping, "p")]));
+        recorder.receive(
+          Buffer.concat([inbound(role, OP.text, "in flight"), inbound(role, OP.ping, "p")]),
+        );
         assert.equal(messageText(recorder.events[0]), "in flight");
         assert.equal(recorder.state, ConnectionState.CloseSent);
         // No pong once our close frame is out (§5.5.1: nothing is sent after a close frame).
@@ -209,6 +221,17 @@ for (const role of ROLES) {
         recorder.receive(inbound(role, OP.close, closeBody(3000)));
         assert.equal(recorder.state, ConnectionState.Closed);
         assertSent(role, recorder.output(), [{ opcode: OP.close, payload: closeBody(3000) }]);
+      });
+
+      it("records only the first failure, even if the parser reported another", () => {
+        const recorder = new Recorder({ role });
+        recorder.connection.onFrameError(1002, "first");
+        recorder.connection.onFrameError(1007, "second");
+        assert.deepStrictEqual(recorder.events, [
+          { type: "error", closeCode: 1002, code: "ERR_WS_PROTOCOL" },
+        ]);
+        assert.equal(recorder.connection.failure?.message, "first");
+        assert.equal(decodeFrames(recorder.output()).length, 1);
       });
 
       it("a protocol error → Closed, and close() is then refused", () => {

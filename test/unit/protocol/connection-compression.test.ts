@@ -22,9 +22,9 @@ import {
   feed,
   inbound,
   OP,
-  ROLES,
   Recorder,
   type RecorderOptions,
+  ROLES,
   type Role,
   randomBytes,
   randomPieces,
@@ -55,7 +55,11 @@ function deflateFragment(data: Buffer | string): Buffer {
 }
 
 /** Options for a `role` connection with a fresh compressor of its own. */
-function compressed(role: Role, extra: Omit<RecorderOptions, "role"> = {}, params = DEFAULT_PARAMS): () => RecorderOptions {
+function compressed(
+  role: Role,
+  extra: Omit<RecorderOptions, "role"> = {},
+  params = DEFAULT_PARAMS,
+): () => RecorderOptions {
   return () => ({ role, compressor: new ZlibCompressor(params, role, { threshold: 0 }), ...extra });
 }
 
@@ -64,8 +68,16 @@ function connectPair(
   clientOptions: DeflateOptions,
   serverOptions: DeflateOptions,
   extra: Omit<RecorderOptions, "role" | "compressor"> = {},
-): { server: Recorder; client: Recorder; serverParams: DeflateParams; clientParams: DeflateParams } {
-  const accepted = acceptDeflateOffer(parseExtensions(buildDeflateOffer(clientOptions)), serverOptions);
+): {
+  server: Recorder;
+  client: Recorder;
+  serverParams: DeflateParams;
+  clientParams: DeflateParams;
+} {
+  const accepted = acceptDeflateOffer(
+    parseExtensions(buildDeflateOffer(clientOptions)),
+    serverOptions,
+  );
   assert.ok(accepted !== null, "the server accepts the offer");
   const clientParams = acceptDeflateResponse(accepted.response, clientOptions);
   assert.ok(clientParams !== null, "the client accepts the response");
@@ -106,7 +118,11 @@ function messages(): Array<[Buffer, boolean]> {
 }
 
 function assertReceived(recorder: Recorder, expected: Array<[Buffer, boolean]>): void {
-  assert.equal(recorder.events.length, expected.length, JSON.stringify(recorder.events.map((e) => e.type)));
+  assert.equal(
+    recorder.events.length,
+    expected.length,
+    JSON.stringify(recorder.events.map((e) => e.type)),
+  );
   expected.forEach(([data, binary], i) => {
     const event = recorder.events[i]!;
     assert.ok(event.type === "message", `event ${i} is a message`);
@@ -134,20 +150,36 @@ describe("Connection with permessage-deflate, end to end (server ↔ client over
       for (const clientNoContextTakeover of [false, true]) {
         const name = `window bits ${bits}, server_no_context_takeover ${serverNoContextTakeover}, client_no_context_takeover ${clientNoContextTakeover}`;
         it(`round-trips messages both ways with ${name}`, () => {
-          const options = { serverMaxWindowBits: bits, clientMaxWindowBits: bits, serverNoContextTakeover, clientNoContextTakeover };
+          const options = {
+            serverMaxWindowBits: bits,
+            clientMaxWindowBits: bits,
+            serverNoContextTakeover,
+            clientNoContextTakeover,
+          };
           const { server, client, serverParams, clientParams } = connectPair(options, {});
-          assert.deepEqual(serverParams, { serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits: bits, clientMaxWindowBits: bits });
+          assert.deepEqual(serverParams, {
+            serverNoContextTakeover,
+            clientNoContextTakeover,
+            serverMaxWindowBits: bits,
+            clientMaxWindowBits: bits,
+          });
           assert.deepEqual(clientParams, serverParams);
 
           const sample = messages();
           for (const [data, binary] of sample) client.connection.send(data, binary);
           const up = transfer(client, server);
-          assert.ok(up.every((frame) => frame.rsv1 && frame.masked), "client frames are compressed and masked");
+          assert.ok(
+            up.every((frame) => frame.rsv1 && frame.masked),
+            "client frames are compressed and masked",
+          );
           assertReceived(server, sample);
 
           for (const [data, binary] of sample) server.connection.send(data, binary);
           const down = transfer(server, client);
-          assert.ok(down.every((frame) => frame.rsv1 && !frame.masked), "server frames are compressed, unmasked");
+          assert.ok(
+            down.every((frame) => frame.rsv1 && !frame.masked),
+            "server frames are compressed, unmasked",
+          );
           assertReceived(client, sample);
 
           // Context takeover: a repeated message refers back to the first copy, unless forbidden.
@@ -158,8 +190,13 @@ describe("Connection with permessage-deflate, end to end (server ↔ client over
             [client, server, clientNoContextTakeover],
           ] as const) {
             const { first, second } = sendTwice(from, to, text);
-            if (noContext) assert.ok(first.equals(second), "no context takeover: the same bytes each time");
-            else assert.ok(second.length < first.length, "context takeover: the second copy is smaller");
+            if (noContext)
+              assert.ok(first.equals(second), "no context takeover: the same bytes each time");
+            else
+              assert.ok(
+                second.length < first.length,
+                "context takeover: the second copy is smaller",
+              );
           }
           assert.equal(server.connection.failure, null);
           assert.equal(client.connection.failure, null);
@@ -202,7 +239,10 @@ describe("Connection with permessage-deflate, end to end (server ↔ client over
   });
 
   it("sends messages below the threshold uncompressed", () => {
-    const server = new Recorder({ role: "server", compressor: new ZlibCompressor(DEFAULT_PARAMS, "server", { threshold: 10 }) });
+    const server = new Recorder({
+      role: "server",
+      compressor: new ZlibCompressor(DEFAULT_PARAMS, "server", { threshold: 10 }),
+    });
     server.connection.send("short", false);
     server.connection.send("long enough to compress", false);
     server.connection.send("x".repeat(1000), false); // the string path also compresses
@@ -232,13 +272,20 @@ for (const role of ROLES) {
     });
 
     it("inflates a compressed empty message (a single 00 byte, §7.2.3.6)", () => {
-      const recorder = replay(compressed(role), inbound(role, OP.text, Buffer.from([0x00]), { rsv1: true }));
-      assert.deepStrictEqual(recorder.events, [{ type: "message", data: Buffer.alloc(0), binary: false }]);
+      const recorder = replay(
+        compressed(role),
+        inbound(role, OP.text, Buffer.from([0x00]), { rsv1: true }),
+      );
+      assert.deepStrictEqual(recorder.events, [
+        { type: "message", data: Buffer.alloc(0), binary: false },
+      ]);
     });
 
     it("accepts an uncompressed message on a compressed connection", () => {
       const recorder = replay(compressed(role), inbound(role, OP.text, "plain"));
-      assert.deepStrictEqual(recorder.events, [{ type: "message", data: Buffer.from("plain"), binary: false }]);
+      assert.deepStrictEqual(recorder.events, [
+        { type: "message", data: Buffer.from("plain"), binary: false },
+      ]);
     });
 
     it("inflates a compressed message whose DEFLATE data is cut into fragments at any point", () => {
@@ -246,7 +293,11 @@ for (const role of ROLES) {
       const text = Buffer.from("fragmented and compressed: é 🌍 ".repeat(200));
       const data = deflate(text);
       for (let trial = 0; trial < 6; trial++) {
-        const cuts = [0, ...[1, 2, 3].map(() => Math.floor(random() * data.length)).sort((a, b) => a - b), data.length];
+        const cuts = [
+          0,
+          ...[1, 2, 3].map(() => Math.floor(random() * data.length)).sort((a, b) => a - b),
+          data.length,
+        ];
         const frames = cuts.slice(0, -1).map((start, i) =>
           inbound(role, i === 0 ? OP.text : OP.continuation, data.subarray(start, cuts[i + 1]), {
             rsv1: i === 0,
@@ -254,7 +305,11 @@ for (const role of ROLES) {
           }),
         );
         const recorder = replay(compressed(role), Buffer.concat(frames));
-        assert.deepStrictEqual(recorder.events, [{ type: "message", data: text, binary: false }], `cuts ${cuts.join(",")}`);
+        assert.deepStrictEqual(
+          recorder.events,
+          [{ type: "message", data: text, binary: false }],
+          `cuts ${cuts.join(",")}`,
+        );
       }
     });
 
@@ -289,23 +344,36 @@ for (const role of ROLES) {
         });
       });
       return done.then(() => {
-        const [first, second] = payloads.map((payload) => payload.subarray(0, payload.length - 4)) as [Buffer, Buffer];
+        const [first, second] = payloads.map((payload) =>
+          payload.subarray(0, payload.length - 4),
+        ) as [Buffer, Buffer];
         assert.ok(second.length < first.length);
-        const input = Buffer.concat([inbound(role, OP.text, first, { rsv1: true }), inbound(role, OP.text, second, { rsv1: true })]);
+        const input = Buffer.concat([
+          inbound(role, OP.text, first, { rsv1: true }),
+          inbound(role, OP.text, second, { rsv1: true }),
+        ]);
         const recorder = replay(compressed(role), input);
         assert.equal(recorder.events.length, 2);
-        assert.ok(recorder.events.every((event) => event.type === "message" && event.data.toString() === text));
+        assert.ok(
+          recorder.events.every(
+            (event) => event.type === "message" && event.data.toString() === text,
+          ),
+        );
         deflater.close();
       });
     });
 
     it("inflates consecutive messages that each end the DEFLATE stream with BFINAL (§7.2.3.4)", () => {
       const input = Buffer.concat(
-        ["first message", "second message", "third"].map((text) => inbound(role, OP.text, zlib.deflateRawSync(text), { rsv1: true })),
+        ["first message", "second message", "third"].map((text) =>
+          inbound(role, OP.text, zlib.deflateRawSync(text), { rsv1: true }),
+        ),
       );
       const recorder = replay(compressed(role), input);
       assert.deepStrictEqual(
-        recorder.events.map((event) => (event.type === "message" ? event.data.toString() : event.type)),
+        recorder.events.map((event) =>
+          event.type === "message" ? event.data.toString() : event.type,
+        ),
         ["first message", "second message", "third"],
       );
     });
@@ -320,7 +388,10 @@ for (const role of ROLES) {
     });
 
     it("fails with 1002 on RSV1 set on a continuation of an uncompressed message", () => {
-      const input = Buffer.concat([inbound(role, OP.text, "a", { fin: false }), inbound(role, OP.continuation, "b", { rsv1: true })]);
+      const input = Buffer.concat([
+        inbound(role, OP.text, "a", { fin: false }),
+        inbound(role, OP.continuation, "b", { rsv1: true }),
+      ]);
       assertFails(role, input, 1002, compressed(role));
     });
 
@@ -329,29 +400,55 @@ for (const role of ROLES) {
     });
 
     it("fails with 1002 on RSV2 or RSV3 even with compression negotiated", () => {
-      assertFails(role, inbound(role, OP.text, deflate("x"), { rsv1: true, rsv2: true }), 1002, compressed(role));
-      assertFails(role, inbound(role, OP.text, deflate("x"), { rsv3: true }), 1002, compressed(role));
+      assertFails(
+        role,
+        inbound(role, OP.text, deflate("x"), { rsv1: true, rsv2: true }),
+        1002,
+        compressed(role),
+      );
+      assertFails(
+        role,
+        inbound(role, OP.text, deflate("x"), { rsv3: true }),
+        1002,
+        compressed(role),
+      );
     });
 
     it("fails with 1007 on corrupt compressed data", () => {
-      assertFails(role, inbound(role, OP.binary, Buffer.from([0xff, 0xff, 0xff, 0xff]), { rsv1: true }), 1007, compressed(role));
+      assertFails(
+        role,
+        inbound(role, OP.binary, Buffer.from([0xff, 0xff, 0xff, 0xff]), { rsv1: true }),
+        1007,
+        compressed(role),
+      );
     });
 
     it("fails with 1007 on corrupt data in a later fragment", () => {
       const input = Buffer.concat([
-        inbound(role, OP.binary, deflateFragment("good start ".repeat(20)), { rsv1: true, fin: false }),
+        inbound(role, OP.binary, deflateFragment("good start ".repeat(20)), {
+          rsv1: true,
+          fin: false,
+        }),
         inbound(role, OP.continuation, Buffer.from([0xff, 0xee, 0xdd])),
       ]);
       assertFails(role, input, 1007, compressed(role));
     });
 
     it("fails with 1007 on a compressed text message that inflates to invalid UTF-8", () => {
-      assertFails(role, inbound(role, OP.text, deflate(Buffer.from([0x61, 0xff])), { rsv1: true }), 1007, compressed(role));
+      assertFails(
+        role,
+        inbound(role, OP.text, deflate(Buffer.from([0x61, 0xff])), { rsv1: true }),
+        1007,
+        compressed(role),
+      );
     });
 
     it("fails with 1007 on a compressed fragmented text message that ends inside a code point", () => {
       const input = Buffer.concat([
-        inbound(role, OP.text, deflateFragment(Buffer.from([0x61, 0xe2])), { rsv1: true, fin: false }),
+        inbound(role, OP.text, deflateFragment(Buffer.from([0x61, 0xe2])), {
+          rsv1: true,
+          fin: false,
+        }),
         inbound(role, OP.continuation, Buffer.from([0x00])),
       ]);
       assertFails(role, input, 1007, compressed(role));
@@ -359,9 +456,17 @@ for (const role of ROLES) {
 
     it("accepts a message that inflates to exactly maxPayload and refuses one byte more with 1009", () => {
       const exact = Buffer.alloc(5000, 0x61);
-      const ok = replay(compressed(role, { maxPayload: 5000 }), inbound(role, OP.text, deflate(exact), { rsv1: true }));
+      const ok = replay(
+        compressed(role, { maxPayload: 5000 }),
+        inbound(role, OP.text, deflate(exact), { rsv1: true }),
+      );
       assert.deepStrictEqual(ok.events, [{ type: "message", data: exact, binary: false }]);
-      assertFails(role, inbound(role, OP.text, deflate(Buffer.alloc(5001, 0x61)), { rsv1: true }), 1009, compressed(role, { maxPayload: 5000 }));
+      assertFails(
+        role,
+        inbound(role, OP.text, deflate(Buffer.alloc(5001, 0x61)), { rsv1: true }),
+        1009,
+        compressed(role, { maxPayload: 5000 }),
+      );
     });
 
     it("fails with 1009 when compressed fragments inflate to more than maxPayload together", () => {
@@ -411,11 +516,17 @@ for (const role of ROLES) {
       const recorder = new Recorder(compressed(role, { maxPayload: 1 << 20 })());
       recorder.receive(frame);
       const after = process.memoryUsage();
-      assert.deepEqual(recorder.events.map((event) => (event.type === "error" ? event.closeCode : event.type)), [1009]);
+      assert.deepEqual(
+        recorder.events.map((event) => (event.type === "error" ? event.closeCode : event.type)),
+        [1009],
+      );
       assert.equal(recorder.state, ConnectionState.Closed);
       const grownArrayBuffers = after.arrayBuffers - before.arrayBuffers;
       const grownRss = after.rss - before.rss;
-      assert.ok(grownArrayBuffers < 16 * 1024 * 1024, `arrayBuffers grew by ${grownArrayBuffers} bytes`);
+      assert.ok(
+        grownArrayBuffers < 16 * 1024 * 1024,
+        `arrayBuffers grew by ${grownArrayBuffers} bytes`,
+      );
       assert.ok(grownRss < 48 * 1024 * 1024, `rss grew by ${grownRss} bytes`);
     });
 
@@ -428,7 +539,10 @@ for (const role of ROLES) {
         start += length;
       }
       const frames = pieces.map((piece, i) =>
-        inbound(role, i === 0 ? OP.binary : OP.continuation, piece, { rsv1: i === 0, fin: i === pieces.length - 1 }),
+        inbound(role, i === 0 ? OP.binary : OP.continuation, piece, {
+          rsv1: i === 0,
+          fin: i === pieces.length - 1,
+        }),
       );
       const recorder = new Recorder(compressed(role, { maxPayload: 1 << 20 })());
       recorder.receive(Buffer.concat(frames));

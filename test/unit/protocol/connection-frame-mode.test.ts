@@ -18,7 +18,9 @@ for (const role of ROLES) {
     it("delivers an unfragmented message as one final frame, whole however it was split", () => {
       const payload = randomBytes(createRandom(1), 300);
       const recorder = replay({ role, frameMode: true }, inbound(role, OP.binary, payload));
-      assert.deepStrictEqual(recorder.events, [{ type: "frame", opcode: OP.binary, payload, fin: true }]);
+      assert.deepStrictEqual(recorder.events, [
+        { type: "frame", opcode: OP.binary, payload, fin: true },
+      ]);
     });
 
     it("delivers a large frame split across many reads whole and intact", () => {
@@ -46,7 +48,10 @@ for (const role of ROLES) {
     });
 
     it("delivers empty frames", () => {
-      const input = Buffer.concat([inbound(role, OP.text, "", { fin: false }), inbound(role, OP.continuation, "")]);
+      const input = Buffer.concat([
+        inbound(role, OP.text, "", { fin: false }),
+        inbound(role, OP.continuation, ""),
+      ]);
       const recorder = replay({ role, frameMode: true }, input);
       assert.deepStrictEqual(recorder.events, [
         { type: "frame", opcode: OP.text, payload: Buffer.alloc(0), fin: false },
@@ -67,7 +72,10 @@ for (const role of ROLES) {
     });
 
     it("never answers pings itself, even with autoPong set", () => {
-      const recorder = replay({ role, frameMode: true, autoPong: true }, inbound(role, OP.ping, "x"));
+      const recorder = replay(
+        { role, frameMode: true, autoPong: true },
+        inbound(role, OP.ping, "x"),
+      );
       assert.equal(recorder.output().length, 0);
     });
 
@@ -79,7 +87,9 @@ for (const role of ROLES) {
       ]);
       const recorder = replay({ role, frameMode: true }, input);
       assert.deepStrictEqual(
-        recorder.events.map((event) => (event.type === "frame" ? [event.opcode, event.payload.toString(), event.fin] : [])),
+        recorder.events.map((event) =>
+          event.type === "frame" ? [event.opcode, event.payload.toString(), event.fin] : [],
+        ),
         [
           [OP.binary, "a", false],
           [OP.ping, "p", true],
@@ -89,7 +99,10 @@ for (const role of ROLES) {
     });
 
     it("reports a close frame and moves to CloseReceived without replying", () => {
-      const recorder = replay({ role, frameMode: true }, inbound(role, OP.close, closeBody(1000, "bye")));
+      const recorder = replay(
+        { role, frameMode: true },
+        inbound(role, OP.close, closeBody(1000, "bye")),
+      );
       assert.equal(recorder.state, ConnectionState.CloseReceived);
       assert.equal(recorder.output().length, 0);
     });
@@ -103,13 +116,19 @@ for (const role of ROLES) {
       ]);
       const recorder = replay({ role, frameMode: true }, input);
       assert.deepEqual(
-        Buffer.concat(recorder.events.map((event) => (event.type === "frame" ? event.payload : Buffer.alloc(0)))),
+        Buffer.concat(
+          recorder.events.map((event) =>
+            event.type === "frame" ? event.payload : Buffer.alloc(0),
+          ),
+        ),
         bytes,
       );
     });
 
     it("fails with 1007 on invalid UTF-8 in a text frame", () => {
-      assertFails(role, inbound(role, OP.text, Buffer.from([0x61, 0xff])), 1007, { frameMode: true });
+      assertFails(role, inbound(role, OP.text, Buffer.from([0x61, 0xff])), 1007, {
+        frameMode: true,
+      });
     });
 
     it("fails with 1007 on invalid UTF-8 split across frames", () => {
@@ -154,7 +173,10 @@ for (const role of ROLES) {
 
     it("still enforces the fragmentation rules", () => {
       assertFails(role, inbound(role, OP.continuation, "x"), 1002, { frameMode: true });
-      const input = Buffer.concat([inbound(role, OP.text, "a", { fin: false }), inbound(role, OP.binary, "b")]);
+      const input = Buffer.concat([
+        inbound(role, OP.text, "a", { fin: false }),
+        inbound(role, OP.binary, "b"),
+      ]);
       assertFails(role, input, 1002, { frameMode: true });
     });
   });

@@ -35,7 +35,9 @@ for (const role of ROLES) {
       const bytewise = (length: number) => length <= 65536;
       for (const [length, lengthBytes] of cases) {
         it(`delivers a ${length}-byte text message (${lengthBytes * 8 || 7}-bit length)`, () => {
-          const text = "abcdefghijklmnopqrstuvwxyz0123456789".repeat(Math.ceil(length / 36)).slice(0, length);
+          const text = "abcdefghijklmnopqrstuvwxyz0123456789"
+            .repeat(Math.ceil(length / 36))
+            .slice(0, length);
           const frame = inbound(role, OP.text, text);
           assert.equal(frame.length, 2 + lengthBytes + (role === "server" ? 4 : 0) + length);
           const recorder = replay({ role }, frame, { bytewise: bytewise(length) });
@@ -48,8 +50,12 @@ for (const role of ROLES) {
 
         it(`delivers a ${length}-byte binary message (${lengthBytes * 8 || 7}-bit length)`, () => {
           const payload = randomBytes(createRandom(length), length);
-          const recorder = replay({ role }, inbound(role, OP.binary, payload), { bytewise: bytewise(length) });
-          assert.deepStrictEqual(recorder.events, [{ type: "message", data: payload, binary: true }]);
+          const recorder = replay({ role }, inbound(role, OP.binary, payload), {
+            bytewise: bytewise(length),
+          });
+          assert.deepStrictEqual(recorder.events, [
+            { type: "message", data: payload, binary: true },
+          ]);
         });
       }
 
@@ -74,17 +80,27 @@ for (const role of ROLES) {
         ]);
         const recorder = replay({ role }, input);
         assert.deepStrictEqual(
-          recorder.events.map((event) => (event.type === "message" ? event.data.toString("latin1") : event.type)),
+          recorder.events.map((event) =>
+            event.type === "message" ? event.data.toString("latin1") : event.type,
+          ),
           ["one", "\u0002", "", "four"],
         );
       });
 
       it("fails with 1002 on a 64-bit length with its most significant bit set", () => {
-        assertFails(role, inbound(role, OP.binary, "", { lengthBytes: 8, high32: 0x80000000, declaredLength: 0 }), PROTOCOL_ERROR);
+        assertFails(
+          role,
+          inbound(role, OP.binary, "", { lengthBytes: 8, high32: 0x80000000, declaredLength: 0 }),
+          PROTOCOL_ERROR,
+        );
       });
 
       it("fails with 1009 on a 64-bit length beyond any limit (top bit clear)", () => {
-        const frame = inbound(role, OP.binary, "", { lengthBytes: 8, high32: 0x7fffffff, declaredLength: 0 });
+        const frame = inbound(role, OP.binary, "", {
+          lengthBytes: 8,
+          high32: 0x7fffffff,
+          declaredLength: 0,
+        });
         assertFails(role, frame, MESSAGE_TOO_BIG);
       });
     });
@@ -98,10 +114,16 @@ for (const role of ROLES) {
           assertFails(role, buildFrame(OP.ping, "hello"), PROTOCOL_ERROR);
         });
         it("unmasks with every masking key, including an all-zero one", () => {
-          for (const key of [Buffer.from([0, 0, 0, 0]), Buffer.from([0xff, 0xff, 0xff, 0xff]), Buffer.from([1, 2, 3, 4])]) {
+          for (const key of [
+            Buffer.from([0, 0, 0, 0]),
+            Buffer.from([0xff, 0xff, 0xff, 0xff]),
+            Buffer.from([1, 2, 3, 4]),
+          ]) {
             const payload = randomBytes(createRandom(key[3]!), 300);
             const recorder = replay({ role }, buildFrame(OP.binary, payload, { mask: key }));
-            assert.deepStrictEqual(recorder.events, [{ type: "message", data: payload, binary: true }]);
+            assert.deepStrictEqual(recorder.events, [
+              { type: "message", data: payload, binary: true },
+            ]);
           }
         });
       } else {
@@ -148,7 +170,10 @@ for (const role of ROLES) {
     describe("control frames (§5.5)", () => {
       for (const opcode of [OP.ping, OP.pong, OP.close]) {
         it(`fails with 1002 on a 0x${opcode.toString(16)} frame longer than 125 bytes`, () => {
-          const payload = opcode === OP.close ? Buffer.concat([Buffer.from([0x03, 0xe8]), Buffer.alloc(124, 0x61)]) : Buffer.alloc(126, 0x61);
+          const payload =
+            opcode === OP.close
+              ? Buffer.concat([Buffer.from([0x03, 0xe8]), Buffer.alloc(124, 0x61)])
+              : Buffer.alloc(126, 0x61);
           assertFails(role, inbound(role, opcode, payload), PROTOCOL_ERROR);
         });
         it(`fails with 1002 on a fragmented 0x${opcode.toString(16)} frame`, () => {
@@ -162,7 +187,9 @@ for (const role of ROLES) {
 
       it("answers a ping with a pong carrying the same payload", () => {
         const recorder = replay({ role }, inbound(role, OP.ping, "are you there?"));
-        assert.deepStrictEqual(recorder.events, [{ type: "ping", payload: Buffer.from("are you there?") }]);
+        assert.deepStrictEqual(recorder.events, [
+          { type: "ping", payload: Buffer.from("are you there?") },
+        ]);
         assertSent(role, recorder.output(), [{ opcode: OP.pong, payload: "are you there?" }]);
       });
 
@@ -180,7 +207,11 @@ for (const role of ROLES) {
       it("answers each of several pings in order", () => {
         const input = Buffer.concat(["1", "2", "3"].map((p) => inbound(role, OP.ping, p)));
         const recorder = replay({ role }, input);
-        assertSent(role, recorder.output(), ["1", "2", "3"].map((payload) => ({ opcode: OP.pong, payload })));
+        assertSent(
+          role,
+          recorder.output(),
+          ["1", "2", "3"].map((payload) => ({ opcode: OP.pong, payload })),
+        );
       });
 
       it("does not answer pings when autoPong is off, but still reports them", () => {
@@ -191,7 +222,9 @@ for (const role of ROLES) {
 
       it("delivers a pong and sends nothing back", () => {
         const recorder = replay({ role }, inbound(role, OP.pong, "heartbeat"));
-        assert.deepStrictEqual(recorder.events, [{ type: "pong", payload: Buffer.from("heartbeat") }]);
+        assert.deepStrictEqual(recorder.events, [
+          { type: "pong", payload: Buffer.from("heartbeat") },
+        ]);
         assert.equal(recorder.output().length, 0);
       });
 
@@ -209,19 +242,30 @@ for (const role of ROLES) {
           inbound(role, OP.continuation, "ed"),
         ]);
         const recorder = replay({ role }, input);
-        assert.deepStrictEqual(recorder.events, [{ type: "message", data: Buffer.from("fragmented"), binary: false }]);
+        assert.deepStrictEqual(recorder.events, [
+          { type: "message", data: Buffer.from("fragmented"), binary: false },
+        ]);
       });
 
       it("reassembles a binary message from fragments of every length encoding", () => {
         const random = createRandom(7);
-        const parts = [randomBytes(random, 100), randomBytes(random, 1000), randomBytes(random, 70_000), randomBytes(random, 1)];
+        const parts = [
+          randomBytes(random, 100),
+          randomBytes(random, 1000),
+          randomBytes(random, 70_000),
+          randomBytes(random, 1),
+        ];
         const input = Buffer.concat(
           parts.map((part, i) =>
-            inbound(role, i === 0 ? OP.binary : OP.continuation, part, { fin: i === parts.length - 1 }),
+            inbound(role, i === 0 ? OP.binary : OP.continuation, part, {
+              fin: i === parts.length - 1,
+            }),
           ),
         );
         const recorder = replay({ role }, input);
-        assert.deepStrictEqual(recorder.events, [{ type: "message", data: Buffer.concat(parts), binary: true }]);
+        assert.deepStrictEqual(recorder.events, [
+          { type: "message", data: Buffer.concat(parts), binary: true },
+        ]);
       });
 
       it("reassembles a message whose fragments are all empty", () => {
@@ -231,7 +275,9 @@ for (const role of ROLES) {
           inbound(role, OP.continuation, ""),
         ]);
         const recorder = replay({ role }, input);
-        assert.deepStrictEqual(recorder.events, [{ type: "message", data: Buffer.alloc(0), binary: false }]);
+        assert.deepStrictEqual(recorder.events, [
+          { type: "message", data: Buffer.alloc(0), binary: false },
+        ]);
       });
 
       it("reassembles a message whose first fragments are empty and whose last is not", () => {
@@ -253,10 +299,14 @@ for (const role of ROLES) {
         const random = createRandom(99);
         const parts = Array.from({ length: 40 }, (_, i) => randomBytes(random, 37 * i + 3));
         const input = Buffer.concat(
-          parts.map((part, i) => inbound(role, i === 0 ? OP.binary : OP.continuation, part, { fin: i === 39 })),
+          parts.map((part, i) =>
+            inbound(role, i === 0 ? OP.binary : OP.continuation, part, { fin: i === 39 }),
+          ),
         );
         const recorder = replay({ role }, input);
-        assert.deepStrictEqual(recorder.events, [{ type: "message", data: Buffer.concat(parts), binary: true }]);
+        assert.deepStrictEqual(recorder.events, [
+          { type: "message", data: Buffer.concat(parts), binary: true },
+        ]);
       });
 
       it("accepts control frames between fragments and answers a ping in the middle", () => {
@@ -279,7 +329,10 @@ for (const role of ROLES) {
       it("sends the pong for a ping between fragments before the message is complete", () => {
         const recorder = replay(
           { role },
-          Buffer.concat([inbound(role, OP.binary, "a", { fin: false }), inbound(role, OP.ping, "now")]),
+          Buffer.concat([
+            inbound(role, OP.binary, "a", { fin: false }),
+            inbound(role, OP.ping, "now"),
+          ]),
         );
         assert.deepStrictEqual(recorder.events, [{ type: "ping", payload: Buffer.from("now") }]);
         assertSent(role, recorder.output(), [{ opcode: OP.pong, payload: "now" }]);
@@ -294,13 +347,19 @@ for (const role of ROLES) {
       });
 
       it("fails with 1002 on a continuation after a complete message", () => {
-        const input = Buffer.concat([inbound(role, OP.text, "done"), inbound(role, OP.continuation, "more")]);
+        const input = Buffer.concat([
+          inbound(role, OP.text, "done"),
+          inbound(role, OP.continuation, "more"),
+        ]);
         const recorder = assertFails(role, input, PROTOCOL_ERROR);
         assert.equal(messageText(recorder.events[0]), "done");
       });
 
       it("fails with 1002 on a new text frame while a message is fragmented", () => {
-        const input = Buffer.concat([inbound(role, OP.text, "a", { fin: false }), inbound(role, OP.text, "b")]);
+        const input = Buffer.concat([
+          inbound(role, OP.text, "a", { fin: false }),
+          inbound(role, OP.text, "b"),
+        ]);
         assertFails(role, input, PROTOCOL_ERROR);
       });
 

@@ -6,8 +6,8 @@ import {
   createRandom,
   inbound,
   OP,
-  ROLES,
   Recorder,
+  ROLES,
   randomBytes,
   replay,
 } from "../../helpers/protocol-harness.js";
@@ -33,7 +33,9 @@ for (const role of ROLES) {
     });
 
     it("fails with 1009 on a 16-bit length just over a small limit", () => {
-      assertFails(role, inbound(role, OP.text, "x".repeat(126)), MESSAGE_TOO_BIG, { maxPayload: 125 });
+      assertFails(role, inbound(role, OP.text, "x".repeat(126)), MESSAGE_TOO_BIG, {
+        maxPayload: 125,
+      });
     });
 
     it("accepts a frame exactly at the limit", () => {
@@ -64,7 +66,10 @@ for (const role of ROLES) {
     });
 
     it("counts each message separately", () => {
-      const input = Buffer.concat([inbound(role, OP.text, "a".repeat(100)), inbound(role, OP.text, "b".repeat(100))]);
+      const input = Buffer.concat([
+        inbound(role, OP.text, "a".repeat(100)),
+        inbound(role, OP.text, "b".repeat(100)),
+      ]);
       const recorder = replay({ role, maxPayload: 100 }, input);
       assert.equal(recorder.events.length, 2);
     });
@@ -85,9 +90,14 @@ for (const role of ROLES) {
       const frames: Buffer[] = [];
       for (let i = 0; i < 65_536; i++) {
         frames.push(
-          inbound(role, i === 0 ? OP.binary : OP.continuation, message.subarray(i * 64, (i + 1) * 64), {
-            fin: i === 65_535,
-          }),
+          inbound(
+            role,
+            i === 0 ? OP.binary : OP.continuation,
+            message.subarray(i * 64, (i + 1) * 64),
+            {
+              fin: i === 65_535,
+            },
+          ),
         );
       }
       const input = Buffer.concat(frames);
@@ -96,7 +106,10 @@ for (const role of ROLES) {
       const elapsed = performance.now() - started;
       assert.equal(recorder.events.length, 1);
       const event = recorder.events[0]!;
-      assert.ok(event.type === "message" && event.binary && event.data.equals(message), "message reassembled exactly");
+      assert.ok(
+        event.type === "message" && event.binary && event.data.equals(message),
+        "message reassembled exactly",
+      );
       assert.ok(elapsed < 5000, `took ${elapsed.toFixed(0)} ms for 5 replays`);
     });
 

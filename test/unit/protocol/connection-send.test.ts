@@ -10,8 +10,8 @@ import {
   decodeFrames,
   inbound,
   OP,
-  ROLES,
   Recorder,
+  ROLES,
   randomBytes,
 } from "../../helpers/protocol-harness.js";
 
@@ -42,7 +42,15 @@ for (const role of ROLES) {
     });
 
     it("encodes strings as UTF-8, short and long, ASCII and not", () => {
-      const samples = ["", "é", "日本語 🌍", "x".repeat(2047), "x".repeat(2048), "é".repeat(3000), "🌍".repeat(5000)];
+      const samples = [
+        "",
+        "é",
+        "日本語 🌍",
+        "x".repeat(2047),
+        "x".repeat(2048),
+        "é".repeat(3000),
+        "🌍".repeat(5000),
+      ];
       const recorder = new Recorder({ role });
       for (const text of samples) recorder.connection.send(text, false);
       assertSent(
@@ -126,10 +134,26 @@ for (const role of ROLES) {
     it("sends a close frame with a code and a reason", () => {
       const recorder = new Recorder({ role });
       assert.equal(recorder.connection.close(4000, "custom"), true);
-      assertSent(role, recorder.output(), [{ opcode: OP.close, payload: closeBody(4000, "custom") }]);
+      assertSent(role, recorder.output(), [
+        { opcode: OP.close, payload: closeBody(4000, "custom") },
+      ]);
     });
 
-    for (const code of [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65536, 1000.5, Number.NaN, -1]) {
+    for (const code of [
+      0,
+      999,
+      1004,
+      1005,
+      1006,
+      1015,
+      1016,
+      2999,
+      5000,
+      65536,
+      1000.5,
+      Number.NaN,
+      -1,
+    ]) {
       it(`throws a StateError for close code ${code}`, () => {
         const recorder = new Recorder({ role });
         throwsState(() => recorder.connection.close(code), "ERR_WS_CLOSE_CODE");
@@ -139,7 +163,10 @@ for (const role of ROLES) {
     }
 
     it("throws a StateError for a reason without a code", () => {
-      throwsState(() => new Recorder({ role }).connection.close(undefined, "why"), "ERR_WS_CLOSE_CODE");
+      throwsState(
+        () => new Recorder({ role }).connection.close(undefined, "why"),
+        "ERR_WS_CLOSE_CODE",
+      );
     });
 
     it("accepts a 123-byte reason and throws a StateError for 124 bytes", () => {
@@ -188,13 +215,27 @@ for (const role of ROLES) {
       assertSent(role, empty.output(), [{ opcode: OP.close, payload: "" }]);
     });
 
+    it("throws a StateError for a reserved or out-of-range opcode in sendFrame, sending nothing", () => {
+      const recorder = new Recorder({ role });
+      for (const opcode of [3, 7, 0xb, 0xf, 16, 0x81, -1, 1.5]) {
+        throwsState(
+          () => recorder.connection.sendFrame(opcode, Buffer.from("x"), true),
+          "ERR_WS_STATE",
+        );
+      }
+      assert.equal(recorder.output().length, 0);
+    });
+
     it("throws a StateError for invalid control frames in sendFrame", () => {
       const c = new Recorder({ role }).connection;
       throwsState(() => c.sendFrame(OP.ping, Buffer.alloc(0), false), "ERR_WS_STATE");
       throwsState(() => c.sendFrame(OP.ping, Buffer.alloc(126), true), "ERR_WS_CONTROL_TOO_LONG");
       throwsState(() => c.sendFrame(OP.close, Buffer.from([3]), true), "ERR_WS_STATE");
       throwsState(() => c.sendFrame(OP.close, closeBody(1005), true), "ERR_WS_CLOSE_CODE");
-      throwsState(() => c.sendFrame(OP.close, closeBody(1000, "x".repeat(124)), true), "ERR_WS_CLOSE_REASON");
+      throwsState(
+        () => c.sendFrame(OP.close, closeBody(1000, "x".repeat(124)), true),
+        "ERR_WS_CLOSE_REASON",
+      );
     });
 
     it("signals onOutput when output goes from empty to non-empty, once per drain", () => {
@@ -216,7 +257,10 @@ for (const role of ROLES) {
       recorder.connection.send("hello", false);
       assert.equal(recorder.connection.bufferedAmount, 2 + 5 + (role === "client" ? 4 : 0));
       recorder.connection.send(Buffer.alloc(70_000), true);
-      assert.equal(recorder.connection.bufferedAmount, 7 + (role === "client" ? 8 : 0) + 10 + 70_000);
+      assert.equal(
+        recorder.connection.bufferedAmount,
+        7 + (role === "client" ? 8 : 0) + 10 + 70_000,
+      );
     });
 
     it("packs a burst of small frames into one contiguous output chunk", () => {
@@ -260,7 +304,11 @@ for (const role of ROLES) {
         { role },
       );
       connection.receive(
-        Buffer.concat([inbound(role, OP.text, "one"), inbound(role, OP.text, "two"), inbound(role, OP.close, closeBody(1000))]),
+        Buffer.concat([
+          inbound(role, OP.text, "one"),
+          inbound(role, OP.text, "two"),
+          inbound(role, OP.close, closeBody(1000)),
+        ]),
       );
       assert.deepEqual(events, ["one", "two", "close 1000"]);
       assert.equal(connection.state, ConnectionState.Closed);
@@ -280,7 +328,9 @@ for (const role of ROLES) {
         },
         { role },
       );
-      connection.receive(Buffer.concat([inbound(role, OP.text, "one"), inbound(role, OP.text, "two")]));
+      connection.receive(
+        Buffer.concat([inbound(role, OP.text, "one"), inbound(role, OP.text, "two")]),
+      );
       assert.deepEqual(events, ["one"]);
     });
   });
@@ -321,7 +371,10 @@ describe("Connection sending (server role only)", () => {
   it("refuses a prebuilt frame after close", () => {
     const recorder = new Recorder({ role: "server" });
     recorder.connection.close();
-    assert.equal(recorder.connection.sendPrebuiltFrame(encodeFrame(OP.text, Buffer.from("x"))), false);
+    assert.equal(
+      recorder.connection.sendPrebuiltFrame(encodeFrame(OP.text, Buffer.from("x"))),
+      false,
+    );
   });
 });
 

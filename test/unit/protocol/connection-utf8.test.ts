@@ -5,8 +5,8 @@ import {
   inbound,
   messageText,
   OP,
-  ROLES,
   Recorder,
+  ROLES,
   replay,
 } from "../../helpers/protocol-harness.js";
 
@@ -72,7 +72,9 @@ for (const role of ROLES) {
       const bytes = Buffer.from("a€𝄞é");
       const input = Buffer.concat(
         [...bytes].map((byte, i) =>
-          inbound(role, i === 0 ? OP.text : OP.continuation, Buffer.from([byte]), { fin: i === bytes.length - 1 }),
+          inbound(role, i === 0 ? OP.text : OP.continuation, Buffer.from([byte]), {
+            fin: i === bytes.length - 1,
+          }),
         ),
       );
       const recorder = replay({ role }, input);
@@ -125,7 +127,9 @@ for (const role of ROLES) {
         ]);
         const recorder = replay({ role }, input);
         const expected = Buffer.concat([payload, Buffer.from(completion)]);
-        assert.deepStrictEqual(recorder.events, [{ type: "message", data: expected, binary: false }]);
+        assert.deepStrictEqual(recorder.events, [
+          { type: "message", data: expected, binary: false },
+        ]);
       });
     }
 
@@ -211,7 +215,10 @@ for (const role of ROLES) {
 
       it("fails at the first byte of a fragment that is already impossible (F4 90)", () => {
         const first = inbound(role, OP.text, Buffer.from([0x61, 0xf4]), { fin: false });
-        const input = Buffer.concat([first, inbound(role, OP.continuation, Buffer.alloc(200, 0x90))]);
+        const input = Buffer.concat([
+          first,
+          inbound(role, OP.continuation, Buffer.alloc(200, 0x90)),
+        ]);
         const invalidAt = input.length - 200;
         assert.equal(errorChunk(input, 1).chunk, invalidAt);
       });

@@ -30,7 +30,11 @@ class Handler implements FrameHandler {
   }
 }
 
-function parse(bytes: Buffer, options = { expectMasked: true, allowRsv1: false }, pieces?: number[]): Handler {
+function parse(
+  bytes: Buffer,
+  options = { expectMasked: true, allowRsv1: false },
+  pieces?: number[],
+): Handler {
   const handler = new Handler();
   const parser = new FrameParser(handler, options);
   const copy = Buffer.from(bytes);
@@ -57,7 +61,11 @@ describe("FrameParser", () => {
 
   it("reports an empty frame with one empty, last payload piece", () => {
     const handler = parse(buildFrame(OP.binary, "", { mask: MASK_KEY }));
-    assert.deepStrictEqual(handler.calls.at(-1), { kind: "payload", payload: Buffer.alloc(0), last: true });
+    assert.deepStrictEqual(handler.calls.at(-1), {
+      kind: "payload",
+      payload: Buffer.alloc(0),
+      last: true,
+    });
   });
 
   it("hands over a data payload in the pieces it arrived in, as views unmasked in place", () => {
@@ -82,7 +90,11 @@ describe("FrameParser", () => {
   it("hands over a control payload whole even when it arrives byte by byte", () => {
     const frame = buildFrame(OP.ping, "ping!", { mask: MASK_KEY });
     const handler = parse(frame, undefined, new Array<number>(frame.length).fill(1));
-    assert.deepStrictEqual(handler.calls.at(-1), { kind: "payload", payload: Buffer.from("ping!"), last: true });
+    assert.deepStrictEqual(handler.calls.at(-1), {
+      kind: "payload",
+      payload: Buffer.from("ping!"),
+      last: true,
+    });
     assert.equal(handler.calls.length, 2);
   });
 
@@ -92,31 +104,55 @@ describe("FrameParser", () => {
       const headerLength = frame.length - length;
       for (let cut = 1; cut < headerLength; cut++) {
         const handler = parse(frame, undefined, [cut, frame.length - cut]);
-        assert.deepStrictEqual(handler.calls[0], { kind: "header", fin: true, rsv1: false, opcode: OP.binary, length });
+        assert.deepStrictEqual(handler.calls[0], {
+          kind: "header",
+          fin: true,
+          rsv1: false,
+          opcode: OP.binary,
+          length,
+        });
       }
     }
   });
 
   it("parses unmasked frames when masks are not expected", () => {
     const handler = parse(buildFrame(OP.text, "hi"), { expectMasked: false, allowRsv1: false });
-    assert.deepStrictEqual(handler.calls.at(-1), { kind: "payload", payload: Buffer.from("hi"), last: true });
+    assert.deepStrictEqual(handler.calls.at(-1), {
+      kind: "payload",
+      payload: Buffer.from("hi"),
+      last: true,
+    });
   });
 
   it("allows RSV1 on data frames only when told to, and never on control frames", () => {
     const compressed = buildFrame(OP.text, "x", { mask: MASK_KEY, rsv1: true });
     assert.deepStrictEqual(parse(compressed).calls, [{ kind: "error", closeCode: 1002 }]);
-    assert.equal(parse(compressed, { expectMasked: true, allowRsv1: true }).calls[0]?.kind, "header");
+    assert.equal(
+      parse(compressed, { expectMasked: true, allowRsv1: true }).calls[0]?.kind,
+      "header",
+    );
     const handler = new Handler();
     const parser = new FrameParser(handler, { expectMasked: true, allowRsv1: false });
     parser.setAllowRsv1(true);
     parser.push(Buffer.from(compressed));
-    assert.deepEqual(handler.calls[0], { kind: "header", fin: true, rsv1: true, opcode: OP.text, length: 1 });
+    assert.deepEqual(handler.calls[0], {
+      kind: "header",
+      fin: true,
+      rsv1: true,
+      opcode: OP.text,
+      length: 1,
+    });
     const ping = buildFrame(OP.ping, "", { mask: MASK_KEY, rsv1: true });
-    assert.deepStrictEqual(parse(ping, { expectMasked: true, allowRsv1: true }).calls, [{ kind: "error", closeCode: 1002 }]);
+    assert.deepStrictEqual(parse(ping, { expectMasked: true, allowRsv1: true }).calls, [
+      { kind: "error", closeCode: 1002 },
+    ]);
   });
 
   it("stops when the header handler returns false", () => {
-    const two = Buffer.concat([buildFrame(OP.text, "a", { mask: MASK_KEY }), buildFrame(OP.text, "b", { mask: MASK_KEY })]);
+    const two = Buffer.concat([
+      buildFrame(OP.text, "a", { mask: MASK_KEY }),
+      buildFrame(OP.text, "b", { mask: MASK_KEY }),
+    ]);
     const handler = new Handler();
     handler.stopAtHeader = 0;
     const parser = new FrameParser(handler, { expectMasked: true, allowRsv1: false });
@@ -168,12 +204,21 @@ describe("FrameParser", () => {
   });
 
   it("reports one error and stops on a structural violation", () => {
-    const handler = parse(Buffer.concat([buildFrame(0x5, "", { mask: MASK_KEY }), buildFrame(OP.text, "x", { mask: MASK_KEY })]));
+    const handler = parse(
+      Buffer.concat([
+        buildFrame(0x5, "", { mask: MASK_KEY }),
+        buildFrame(OP.text, "x", { mask: MASK_KEY }),
+      ]),
+    );
     assert.deepStrictEqual(handler.calls, [{ kind: "error", closeCode: 1002 }]);
   });
 
   it("reads a 64-bit length above 2^32 (the handler decides whether it is too big)", () => {
-    const handler = parse(buildFrame(OP.binary, "", { mask: MASK_KEY, declaredLength: 2 ** 33 + 7, lengthBytes: 8 }));
-    assert.deepStrictEqual(handler.calls, [{ kind: "header", fin: true, rsv1: false, opcode: OP.binary, length: 2 ** 33 + 7 }]);
+    const handler = parse(
+      buildFrame(OP.binary, "", { mask: MASK_KEY, declaredLength: 2 ** 33 + 7, lengthBytes: 8 }),
+    );
+    assert.deepStrictEqual(handler.calls, [
+      { kind: "header", fin: true, rsv1: false, opcode: OP.binary, length: 2 ** 33 + 7 },
+    ]);
   });
 });

@@ -32,9 +32,20 @@ describe("writeFrameHeader", () => {
     for (const masked of [false, true]) {
       it(`writes the same header as RFC 6455 §5.2 for ${length} bytes${masked ? ", masked" : ""}`, () => {
         const target = Buffer.alloc(20, 0xee);
-        const written = writeFrameHeader(target, 3, Opcode.Binary, true, false, length, masked ? MASK_KEY : null);
+        const written = writeFrameHeader(
+          target,
+          3,
+          Opcode.Binary,
+          true,
+          false,
+          length,
+          masked ? MASK_KEY : null,
+        );
         assert.equal(written, frameHeaderLength(length, masked));
-        const expected = buildFrame(Opcode.Binary, "", { declaredLength: length, mask: masked ? MASK_KEY : null });
+        const expected = buildFrame(Opcode.Binary, "", {
+          declaredLength: length,
+          mask: masked ? MASK_KEY : null,
+        });
         assert.deepEqual(target.subarray(3, 3 + written), expected);
         assert.equal(target[2], 0xee, "nothing before offset");
         assert.equal(target[3 + written], 0xee, "nothing after the header");
@@ -67,11 +78,20 @@ describe("writeFrameHeader", () => {
 
 describe("encodeFrame", () => {
   it("builds an unmasked frame with the payload after the header", () => {
-    assert.deepEqual(encodeFrame(Opcode.Text, Buffer.from("Hello")), Buffer.from("810548656c6c6f", "hex"));
+    assert.deepEqual(
+      encodeFrame(Opcode.Text, Buffer.from("Hello")),
+      Buffer.from("810548656c6c6f", "hex"),
+    );
   });
   it("builds a non-final and a compressed frame", () => {
-    assert.deepEqual(encodeFrame(Opcode.Binary, Buffer.from([1]), false), Buffer.from([0x02, 0x01, 0x01]));
-    assert.deepEqual(encodeFrame(Opcode.Text, Buffer.from([1]), true, true), Buffer.from([0xc1, 0x01, 0x01]));
+    assert.deepEqual(
+      encodeFrame(Opcode.Binary, Buffer.from([1]), false),
+      Buffer.from([0x02, 0x01, 0x01]),
+    );
+    assert.deepEqual(
+      encodeFrame(Opcode.Text, Buffer.from([1]), true, true),
+      Buffer.from([0xc1, 0x01, 0x01]),
+    );
   });
   it("uses the 16- and 64-bit lengths", () => {
     for (const length of [126, 65536]) {

@@ -28,7 +28,11 @@ function request(overrides: Record<string, string | string[] | undefined> = {}):
   };
 }
 
-function rejects(fn: () => unknown, status: number, headers?: Record<string, string>): HandshakeError {
+function rejects(
+  fn: () => unknown,
+  status: number,
+  headers?: Record<string, string>,
+): HandshakeError {
   let caught: unknown;
   assert.throws(fn, (error: unknown) => {
     caught = error;
@@ -106,7 +110,12 @@ describe("parseUpgradeRequest", () => {
   });
 
   it("defaults to no subprotocols, no extensions and no origin", () => {
-    assert.deepEqual(parseUpgradeRequest("GET", "1.1", request()), { key: KEY, protocols: [], extensions: "", origin: "" });
+    assert.deepEqual(parseUpgradeRequest("GET", "1.1", request()), {
+      key: KEY,
+      protocols: [],
+      extensions: "",
+      origin: "",
+    });
   });
 
   it("refuses a method other than GET with 405 and Allow: GET", () => {
@@ -118,7 +127,8 @@ describe("parseUpgradeRequest", () => {
   it("refuses HTTP/1.0 and older with 400, accepts later versions", () => {
     rejects(() => parseUpgradeRequest("GET", "1.0", request()), 400);
     rejects(() => parseUpgradeRequest("GET", "0.9", request()), 400);
-    for (const version of ["1.2", "2.0", "3"]) assert.equal(parseUpgradeRequest("GET", version, request()).key, KEY);
+    for (const version of ["1.2", "2.0", "3"])
+      assert.equal(parseUpgradeRequest("GET", version, request()).key, KEY);
   });
 
   it("refuses a request without Host with 400", () => {
@@ -138,8 +148,18 @@ describe("parseUpgradeRequest", () => {
   });
 
   it("accepts Connection: Upgrade in any case, in a list, and split over repeated headers", () => {
-    for (const connection of ["upgrade", "UPGRADE", "keep-alive, Upgrade", "Upgrade,keep-alive", ["keep-alive", "Upgrade"]]) {
-      assert.equal(parseUpgradeRequest("GET", "1.1", request({ connection })).key, KEY, String(connection));
+    for (const connection of [
+      "upgrade",
+      "UPGRADE",
+      "keep-alive, Upgrade",
+      "Upgrade,keep-alive",
+      ["keep-alive", "Upgrade"],
+    ]) {
+      assert.equal(
+        parseUpgradeRequest("GET", "1.1", request({ connection })).key,
+        KEY,
+        String(connection),
+      );
     }
   });
 
@@ -161,31 +181,55 @@ describe("parseUpgradeRequest", () => {
   });
 
   it("accepts the version and key with surrounding whitespace", () => {
-    const result = parseUpgradeRequest("GET", "1.1", request({ "sec-websocket-version": " 13 ", "sec-websocket-key": ` ${KEY} ` }));
+    const result = parseUpgradeRequest(
+      "GET",
+      "1.1",
+      request({ "sec-websocket-version": " 13 ", "sec-websocket-key": ` ${KEY} ` }),
+    );
     assert.equal(result.key, KEY);
   });
 
   it("refuses a missing or invalid Sec-WebSocket-Key with 400", () => {
-    for (const key of [undefined, "", "short", Buffer.alloc(20).toString("base64"), "!!!!!!!!!!!!!!!!!!!!!!=="]) {
+    for (const key of [
+      undefined,
+      "",
+      "short",
+      Buffer.alloc(20).toString("base64"),
+      "!!!!!!!!!!!!!!!!!!!!!!==",
+    ]) {
       rejects(() => parseUpgradeRequest("GET", "1.1", request({ "sec-websocket-key": key })), 400);
     }
   });
 
   it("parses subprotocols from a list and from repeated headers, skipping empty items", () => {
-    const fromList = parseUpgradeRequest("GET", "1.1", request({ "sec-websocket-protocol": " a , b.v2,,c " }));
+    const fromList = parseUpgradeRequest(
+      "GET",
+      "1.1",
+      request({ "sec-websocket-protocol": " a , b.v2,,c " }),
+    );
     assert.deepEqual(fromList.protocols, ["a", "b.v2", "c"]);
-    const repeated = parseUpgradeRequest("GET", "1.1", request({ "sec-websocket-protocol": ["x", "y, z"] }));
+    const repeated = parseUpgradeRequest(
+      "GET",
+      "1.1",
+      request({ "sec-websocket-protocol": ["x", "y, z"] }),
+    );
     assert.deepEqual(repeated.protocols, ["x", "y", "z"]);
   });
 
   it("refuses subprotocol names that are not tokens with 400", () => {
-    for (const protocol of ["a b", "chat/1", "\"quoted\"", "a;b", "é"]) {
-      rejects(() => parseUpgradeRequest("GET", "1.1", request({ "sec-websocket-protocol": protocol })), 400);
+    for (const protocol of ["a b", "chat/1", '"quoted"', "a;b", "é"]) {
+      rejects(
+        () => parseUpgradeRequest("GET", "1.1", request({ "sec-websocket-protocol": protocol })),
+        400,
+      );
     }
   });
 
   it("refuses a subprotocol offered twice with 400", () => {
-    rejects(() => parseUpgradeRequest("GET", "1.1", request({ "sec-websocket-protocol": "chat, chat" })), 400);
+    rejects(
+      () => parseUpgradeRequest("GET", "1.1", request({ "sec-websocket-protocol": "chat, chat" })),
+      400,
+    );
   });
 });
 
@@ -212,7 +256,10 @@ describe("buildUpgradeResponse", () => {
   });
 
   it("leaves out empty or undefined options", () => {
-    assert.equal(buildUpgradeResponse(KEY, { protocol: "", extensions: undefined, headers: undefined }), buildUpgradeResponse(KEY));
+    assert.equal(
+      buildUpgradeResponse(KEY, { protocol: "", extensions: undefined, headers: undefined }),
+      buildUpgradeResponse(KEY),
+    );
   });
 });
 
@@ -251,14 +298,25 @@ describe("buildErrorResponse", () => {
 
 describe("parseUpgradeResponse", () => {
   function response(overrides: Record<string, string | undefined> = {}): HeaderMap {
-    return { upgrade: "websocket", connection: "Upgrade", "sec-websocket-accept": ACCEPT, ...overrides };
+    return {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-accept": ACCEPT,
+      ...overrides,
+    };
   }
 
   it("accepts a valid 101 response and returns the subprotocol and extensions", () => {
-    assert.deepEqual(parseUpgradeResponse(101, response(), KEY, []), { protocol: "", extensions: "" });
+    assert.deepEqual(parseUpgradeResponse(101, response(), KEY, []), {
+      protocol: "",
+      extensions: "",
+    });
     const result = parseUpgradeResponse(
       101,
-      response({ "sec-websocket-protocol": "chat", "sec-websocket-extensions": "permessage-deflate" }),
+      response({
+        "sec-websocket-protocol": "chat",
+        "sec-websocket-extensions": "permessage-deflate",
+      }),
       KEY,
       ["superchat", "chat"],
     );
@@ -266,12 +324,17 @@ describe("parseUpgradeResponse", () => {
   });
 
   it("accepts the tokens in any case and the accept value with whitespace", () => {
-    const headers = response({ upgrade: "WebSocket", connection: "keep-alive, UPGRADE", "sec-websocket-accept": ` ${ACCEPT} ` });
+    const headers = response({
+      upgrade: "WebSocket",
+      connection: "keep-alive, UPGRADE",
+      "sec-websocket-accept": ` ${ACCEPT} `,
+    });
     assert.equal(parseUpgradeResponse(101, headers, KEY, []).protocol, "");
   });
 
   it("refuses a status other than 101, with that status", () => {
-    for (const status of [200, 301, 400, 403, 426, 500]) rejects(() => parseUpgradeResponse(status, response(), KEY, []), status);
+    for (const status of [200, 301, 400, 403, 426, 500])
+      rejects(() => parseUpgradeResponse(status, response(), KEY, []), status);
   });
 
   it("refuses a missing Upgrade or Connection header (status 0)", () => {
@@ -282,13 +345,34 @@ describe("parseUpgradeResponse", () => {
   });
 
   it("refuses a wrong or missing Sec-WebSocket-Accept (status 0)", () => {
-    rejects(() => parseUpgradeResponse(101, response({ "sec-websocket-accept": undefined }), KEY, []), 0);
-    rejects(() => parseUpgradeResponse(101, response({ "sec-websocket-accept": computeAcceptKey("x") }), KEY, []), 0);
+    rejects(
+      () => parseUpgradeResponse(101, response({ "sec-websocket-accept": undefined }), KEY, []),
+      0,
+    );
+    rejects(
+      () =>
+        parseUpgradeResponse(
+          101,
+          response({ "sec-websocket-accept": computeAcceptKey("x") }),
+          KEY,
+          [],
+        ),
+      0,
+    );
     rejects(() => parseUpgradeResponse(101, response(), "AAAAAAAAAAAAAAAAAAAAAA==", []), 0);
   });
 
   it("refuses a subprotocol that was not offered (status 0)", () => {
-    rejects(() => parseUpgradeResponse(101, response({ "sec-websocket-protocol": "chat" }), KEY, []), 0);
-    rejects(() => parseUpgradeResponse(101, response({ "sec-websocket-protocol": "chat" }), KEY, ["superchat"]), 0);
+    rejects(
+      () => parseUpgradeResponse(101, response({ "sec-websocket-protocol": "chat" }), KEY, []),
+      0,
+    );
+    rejects(
+      () =>
+        parseUpgradeResponse(101, response({ "sec-websocket-protocol": "chat" }), KEY, [
+          "superchat",
+        ]),
+      0,
+    );
   });
 });

@@ -21,8 +21,13 @@ describe("src/protocol layering", () => {
   for (const file of files) {
     it(`${file} imports only sibling modules and ${[...ALLOWED_NODE_MODULES].join(", ")}`, () => {
       const source = readFileSync(new URL(file, PROTOCOL_DIR), "utf8");
-      const specifiers = [...source.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"/gms)].map((m) => m[1]!);
-      for (const specifier of [...source.matchAll(/\bimport\(\s*"([^"]+)"\s*\)/g)].map((m) => m[1]!)) specifiers.push(specifier);
+      const specifiers = [
+        ...source.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"/gms),
+      ].map((m) => m[1]!);
+      for (const specifier of [...source.matchAll(/\bimport\(\s*"([^"]+)"\s*\)/g)].map(
+        (m) => m[1]!,
+      ))
+        specifiers.push(specifier);
       for (const specifier of specifiers) {
         const sibling = specifier.startsWith("./") && !specifier.slice(2).includes("/");
         assert.ok(sibling || ALLOWED_NODE_MODULES.has(specifier), `${file} imports ${specifier}`);

@@ -4,8 +4,16 @@ import { applyMask } from "../../../src/protocol/mask.js";
 import { createRandom, randomBytes } from "../../helpers/protocol-harness.js";
 
 /** The obvious byte loop, as RFC 6455 §5.3 states it. */
-function naiveMask(data: Uint8Array, start: number, end: number, key: Uint8Array, keyOffset: number, phase: number): void {
-  for (let i = start; i < end; i++) data[i] = data[i]! ^ key[keyOffset + ((phase + i - start) % 4)]!;
+function naiveMask(
+  data: Uint8Array,
+  start: number,
+  end: number,
+  key: Uint8Array,
+  keyOffset: number,
+  phase: number,
+): void {
+  for (let i = start; i < end; i++)
+    data[i] = data[i]! ^ key[keyOffset + ((phase + i - start) % 4)]!;
 }
 
 const KEY = Uint8Array.from([0x37, 0xfa, 0x21, 0x3d]);
@@ -25,7 +33,11 @@ describe("applyMask", () => {
           // Mask [2, 2 + length): the bytes around must stay untouched.
           applyMask(data, 2, 2 + length, KEY, 0, phase);
           naiveMask(expected, 2, 2 + length, KEY, 0, phase);
-          assert.deepEqual(Buffer.from(data), Buffer.from(expected), `length ${length} alignment ${alignment} phase ${phase}`);
+          assert.deepEqual(
+            Buffer.from(data),
+            Buffer.from(expected),
+            `length ${length} alignment ${alignment} phase ${phase}`,
+          );
         }
       }
     }

@@ -49,7 +49,10 @@ describe("OutputQueue", () => {
     const chunks = drainAll(queue);
     assert.equal(chunks.length, 3);
     assert.equal(chunks[1], big, "the same Buffer object, not a copy");
-    assert.deepEqual(Buffer.concat(chunks), Buffer.concat([Buffer.from("head"), big, Buffer.from("tail")]));
+    assert.deepEqual(
+      Buffer.concat(chunks),
+      Buffer.concat([Buffer.from("head"), big, Buffer.from("tail")]),
+    );
   });
 
   it("ignores an empty push", () => {

@@ -29,7 +29,8 @@ function isViablePrefix(prefix: Buffer): boolean {
   for (let k = 1; k <= Math.min(3, prefix.length); k++) {
     const head = prefix.subarray(0, prefix.length - k);
     const tail = prefix.subarray(prefix.length - k);
-    if (isUtf8(head) && COMPLETIONS.some((completion) => isUtf8(joined(tail, completion)))) return true;
+    if (isUtf8(head) && COMPLETIONS.some((completion) => isUtf8(joined(tail, completion))))
+      return true;
   }
   return false;
 }
@@ -69,7 +70,12 @@ function checkAgainstIsUtf8(bytes: Buffer, ...cutLists: ReadonlyArray<readonly n
   for (const cuts of cutLists) checkSplit(bytes, cuts, badAt, expected);
 }
 
-function checkSplit(bytes: Buffer, cuts: readonly number[], badAt: number, expected: boolean): void {
+function checkSplit(
+  bytes: Buffer,
+  cuts: readonly number[],
+  badAt: number,
+  expected: boolean,
+): void {
   const validator = new Utf8Validator();
   let rejectedAt = -1;
   for (let i = 0; i + 1 < cuts.length; i++) {
@@ -78,9 +84,15 @@ function checkSplit(bytes: Buffer, cuts: readonly number[], badAt: number, expec
     const ok = validator.push(bytes, start, end);
     if (!ok && rejectedAt < 0) rejectedAt = i;
     if (rejectedAt < 0 && badAt > 0 && badAt <= end && end > start) {
-      assert.fail(`piece ${i} [${start}, ${end}) holds byte ${badAt - 1} of ${bytes.toString("hex")} but was accepted`);
+      assert.fail(
+        `piece ${i} [${start}, ${end}) holds byte ${badAt - 1} of ${bytes.toString("hex")} but was accepted`,
+      );
     }
-    if (!ok) assert.ok(badAt > 0 && badAt <= end, `rejected too early at piece ${i} of ${bytes.toString("hex")}`);
+    if (!ok)
+      assert.ok(
+        badAt > 0 && badAt <= end,
+        `rejected too early at piece ${i} of ${bytes.toString("hex")}`,
+      );
   }
   const verdict = rejectedAt < 0 && validator.isComplete();
   assert.equal(verdict, expected, `verdict for ${bytes.toString("hex")} cut at ${cuts.join(",")}`);
@@ -99,7 +111,10 @@ function structuredInput(random: () => number): Buffer {
       codePoint = 0x800 + Math.floor(random() * (0x10000 - 0x800));
       if (codePoint >= 0xd800 && codePoint <= 0xdfff) codePoint = 0xfffd;
     } else if (kind === 3) codePoint = 0x10000 + Math.floor(random() * (0x110000 - 0x10000));
-    else codePoint = [0x7f, 0x80, 0x7ff, 0x800, 0xd7ff, 0xe000, 0xffff, 0x10000, 0x10ffff][Math.floor(random() * 9)]!;
+    else
+      codePoint = [0x7f, 0x80, 0x7ff, 0x800, 0xd7ff, 0xe000, 0xffff, 0x10000, 0x10ffff][
+        Math.floor(random() * 9)
+      ]!;
     parts.push(Buffer.from(String.fromCodePoint(codePoint)));
   }
   const bytes = Buffer.concat(parts);
@@ -109,7 +124,9 @@ function structuredInput(random: () => number): Buffer {
   } else if (damage === 2 && bytes.length > 0) {
     return bytes.subarray(0, Math.floor(random() * bytes.length)); // truncate
   } else if (damage === 3) {
-    const bad = [0xc0, 0xc1, 0xe0, 0xed, 0xf0, 0xf4, 0xf5, 0xff, 0x80, 0xbf, 0xa0, 0x90, 0x8f][Math.floor(random() * 13)]!;
+    const bad = [0xc0, 0xc1, 0xe0, 0xed, 0xf0, 0xf4, 0xf5, 0xff, 0x80, 0xbf, 0xa0, 0x90, 0x8f][
+      Math.floor(random() * 13)
+    ]!;
     const at = Math.floor(random() * (bytes.length + 1));
     return Buffer.concat([bytes.subarray(0, at), Buffer.from([bad]), bytes.subarray(at)]);
   }
@@ -122,7 +139,12 @@ describe("isValidUtf8", () => {
     assert.equal(isValidUtf8(Buffer.alloc(0)), true);
   });
   it("rejects overlongs, surrogates, code points above U+10FFFF and truncation", () => {
-    for (const bytes of [[0xc0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82]]) {
+    for (const bytes of [
+      [0xc0, 0x80],
+      [0xed, 0xa0, 0x80],
+      [0xf4, 0x90, 0x80, 0x80],
+      [0xe2, 0x82],
+    ]) {
       assert.equal(isValidUtf8(Buffer.from(bytes)), false, Buffer.from(bytes).toString("hex"));
     }
   });
@@ -199,7 +221,11 @@ describe("Utf8Validator", () => {
     for (const [bytes, badIndex] of cases) {
       const validator = new Utf8Validator();
       bytes.forEach((byte, i) => {
-        assert.equal(validator.push(Buffer.from([byte])), i < badIndex, `${Buffer.from(bytes).toString("hex")} byte ${i}`);
+        assert.equal(
+          validator.push(Buffer.from([byte])),
+          i < badIndex,
+          `${Buffer.from(bytes).toString("hex")} byte ${i}`,
+        );
       });
     }
   });
@@ -220,7 +246,10 @@ describe("Utf8Validator", () => {
   });
 
   it("matches isUtf8 on every 3-byte input with interesting bytes, split every way", () => {
-    const interesting = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xe1, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf4, 0xf5, 0xff];
+    const interesting = [
+      0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xe1, 0xed,
+      0xee, 0xef, 0xf0, 0xf1, 0xf4, 0xf5, 0xff,
+    ];
     for (const a of interesting) {
       for (const b of interesting) {
         for (const c of interesting) {

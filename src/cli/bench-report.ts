@@ -1,0 +1,153 @@
+/**
+ * What `moonsocket bench` prints: the progress line, the summary table, the JSON object, and
+ * the notes that say when a figure should not be trusted (the generator was the bottleneck,
+ * the machine was busy with other work).
+ *
+ * @module
+ */
+
+import type { BenchProgress, BenchResult } from "./bench-engine.js";
+
+/** Bench CPU (percent of one core) from which the generator, not the server, sets the pace. */
+export const BENCH_LIMITED_PERCENT = 90;
+/** CPU of other processes (percent of one core) from which a run counts as disturbed. */
+export const BUSY_MACHINE_PERCENT = 50;
+
+/** The progress line (without line ending), e.g. `[  4s] measuring  open 100/100  52,310 msg/s  errors 0  bench cpu 71%`. */
+export function formatProgress(progress: BenchProgress): string {
+  const seconds = Math.round(progress.elapsedMs / 1000);
+  return (
+    `[${String(seconds).padStart(3)}s] ${progress.phase.padEnd(10)} open ${progress.open}/${progress.target}` +
+    `  ${formatCount(progress.messagesPerSecond)} msg/s  errors ${progress.errors}` +
+    `  bench cpu ${Math.round(progress.benchCpu)}%`
+  );
+}
+
+/** True when the generator used so much CPU that the figures are its limit. */
+export function isBenchLimited(result: BenchResult): boolean {
+  return result.cpu !== null && result.cpu.bench >= BENCH_LIMITED_PERCENT;
+}
+
+/** Warnings about the run, one sentence each (empty when there is nothing to say). */
+export function describeCaveats(result: BenchResult): string[] {
+  const notes: string[] = [];
+  const cpu = result.cpu;
+  if (cpu !== null && isBenchLimited(result)) {
+    notes.push(
+      `the bench itself used ${Math.round(cpu.bench)}% of a core: it was probably the bottleneck, ` +
+        "so the server may do more than this (run the server and the bench on different cores, or use wsload)",
+    );
+  }
+  if (cpu !== null && cpu.others !== null && cpu.others >= BUSY_MACHINE_PERCENT) {
+    notes.push(
+      `other processes used ${Math.round(cpu.others)}% of a core during the run: the figures are disturbed` +
+        (result.messagesPerServerCpuSecond === null
+          ? " (give --pid SERVER_PID to get messages per second of server CPU, which suffers less)"
+          : "; compare messages per server CPU-second"),
+    );
+  }
+  if (result.broadcast !== null && result.broadcast.incomplete > 0) {
+    notes.push(`${result.broadcast.incomplete} broadcasts did not reach every receiver within 5 s`);
+  }
+  return notes;
+}
+
+/** The summary table for people, ending with a newline. */
+export function formatSummary(result: BenchResult): string {
+  const rows: [string, string][] = [];
+  const kind = result.binary ? "binary" : "text";
+  const title =
+    `moonsocket bench ${result.mode} ${result.url}\n` +
+    `${result.connections} ${result.mode === "broadcast" ? "receivers + 1 sender" : "connections"}, ` +
+    (result.mode === "broadcast" && result.broadcast !== null && result.broadcast.intervalMs > 0
+      ? `one message every ${result.broadcast.intervalMs} ms`
+      : `${result.mode === "broadcast" ? "outstanding" : "pipeline"} ${result.pipeline}`) +
+    `, ${result.size} B ${kind}, ${formatSeconds(result.durationMs)} measured after ${formatSeconds(result.warmupMs)} warm-up`;
+  const rate = result.mode === "broadcast" ? "deliveries/s" : "messages/s";
+  rows.push([rate, formatCount(result.messagesPerSecond)]);
+  rows.push(["MB/s (payload, one way)", result.megabytesPerSecond.toFixed(2)]);
+  const latency = result.mode === "broadcast" ? "fan-out latency" : "echo latency";
+  const l = result.latencyUs;
+  rows.push([
+    latency,
+    `p50 ${formatMicros(l.p50)}   p90 ${formatMicros(l.p90)}   p99 ${formatMicros(l.p99)}   max ${formatMicros(l.max)}`,
+  ]);
+  rows.push(["latency samples", formatCount(l.count)]);
+  if (result.broadcast !== null) {
+    rows.push([
+      "broadcasts",
+      `${formatCount(result.broadcast.sent)} sent, ${result.broadcast.incomplete} incomplete, ` +
+        `${formatCount(result.broadcast.echoesToSender)} copies to the sender`,
+    ]);
+  }
+  rows.push(["connections", `${result.opened} opened, ${result.failed} failed, ${result.closed} closed by the server`]);
+  rows.push(["errors", `${result.errors} wrong messages, ${result.protocolErrors} protocol errors`]);
+  const cpu = result.cpu;
+  if (cpu !== null) {
+    const parts = [`bench ${Math.round(cpu.bench)}%`];
+    if (cpu.server !== null) parts.push(`server ${Math.round(cpu.server)}%`);
+    if (cpu.others !== null) parts.push(`others ${Math.round(cpu.others)}%`);
+    rows.push(["cpu (% of one core)", `${parts.join("  ")}  (${cpu.cores} cores)`]);
+  }
+  if (result.messagesPerServerCpuSecond !== null) {
+    rows.push([`${rate.replace("/s", "")} per server CPU-s`, formatCount(result.messagesPerServerCpuSecond)]);
+  }
+  if (result.firstError !== null) rows.push(["first problem", result.firstError]);
+
+  const width = Math.max(...rows.map(([name]) => name.length));
+  const lines = [title, ""];
+  for (const [name, value] of rows) lines.push(`  ${name.padEnd(width)}  ${value}`);
+  const caveats = describeCaveats(result);
+  if (caveats.length > 0) lines.push("", ...caveats.map((note) => `note: ${note}`));
+  return `${lines.join("\n")}\n`;
+}
+
+/** The result as one JSON object (a line, ending with a newline) for scripts. */
+export function formatJson(result: BenchResult, exitCode: number): string {
+  const { connectError, ...rest } = result;
+  return `${JSON.stringify({
+    ...rest,
+    messagesPerSecond: round(result.messagesPerSecond, 1),
+    megabytesPerSecond: round(result.megabytesPerSecond, 3),
+    measuredMs: round(result.measuredMs, 1),
+    cpu:
+      result.cpu === null
+        ? null
+        : {
+            benchPercent: round(result.cpu.bench, 1),
+            serverPercent: result.cpu.server === null ? null : round(result.cpu.server, 1),
+            othersPercent: result.cpu.others === null ? null : round(result.cpu.others, 1),
+            cores: result.cpu.cores,
+          },
+    messagesPerServerCpuSecond:
+      result.messagesPerServerCpuSecond === null ? null : Math.round(result.messagesPerServerCpuSecond),
+    connectError: connectError === null ? null : connectError.message,
+    benchLimited: isBenchLimited(result),
+    caveats: describeCaveats(result),
+    ok: exitCode === 0,
+  })}\n`;
+}
+
+/** 1234567.8 → "1,234,568". */
+export function formatCount(value: number): string {
+  // By hand: toLocaleString loads ICU data, which costs a tenth of a second on first use.
+  const digits = String(Math.abs(Math.round(value)));
+  const grouped = digits.replace(/\B(?=(\d{3})+$)/g, ",");
+  return value <= -0.5 ? `-${grouped}` : grouped;
+}
+
+/** Microseconds for people: "850 µs", "12.4 ms", "1.25 s". */
+export function formatMicros(us: number): string {
+  if (us < 1000) return `${Math.round(us)} µs`;
+  if (us < 1_000_000) return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)} ms`;
+  return `${(us / 1_000_000).toFixed(2)} s`;
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`;
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
