@@ -21,8 +21,8 @@ import { parseResponseHead } from "../client/http-response.js";
 import { type FrameHandler, FrameParser } from "../protocol/frame-parser.js";
 import { generateKey, parseUpgradeResponse } from "../protocol/handshake.js";
 import { applyMask } from "../protocol/mask.js";
-import { LatencyHistogram } from "./bench-histogram.js";
 import { type CpuSample, type CpuUsage, diffCpu, sampleCpu } from "./bench-cpu.js";
+import { LatencyHistogram } from "./bench-histogram.js";
 
 /** What to run. Sizes in bytes, durations in milliseconds. */
 export interface BenchOptions {
@@ -87,6 +87,8 @@ export interface LatencySummary {
 /** The outcome of a run. Rates are per second of the measured window. */
 export interface BenchResult {
   readonly mode: "echo" | "broadcast";
+  /** Threads that generated the load (`--threads`); CPU figures are for all of them together. */
+  readonly threads: number;
   readonly url: string;
   readonly connections: number;
   readonly pipeline: number;
@@ -226,7 +228,12 @@ class BenchConnection implements FrameHandler {
     const capacity = this.run.size;
     if (this.messageLength < capacity) {
       this.messageBuffer ??= Buffer.allocUnsafe(capacity);
-      payload.copy(this.messageBuffer, this.messageLength, 0, Math.min(payload.length, capacity - this.messageLength));
+      payload.copy(
+        this.messageBuffer,
+        this.messageLength,
+        0,
+        Math.min(payload.length, capacity - this.messageLength),
+      );
     }
     this.messageLength += payload.length;
     if (last && this.frameFin) {
@@ -234,7 +241,11 @@ class BenchConnection implements FrameHandler {
       const kind = this.messageOpcode;
       this.messageOpcode = 0;
       this.messageLength = 0;
-      if (length > capacity) this.run.payloadError(this, `a ${length}-byte message where ${capacity} bytes were expected`);
+      if (length > capacity)
+        this.run.payloadError(
+          this,
+          `a ${length}-byte message where ${capacity} bytes were expected`,
+        );
       else this.run.deliver(this, kind, this.messageBuffer!.subarray(0, length));
     }
     return this.state === OPEN;
@@ -257,7 +268,8 @@ class BenchConnection implements FrameHandler {
     if (echoes === 0 && this.output.length === 0) return;
     let data: Buffer;
     if (echoes === 0) {
-      data = this.output.length === 1 ? this.output[0]! : Buffer.concat(this.output, this.outputBytes);
+      data =
+        this.output.length === 1 ? this.output[0]! : Buffer.concat(this.output, this.outputBytes);
     } else {
       data = this.run.buildEchoFrames(this, echoes, this.outputBytes);
       let at = data.length - this.outputBytes;
@@ -279,7 +291,7 @@ class BenchRun {
   private readonly pattern: Buffer;
   private readonly maskPool = Buffer.allocUnsafe(64 * 1024);
   private maskOffset = this.maskPool.length;
-  private readonly histogram = new LatencyHistogram();
+  readonly histogram = new LatencyHistogram();
   private readonly connections: BenchConnection[] = [];
   private readonly pending = new Set<BenchConnection>();
   private readonly sender: BenchConnection | null;
@@ -351,7 +363,8 @@ class BenchRun {
     // Payload source, as wsload: printable ASCII for text (valid UTF-8), random bytes for binary.
     this.pattern = randomBytes(options.size + 256);
     if (!options.binary) {
-      for (let i = 0; i < this.pattern.length; i++) this.pattern[i] = 0x20 + (this.pattern[i]! % 95);
+      for (let i = 0; i < this.pattern.length; i++)
+        this.pattern[i] = 0x20 + (this.pattern[i]! % 95);
     }
     this.broadcastPayload = Buffer.allocUnsafe(Math.max(options.size, 16));
 
@@ -361,7 +374,8 @@ class BenchRun {
     this.port = Number(url.port || (this.secure ? 443 : 80));
     const hostHeader = url.port ? `${url.hostname}:${url.port}` : url.hostname;
     let extra = "";
-    for (const [name, value] of Object.entries(options.headers ?? {})) extra += `${name}: ${value}\r\n`;
+    for (const [name, value] of Object.entries(options.headers ?? {}))
+      extra += `${name}: ${value}\r\n`;
     const path = `${url.pathname || "/"}${url.search}`;
     this.request = (key) =>
       `GET ${path} HTTP/1.1\r\nHost: ${hostHeader}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
@@ -464,7 +478,9 @@ class BenchRun {
       if (head === null) return;
       const accepted = parseUpgradeResponse(head.status, head.headers, c.key, []);
       if (accepted.extensions.trim() !== "") {
-        throw new Error(`server accepted an extension that was not offered: ${accepted.extensions}`);
+        throw new Error(
+          `server accepted an extension that was not offered: ${accepted.extensions}`,
+        );
       }
       rest = head.rest;
     } catch (error) {
@@ -504,7 +520,9 @@ class BenchRun {
     } else {
       this.failed++;
       this.pending.delete(c);
-      this.connectError ??= new Error("the server closed the connection during the opening handshake");
+      this.connectError ??= new Error(
+        "the server closed the connection during the opening handshake",
+      );
     }
     c.state = DEAD;
     c.socket?.destroy();
@@ -549,7 +567,14 @@ class BenchRun {
   }
 
   /** Writes a masked frame at `target[at]`: header, a fresh key from the pool, masked payload. */
-  private writeFrame(target: Buffer, at: number, opcode: number, source: Buffer, start: number, length: number): void {
+  private writeFrame(
+    target: Buffer,
+    at: number,
+    opcode: number,
+    source: Buffer,
+    start: number,
+    length: number,
+  ): void {
     if (this.maskOffset + 4 > this.maskPool.length) {
       randomFillSync(this.maskPool);
       this.maskOffset = 0;
@@ -673,7 +698,10 @@ class BenchRun {
       return;
     }
     if (data.length !== this.size || opcode !== this.opcode) {
-      this.payloadError(c, describeMismatch(opcode, this.opcode, data.length, this.size, c.nextSequence));
+      this.payloadError(
+        c,
+        describeMismatch(opcode, this.opcode, data.length, this.size, c.nextSequence),
+      );
       return;
     }
     const sequence = readHexSequence(data);
@@ -685,7 +713,10 @@ class BenchRun {
     if (!equalBytes(data, 16, this.pattern, start, this.size - 16)) {
       this.payloadError(c, `broadcast ${sequence} arrived with a different payload`);
     } else if (sequence !== c.nextSequence) {
-      this.payloadError(c, `broadcast ${sequence} arrived where ${c.nextSequence} was expected (lost or reordered)`);
+      this.payloadError(
+        c,
+        `broadcast ${sequence} arrived where ${c.nextSequence} was expected (lost or reordered)`,
+      );
     }
     c.nextSequence = sequence + 1;
     if (this.measuring) {
@@ -693,7 +724,11 @@ class BenchRun {
       this.bytes += data.length;
     }
     const slot = sequence % RING;
-    if (this.ringLive[slot] === 1 && this.ringSequence[slot] === sequence && ++this.ringGot[slot]! >= this.ringExpect[slot]!) {
+    if (
+      this.ringLive[slot] === 1 &&
+      this.ringSequence[slot] === sequence &&
+      ++this.ringGot[slot]! >= this.ringExpect[slot]!
+    ) {
       if (this.measuring) this.histogram.record((this.now - this.ringTime[slot]!) * 1000);
       this.ringLive[slot] = 0;
       this.outstanding--;
@@ -748,7 +783,9 @@ class BenchRun {
     if (!this.ready) {
       for (const c of this.pending) {
         if (this.now - c.startedAt > this.handshakeTimeoutMs) {
-          this.connectError ??= new Error(`no WebSocket handshake within ${this.handshakeTimeoutMs} ms`);
+          this.connectError ??= new Error(
+            `no WebSocket handshake within ${this.handshakeTimeoutMs} ms`,
+          );
           c.socket?.destroy();
         }
       }
@@ -798,7 +835,8 @@ class BenchRun {
     if (this.measuring) {
       this.measuring = false;
       this.measureStopped = this.now;
-      if (this.cpuBefore !== null) this.cpuUsage = diffCpu(this.cpuBefore, sampleCpu(this.options.pid));
+      if (this.cpuBefore !== null)
+        this.cpuUsage = diffCpu(this.cpuBefore, sampleCpu(this.options.pid));
     }
     if (this.ticker !== null) clearInterval(this.ticker);
     for (const c of this.connections) {
@@ -814,13 +852,17 @@ class BenchRun {
 
   private result(): BenchResult {
     const o = this.options;
-    const measuredMs = this.measureStopped > this.measureStarted ? this.measureStopped - this.measureStarted : 0;
+    const measuredMs =
+      this.measureStopped > this.measureStarted ? this.measureStopped - this.measureStarted : 0;
     const seconds = measuredMs / 1000;
     const h = this.histogram;
     const serverCpuSeconds =
-      this.cpuUsage?.server !== null && this.cpuUsage?.server !== undefined ? (this.cpuUsage.server / 100) * seconds : null;
+      this.cpuUsage?.server !== null && this.cpuUsage?.server !== undefined
+        ? (this.cpuUsage.server / 100) * seconds
+        : null;
     return {
       mode: o.mode,
+      threads: 1,
       url: o.url.href,
       connections: o.connections,
       pipeline: o.pipeline,
@@ -833,7 +875,7 @@ class BenchRun {
       bytes: this.bytes,
       messagesPerSecond: seconds > 0 ? this.messages / seconds : 0,
       megabytesPerSecond: seconds > 0 ? this.bytes / seconds / 1e6 : 0,
-      latencyUs: { p50: h.percentile(0.5), p90: h.percentile(0.9), p99: h.percentile(0.99), max: h.max, count: h.count },
+      latencyUs: summarizeLatency(h),
       opened: this.opened,
       failed: this.failed,
       closed: this.closed,
@@ -841,24 +883,48 @@ class BenchRun {
       protocolErrors: this.protocolErrors,
       broadcast:
         o.mode === "broadcast"
-          ? { intervalMs: o.intervalMs, sent: this.broadcastSequence, incomplete: this.incomplete, echoesToSender: this.echoesToSender }
+          ? {
+              intervalMs: o.intervalMs,
+              sent: this.broadcastSequence,
+              incomplete: this.incomplete,
+              echoesToSender: this.echoesToSender,
+            }
           : null,
       cpu: this.cpuUsage,
-      messagesPerServerCpuSecond: serverCpuSeconds !== null && serverCpuSeconds > 0 ? this.messages / serverCpuSeconds : null,
+      messagesPerServerCpuSecond:
+        serverCpuSeconds !== null && serverCpuSeconds > 0 ? this.messages / serverCpuSeconds : null,
       firstError: this.firstError,
       connectError: this.connectError,
     };
   }
 }
 
-/**
- * Runs a benchmark and resolves with its result; never rejects for server behaviour (failures
- * are counted in the result). `stop` ends it early.
- */
-export function runBenchmark(options: BenchOptions): { done: Promise<BenchResult>; stop: () => void } {
+/** A benchmark under way. */
+export interface BenchHandle {
+  /** Resolves with the result; never rejects for server behaviour (failures are counted). */
+  readonly done: Promise<BenchResult>;
+  /** Ends the run early; what was measured so far is reported. */
+  stop(): void;
+  /** The latency samples behind `latencyUs` (to merge runs of several threads). */
+  readonly histogram: LatencyHistogram;
+}
+
+/** Starts a benchmark in this thread. */
+export function runBenchmark(options: BenchOptions): BenchHandle {
   const run = new BenchRun(options);
   run.start();
-  return { done: run.done, stop: () => run.stop() };
+  return { done: run.done, stop: () => run.stop(), histogram: run.histogram };
+}
+
+/** The percentiles of a histogram, in µs. */
+export function summarizeLatency(h: LatencyHistogram): LatencySummary {
+  return {
+    p50: h.percentile(0.5),
+    p90: h.percentile(0.9),
+    p99: h.percentile(0.99),
+    max: h.max,
+    count: h.count,
+  };
 }
 
 /**
@@ -877,7 +943,8 @@ function frameSize(length: number): number {
 
 /** Whether `a[aStart, aStart+length)` equals `b[bStart, bStart+length)`. */
 function equalBytes(a: Buffer, aStart: number, b: Buffer, bStart: number, length: number): boolean {
-  if (length > SMALL_PAYLOAD) return a.compare(b, bStart, bStart + length, aStart, aStart + length) === 0;
+  if (length > SMALL_PAYLOAD)
+    return a.compare(b, bStart, bStart + length, aStart, aStart + length) === 0;
   for (let i = 0; i < length; i++) if (a[aStart + i] !== b[bStart + i]) return false;
   return true;
 }
@@ -888,16 +955,31 @@ export function readHexSequence(data: Buffer): number {
   let value = 0;
   for (let i = 0; i < 16; i++) {
     const c = data[i]!;
-    const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
+    const digit =
+      c >= 0x30 && c <= 0x39
+        ? c - 0x30
+        : c >= 0x61 && c <= 0x66
+          ? c - 0x57
+          : c >= 0x41 && c <= 0x46
+            ? c - 0x37
+            : -1;
     if (digit < 0) return -1;
     value = value * 16 + digit;
   }
   return value;
 }
 
-function describeMismatch(opcode: number, expectedOpcode: number, length: number, size: number, sequence: number): string {
+function describeMismatch(
+  opcode: number,
+  expectedOpcode: number,
+  length: number,
+  size: number,
+  sequence: number,
+): string {
   const kind = (op: number) => (op === TEXT ? "text" : op === BINARY ? "binary" : `opcode ${op}`);
-  if (opcode !== expectedOpcode) return `message ${sequence} came back as ${kind(opcode)} instead of ${kind(expectedOpcode)}`;
-  if (length !== size) return `message ${sequence} came back with ${length} bytes instead of ${size}`;
+  if (opcode !== expectedOpcode)
+    return `message ${sequence} came back as ${kind(opcode)} instead of ${kind(expectedOpcode)}`;
+  if (length !== size)
+    return `message ${sequence} came back with ${length} bytes instead of ${size}`;
   return `message ${sequence} came back with different bytes`;
 }

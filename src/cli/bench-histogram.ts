@@ -13,6 +13,13 @@ const OCTAVES = 31;
 const BUCKETS = EXACT + OCTAVES * SUB_BUCKETS;
 const LARGEST = 2 ** 40 - 1;
 
+/** A histogram's state as plain data (structured-clonable). */
+export interface HistogramSnapshot {
+  readonly buckets: Float64Array;
+  readonly count: number;
+  readonly max: number;
+}
+
 /** A fixed-size histogram of durations in whole microseconds. Recording never allocates. */
 export class LatencyHistogram {
   private readonly buckets = new Float64Array(BUCKETS);
@@ -46,6 +53,19 @@ export class LatencyHistogram {
     for (let i = 0; i < BUCKETS; i++) this.buckets[i]! += other.buckets[i]!;
     this.total += other.total;
     if (other.largest > this.largest) this.largest = other.largest;
+  }
+
+  /** The raw state, to send to another thread ({@link mergeSnapshot} takes it back). */
+  snapshot(): HistogramSnapshot {
+    return { buckets: this.buckets.slice(), count: this.total, max: this.largest };
+  }
+
+  /** Adds the samples of a {@link snapshot} (from another thread) to this histogram. */
+  mergeSnapshot(snapshot: HistogramSnapshot): void {
+    const { buckets } = snapshot;
+    for (let i = 0; i < BUCKETS; i++) this.buckets[i]! += buckets[i] ?? 0;
+    this.total += snapshot.count;
+    if (snapshot.max > this.largest) this.largest = snapshot.max;
   }
 
   /** Forgets every sample. */

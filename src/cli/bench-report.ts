@@ -6,6 +6,7 @@
  * @module
  */
 
+import os from "node:os";
 import type { BenchProgress, BenchResult } from "./bench-engine.js";
 
 /** Bench CPU (percent of one core) from which the generator, not the server, sets the pace. */
@@ -23,9 +24,11 @@ export function formatProgress(progress: BenchProgress): string {
   );
 }
 
-/** True when the generator used so much CPU that the figures are its limit. */
+/** True when the generator used so much CPU (per thread) that the figures are its limit. */
 export function isBenchLimited(result: BenchResult): boolean {
-  return result.cpu !== null && result.cpu.bench >= BENCH_LIMITED_PERCENT;
+  // The cores this process may run on (taskset/cgroups), not the machine's.
+  const usable = Math.min(result.threads, os.availableParallelism());
+  return result.cpu !== null && result.cpu.bench >= BENCH_LIMITED_PERCENT * usable;
 }
 
 /** Warnings about the run, one sentence each (empty when there is nothing to say). */
@@ -34,8 +37,9 @@ export function describeCaveats(result: BenchResult): string[] {
   const cpu = result.cpu;
   if (cpu !== null && isBenchLimited(result)) {
     notes.push(
-      `the bench itself used ${Math.round(cpu.bench)}% of a core: it was probably the bottleneck, ` +
-        "so the server may do more than this (run the server and the bench on different cores, or use wsload)",
+      `the bench itself used ${Math.round(cpu.bench)}% of ${result.threads === 1 ? "a core" : `one core (${result.threads} threads)`}: ` +
+        "it was probably the bottleneck, so the server may do more than this " +
+        "(run the server and the bench on different cores, add --threads, or use wsload)",
     );
   }
   if (cpu !== null && cpu.others !== null && cpu.others >= BUSY_MACHINE_PERCENT) {
@@ -58,7 +62,8 @@ export function formatSummary(result: BenchResult): string {
   const kind = result.binary ? "binary" : "text";
   const title =
     `moonsocket bench ${result.mode} ${result.url}\n` +
-    `${result.connections} ${result.mode === "broadcast" ? "receivers + 1 sender" : "connections"}, ` +
+    `${result.connections} ${result.mode === "broadcast" ? "receivers + 1 sender" : "connections"}` +
+    `${result.threads > 1 ? ` on ${result.threads} threads` : ""}, ` +
     (result.mode === "broadcast" && result.broadcast !== null && result.broadcast.intervalMs > 0
       ? `one message every ${result.broadcast.intervalMs} ms`
       : `${result.mode === "broadcast" ? "outstanding" : "pipeline"} ${result.pipeline}`) +
@@ -80,8 +85,14 @@ export function formatSummary(result: BenchResult): string {
         `${formatCount(result.broadcast.echoesToSender)} copies to the sender`,
     ]);
   }
-  rows.push(["connections", `${result.opened} opened, ${result.failed} failed, ${result.closed} closed by the server`]);
-  rows.push(["errors", `${result.errors} wrong messages, ${result.protocolErrors} protocol errors`]);
+  rows.push([
+    "connections",
+    `${result.opened} opened, ${result.failed} failed, ${result.closed} closed by the server`,
+  ]);
+  rows.push([
+    "errors",
+    `${result.errors} wrong messages, ${result.protocolErrors} protocol errors`,
+  ]);
   const cpu = result.cpu;
   if (cpu !== null) {
     const parts = [`bench ${Math.round(cpu.bench)}%`];
@@ -90,7 +101,10 @@ export function formatSummary(result: BenchResult): string {
     rows.push(["cpu (% of one core)", `${parts.join("  ")}  (${cpu.cores} cores)`]);
   }
   if (result.messagesPerServerCpuSecond !== null) {
-    rows.push([`${rate.replace("/s", "")} per server CPU-s`, formatCount(result.messagesPerServerCpuSecond)]);
+    rows.push([
+      `${rate.replace("/s", "")} per server CPU-s`,
+      formatCount(result.messagesPerServerCpuSecond),
+    ]);
   }
   if (result.firstError !== null) rows.push(["first problem", result.firstError]);
 
@@ -120,7 +134,9 @@ export function formatJson(result: BenchResult, exitCode: number): string {
             cores: result.cpu.cores,
           },
     messagesPerServerCpuSecond:
-      result.messagesPerServerCpuSecond === null ? null : Math.round(result.messagesPerServerCpuSecond),
+      result.messagesPerServerCpuSecond === null
+        ? null
+        : Math.round(result.messagesPerServerCpuSecond),
     connectError: connectError === null ? null : connectError.message,
     benchLimited: isBenchLimited(result),
     caveats: describeCaveats(result),

@@ -9,9 +9,10 @@
 
 import { existsSync } from "node:fs";
 import { ArgsError, defineCommand, formatHelp, parseCommandArgs } from "./args.js";
-import type { BenchProgress, BenchResult } from "./bench-engine.js";
+import type { BenchOptions, BenchProgress, BenchResult } from "./bench-engine.js";
 import { runBenchmark } from "./bench-engine.js";
 import { formatJson, formatProgress, formatSummary } from "./bench-report.js";
+import { runThreaded } from "./bench-threads.js";
 import { describeConnectError, parseHeaders, parseWebSocketUrl } from "./connect.js";
 
 /** Largest message size accepted: wsload's frame limit. */
@@ -29,9 +30,17 @@ export const BENCH_COMMAND = defineCommand({
     "A progress line goes to stderr (in place on a terminal), the summary table (or --json) to stdout. " +
     "Exit status: 0 on success; 1 when a connection failed or was closed by the server, or a message " +
     "was wrong; 2 for a usage error.",
-  positionals: [{ name: "URL", required: true, description: "ws:// or wss:// address of the server" }],
+  positionals: [
+    { name: "URL", required: true, description: "ws:// or wss:// address of the server" },
+  ],
   options: {
-    mode: { type: "string", short: "m", choices: ["echo", "broadcast"], default: "echo", description: "traffic pattern" },
+    mode: {
+      type: "string",
+      short: "m",
+      choices: ["echo", "broadcast"],
+      default: "echo",
+      description: "traffic pattern",
+    },
     connections: {
       type: "number",
       short: "c",
@@ -48,7 +57,8 @@ export const BENCH_COMMAND = defineCommand({
       min: 1,
       max: 1_000_000,
       default: 1,
-      description: "echo: messages in flight per connection; broadcast closed loop: broadcasts outstanding",
+      description:
+        "echo: messages in flight per connection; broadcast closed loop: broadcasts outstanding",
     },
     size: {
       type: "bytes",
@@ -58,7 +68,13 @@ export const BENCH_COMMAND = defineCommand({
       default: 64,
       description: "payload bytes per message (broadcast: at least 16)",
     },
-    duration: { type: "duration", short: "d", min: 100, default: 10_000, description: "measured time" },
+    duration: {
+      type: "duration",
+      short: "d",
+      min: 100,
+      default: 10_000,
+      description: "measured time",
+    },
     warmup: {
       type: "duration",
       short: "w",
@@ -76,7 +92,17 @@ export const BENCH_COMMAND = defineCommand({
       short: "t",
       min: 0,
       default: 0,
-      description: "broadcast: send one message every this many ms (0: closed loop, --pipeline outstanding)",
+      description:
+        "broadcast: send one message every this many ms (0: closed loop, --pipeline outstanding)",
+    },
+    threads: {
+      type: "number",
+      short: "T",
+      integer: true,
+      min: 1,
+      max: 64,
+      default: 1,
+      description: "echo: split the connections over this many threads, to use more than one core",
     },
     header: {
       type: "string",
@@ -85,12 +111,17 @@ export const BENCH_COMMAND = defineCommand({
       metavar: "Name: value",
       description: "extra request header for every connection",
     },
-    insecure: { type: "boolean", short: "k", description: "wss://: accept any certificate (self-signed test servers)" },
+    insecure: {
+      type: "boolean",
+      short: "k",
+      description: "wss://: accept any certificate (self-signed test servers)",
+    },
     pid: {
       type: "number",
       integer: true,
       min: 1,
-      description: "the server's process id: report its CPU use and messages per server CPU-second (Linux)",
+      description:
+        "the server's process id: report its CPU use and messages per server CPU-second (Linux)",
     },
     json: { type: "boolean", description: "print one JSON object instead of the table" },
     progress: {
@@ -103,6 +134,7 @@ export const BENCH_COMMAND = defineCommand({
     "moonsocket bench ws://127.0.0.1:9001/",
     "moonsocket bench -c 100 -p 16 -s 1KiB -d 5s --pid $(pgrep -f 'moonsocket echo') ws://127.0.0.1:9001/",
     "moonsocket bench --mode broadcast -c 1000 --interval 100 ws://127.0.0.1:8085/room",
+    "moonsocket bench --threads 2 -c 200 -p 16 ws://127.0.0.1:9001/",
     "moonsocket bench --json -d 2s -w 500ms ws://127.0.0.1:9001/ | jq .messagesPerSecond",
   ],
 });
@@ -117,9 +149,20 @@ export async function runBench(argv: readonly string[]): Promise<number> {
   const url = parseWebSocketUrl("bench", positionals[0]!);
   const headers = parseHeaders("bench", values.header);
   if (values.mode === "broadcast" && values.size < 16) {
-    throw new ArgsError("moonsocket bench: --mode broadcast needs --size 16 or more (the sequence number takes 16 bytes)");
+    throw new ArgsError(
+      "moonsocket bench: --mode broadcast needs --size 16 or more (the sequence number takes 16 bytes)",
+    );
   }
-  if (values.pid !== undefined && process.platform === "linux" && !existsSync(`/proc/${values.pid}/stat`)) {
+  if (values.mode === "broadcast" && values.threads > 1) {
+    throw new ArgsError(
+      "moonsocket bench: --threads works with --mode echo only (a broadcast has a single sender)",
+    );
+  }
+  if (
+    values.pid !== undefined &&
+    process.platform === "linux" &&
+    !existsSync(`/proc/${values.pid}/stat`)
+  ) {
     throw new ArgsError(`moonsocket bench: --pid ${values.pid}: no such process`);
   }
 
@@ -136,7 +179,7 @@ export async function runBench(argv: readonly string[]): Promise<number> {
     }
   };
 
-  const run = runBenchmark({
+  const options: BenchOptions = {
     url,
     mode: values.mode,
     connections: values.connections,
@@ -150,7 +193,8 @@ export async function runBench(argv: readonly string[]): Promise<number> {
     rejectUnauthorized: !values.insecure,
     ...(values.pid === undefined ? {} : { pid: values.pid }),
     onProgress,
-  });
+  };
+  const run = values.threads > 1 ? runThreaded(options, values.threads) : runBenchmark(options);
   // Ctrl-C ends the run early; what was measured so far is still reported.
   const interrupt = () => run.stop();
   process.once("SIGINT", interrupt);
@@ -168,7 +212,11 @@ export async function runBench(argv: readonly string[]): Promise<number> {
 /** 0 when every connection opened and stayed open and every message was right, else 1. */
 export function exitCodeOf(result: BenchResult): number {
   const bad =
-    result.opened === 0 || result.failed > 0 || result.closed > 0 || result.errors > 0 || result.protocolErrors > 0;
+    result.opened === 0 ||
+    result.failed > 0 ||
+    result.closed > 0 ||
+    result.errors > 0 ||
+    result.protocolErrors > 0;
   return bad ? 1 : 0;
 }
 
@@ -182,10 +230,14 @@ function describeProblems(result: BenchResult): string[] {
     return problems;
   }
   if (result.failed > 0) problems.push(`${result.failed} of ${total} connections failed${why}`);
-  if (result.closed > 0) problems.push(`the server closed ${result.closed} connections during the run`);
+  if (result.closed > 0)
+    problems.push(`the server closed ${result.closed} connections during the run`);
   if (result.errors > 0) problems.push(`${result.errors} messages were wrong`);
   if (result.protocolErrors > 0) problems.push(`${result.protocolErrors} protocol errors`);
-  if ((result.errors > 0 || result.protocolErrors > 0 || result.closed > 0) && result.firstError !== null) {
+  if (
+    (result.errors > 0 || result.protocolErrors > 0 || result.closed > 0) &&
+    result.firstError !== null
+  ) {
     problems.push(`first problem: ${result.firstError}`);
   }
   return problems;

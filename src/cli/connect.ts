@@ -29,7 +29,9 @@ export const CONNECT_COMMAND = defineCommand({
     "Exit status: 0 after a normal close (1000, or a close frame without a code); 1 when the connection " +
     "cannot be made, the handshake is refused, or the server closes with any other code or drops the " +
     "connection (the code is printed); 2 for a usage error.",
-  positionals: [{ name: "URL", required: true, description: "ws:// or wss:// address of the server" }],
+  positionals: [
+    { name: "URL", required: true, description: "ws:// or wss:// address of the server" },
+  ],
   options: {
     header: {
       type: "string",
@@ -97,7 +99,9 @@ export async function runConnect(argv: readonly string[]): Promise<number> {
       rejectUnauthorized: !values.insecure,
     });
   } catch (error) {
-    process.stderr.write(`moonsocket connect: cannot connect to ${url.href}: ${describeConnectError(error)}\n`);
+    process.stderr.write(
+      `moonsocket connect: cannot connect to ${url.href}: ${describeConnectError(error)}\n`,
+    );
     return 1;
   }
   const options = { binary: values.binary, waitMs: values.wait };
@@ -112,7 +116,11 @@ interface SessionOptions {
 }
 
 /** A terminal session: prompt, decorated messages, Ctrl-D / Ctrl-C to close. */
-async function runInteractive(client: WebSocketClient, url: URL, options: SessionOptions): Promise<number> {
+async function runInteractive(
+  client: WebSocketClient,
+  url: URL,
+  options: SessionOptions,
+): Promise<number> {
   const out = process.stdout;
   const details = [
     client.protocol === "" ? "" : `subprotocol ${client.protocol}`,
@@ -122,7 +130,12 @@ async function runInteractive(client: WebSocketClient, url: URL, options: Sessio
     `connected to ${url.href}${details.length > 0 ? ` (${details.join(", ")})` : ""}\n` +
       `type a line and press Enter to send it${options.binary ? " (as binary)" : ""}; Ctrl-D or Ctrl-C closes\n`,
   );
-  const rl = readline.createInterface({ input: process.stdin, output: out, prompt: "> ", terminal: true });
+  const rl = readline.createInterface({
+    input: process.stdin,
+    output: out,
+    prompt: "> ",
+    terminal: true,
+  });
   let closing = false;
   let closedByUs = false;
   /** Prints above the prompt, keeping what the user is typing. */
@@ -181,7 +194,10 @@ async function runPiped(client: WebSocketClient, options: SessionOptions): Promi
     else out.write(`${message.data.toString("hex")}\n`);
   });
 
-  const input = readline.createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+  const input = readline.createInterface({
+    input: process.stdin,
+    crlfDelay: Number.POSITIVE_INFINITY,
+  });
   const inputDone = (async () => {
     for await (const line of input) {
       if (!client.isOpen) break;
@@ -197,7 +213,10 @@ async function runPiped(client: WebSocketClient, options: SessionOptions): Promi
     void client.close(1000, "");
   };
   process.once("SIGINT", interrupt);
-  const closedFirst = await Promise.race([client.closed.then(() => true), inputDone.then(() => false)]);
+  const closedFirst = await Promise.race([
+    client.closed.then(() => true),
+    inputDone.then(() => false),
+  ]);
   if (!closedFirst) {
     // The input ended: wait for the replies still coming, i.e. until `wait` passes in silence.
     const endedAt = Date.now();
@@ -230,7 +249,10 @@ async function runPiped(client: WebSocketClient, options: SessionOptions): Promi
 const NEWLINE = Buffer.from("\n");
 
 /** Reads every message into `onMessage`; resolves with a description of a protocol error, or null. */
-async function readMessages(client: WebSocketClient, onMessage: (message: Message) => void): Promise<string | null> {
+async function readMessages(
+  client: WebSocketClient,
+  onMessage: (message: Message) => void,
+): Promise<string | null> {
   try {
     for await (const message of client) onMessage(message);
     return null;
@@ -257,7 +279,8 @@ export function formatForTerminal(message: Message): string {
   if (!message.isBinary) return `< text: ${message.text()}`;
   const { data } = message;
   const shown = data.subarray(0, TERMINAL_HEX_BYTES).toString("hex");
-  const more = data.length > TERMINAL_HEX_BYTES ? `… (${data.length - TERMINAL_HEX_BYTES} more bytes)` : "";
+  const more =
+    data.length > TERMINAL_HEX_BYTES ? `… (${data.length - TERMINAL_HEX_BYTES} more bytes)` : "";
   return `< binary (${data.length} byte${data.length === 1 ? "" : "s"}): ${shown}${more}`;
 }
 
@@ -279,9 +302,12 @@ export function parseWebSocketUrl(command: string, text: string): URL {
     );
   }
   if (!["ws:", "wss:", "http:", "https:"].includes(url.protocol)) {
-    throw new ArgsError(`moonsocket ${command}: unsupported URL scheme ${url.protocol} (use ws:// or wss://)`);
+    throw new ArgsError(
+      `moonsocket ${command}: unsupported URL scheme ${url.protocol} (use ws:// or wss://)`,
+    );
   }
-  if (url.hash !== "") throw new ArgsError(`moonsocket ${command}: a WebSocket URL cannot have a #fragment`);
+  if (url.hash !== "")
+    throw new ArgsError(`moonsocket ${command}: a WebSocket URL cannot have a #fragment`);
   return url;
 }
 

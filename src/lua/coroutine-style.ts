@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
+import { createSecureContext } from "node:tls";
 import { type ClientOptions, connect, type WebSocketClient } from "../client/client.js";
 import { CloseCode, isValidCloseCode } from "../protocol/close-code.js";
 import { HandshakeError } from "../protocol/errors.js";
@@ -372,6 +373,15 @@ export class CoroutineStyle implements StyleRuntime {
       tls = { cert, key };
     } else if (conf.tls === true && tls === undefined) {
       return refuse("tls needs certs = {{cert = PEM, key = PEM}}");
+    }
+    if (tls !== undefined) {
+      // Checked before the server exists: a failed server must not leave its metrics behind
+      // in the registry the next listen uses.
+      try {
+        createSecureContext(tls);
+      } catch (error) {
+        return refuse(errorMessage(error));
+      }
     }
     const port = this.options.port === 0 ? 0 : parsed.port;
     const options: ServerOptions = { ...this.options, host: parsed.host, port };

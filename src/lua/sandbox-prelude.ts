@@ -18,6 +18,9 @@
  * - `require`: `package.preload`, then the script folder through the host (see
  *   `sandbox-require.ts`); no C searchers.
  * - `print`: goes to the engine's log (there is no stdout to write to).
+ * - `setmetatable` refuses metatables with a `__gc` field: Lua runs finalizers with hooks off, so
+ *   the CPU budget could not stop an endless `__gc`. An object is only marked for finalization if
+ *   its metatable has `__gc` when set, so adding the field later has no effect (as in plain Lua).
  *
  * @module
  */
@@ -30,7 +33,8 @@ export const SANDBOX_PRELUDE = `
 local read_module, host_print = ...
 local error, select, tostring, type = error, select, tostring, type
 local concat, format = table.concat, string.format
-local raw_load, raw_collectgarbage = load, collectgarbage
+local raw_load, raw_collectgarbage, raw_setmetatable = load, collectgarbage, setmetatable
+local rawget = rawget
 local package, loaded = package, package.loaded
 
 io = nil
@@ -71,6 +75,13 @@ function collectgarbage(opt, ...)
     error(format("bad argument #1 to 'collectgarbage' (option '%s' is not allowed)", tostring(opt)), 2)
   end
   return raw_collectgarbage(opt, ...)
+end
+
+function setmetatable(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("bad argument #2 to 'setmetatable' (__gc metamethods are not supported)", 2)
+  end
+  return raw_setmetatable(t, mt)
 end
 
 function print(...)

@@ -16,6 +16,8 @@ export type SendStatus = (typeof SendStatus)[keyof typeof SendStatus];
 /** How a server client reports back to its server. */
 export interface ClientOwner {
   readonly maxBufferedBytes: number;
+  /** Where direct sends are counted (broadcasts are counted by the server per receiver). */
+  readonly metrics: { readonly messagesSent: { inc(n?: number): void } };
   handleMessage(client: ServerClient, data: Buffer, binary: boolean): void;
   handleFrame(client: ServerClient, opcode: number, payload: Buffer, fin: boolean): void;
   handlePing(client: ServerClient, payload: Buffer): void;
@@ -81,6 +83,8 @@ export class ServerClient implements TransportHandler {
   send(data: string | Buffer | Uint8Array, binary = typeof data !== "string"): SendStatus {
     const payload = typeof data === "string" || Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (!this.transport.send(payload, binary)) return SendStatus.Dropped;
+    // moonsocket_messages_sent_total counts every message sent, not only broadcasts.
+    this.owner.metrics.messagesSent.inc();
     return this.status();
   }
 
@@ -94,7 +98,10 @@ export class ServerClient implements TransportHandler {
 
   /** Sends a raw frame (frame-mode applications such as OpenResty scripts). */
   sendFrame(opcode: number, payload: Buffer, fin = true): SendStatus {
-    return this.transport.connection.sendFrame(opcode, payload, fin) ? this.status() : SendStatus.Dropped;
+    if (!this.transport.connection.sendFrame(opcode, payload, fin)) return SendStatus.Dropped;
+    // A message's last data frame completes a message sent (opcodes below 8 carry data).
+    if (fin && opcode < 8) this.owner.metrics.messagesSent.inc();
+    return this.status();
   }
 
   /** Sends a ping with an optional payload (≤ 125 bytes). */

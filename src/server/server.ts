@@ -87,7 +87,11 @@ export class WebSocketServer implements ClientOwner {
       connectionsCheckingInterval: Math.min(1000, this.options.handshakeTimeout),
       keepAliveTimeout: 5000,
     };
-    this.httpServer = options.tls ? https.createServer({ ...httpOptions, ...options.tls }) : http.createServer(httpOptions);
+    // wss: the TLS handshake comes before the HTTP request and node:tls gives it 120 s by
+    // default, so a client that connects and never finishes TLS would escape handshakeTimeout.
+    this.httpServer = options.tls
+      ? https.createServer({ ...httpOptions, handshakeTimeout: this.options.handshakeTimeout, ...options.tls })
+      : http.createServer(httpOptions);
     // One over the limit, so a request with too many headers can be told from one at the limit.
     this.httpServer.maxHeadersCount = this.options.maxHeaderCount + 1;
     this.httpServer.on("request", (req, res) => {
@@ -275,7 +279,8 @@ export class WebSocketServer implements ClientOwner {
     if (error.code === "HPE_HEADER_OVERFLOW") {
       status = 431;
       limit = "header_size";
-    } else if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    } else if (error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_TLS_HANDSHAKE_TIMEOUT") {
+      // node:https reports a TLS handshake that outlived handshakeTimeout here too.
       status = 408;
       limit = "handshake_timeout";
     }

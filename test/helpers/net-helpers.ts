@@ -141,7 +141,10 @@ export async function startServer(
 }
 
 /** Starts an echo server (text and binary sent back as received). */
-export function startEchoServer(resources: Resources, options: ServerOptions = {}): Promise<TestServer> {
+export function startEchoServer(
+  resources: Resources,
+  options: ServerOptions = {},
+): Promise<TestServer> {
   return startServer(resources, options, (server) =>
     server.addHooks({ onMessage: (client, data, isBinary) => client.send(data, isBinary) }),
   );
@@ -164,11 +167,24 @@ export function httpRequest(
 ): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: "127.0.0.1", port, path, method: options.method ?? "GET", headers: options.headers ?? {}, agent: false },
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: options.method ?? "GET",
+        headers: options.headers ?? {},
+        agent: false,
+      },
       (res) => {
         const parts: Buffer[] = [];
         res.on("data", (chunk: Buffer) => parts.push(chunk));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(parts),
+          }),
+        );
         res.on("error", reject);
       },
     );
@@ -187,7 +203,11 @@ export async function fetchMetrics(port: number, path = "/metrics"): Promise<str
  * The value of one sample in Prometheus text, e.g. `metricValue(text,
  * "moonsocket_limit_closes_total", { limit: "idle" })`; 0 when the sample is absent.
  */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+export function metricValue(
+  text: string,
+  name: string,
+  labels: Record<string, string> = {},
+): number {
   const wanted = Object.entries(labels)
     .map(([k, v]) => `${k}="${v}"`)
     .join(",");
@@ -222,7 +242,12 @@ export function rawHttp(port: number, request: string | Buffer, ms = 3000): Prom
       socket.destroy();
       const text = Buffer.concat(parts).toString("latin1");
       const match = /^HTTP\/1\.[01] (\d{3})/.exec(text);
-      resolve({ status: match ? Number(match[1]) : 0, text, closed, elapsed: Date.now() - started });
+      resolve({
+        status: match ? Number(match[1]) : 0,
+        text,
+        closed,
+        elapsed: Date.now() - started,
+      });
     };
     const timer = setTimeout(() => finish(false), ms);
     socket.on("data", (chunk: Buffer) => parts.push(chunk));
@@ -250,7 +275,8 @@ export function upgradeRequest(
     ...options.headers,
   };
   let text = `${options.method ?? "GET"} ${options.path ?? "/"} HTTP/1.1\r\n`;
-  for (const [name, value] of Object.entries(headers)) if (value !== null) text += `${name}: ${value}\r\n`;
+  for (const [name, value] of Object.entries(headers))
+    if (value !== null) text += `${name}: ${value}\r\n`;
   return `${text}\r\n`;
 }
 
@@ -274,7 +300,10 @@ export interface FrameSpec {
 
 /** Builds one frame (RFC 6455 §5.2), masked by default as a client's must be. */
 export function buildFrame(spec: FrameSpec): Buffer {
-  const payload = typeof spec.payload === "string" ? Buffer.from(spec.payload, "utf8") : (spec.payload ?? Buffer.alloc(0));
+  const payload =
+    typeof spec.payload === "string"
+      ? Buffer.from(spec.payload, "utf8")
+      : (spec.payload ?? Buffer.alloc(0));
   const length = spec.declaredLength ?? payload.length;
   const mask = spec.mask ?? true;
   const lengthBytes = length < 126 ? 0 : length < 0x10000 ? 2 : 8;
@@ -377,6 +406,8 @@ export interface RawConnectOptions {
   headers?: Record<string, string>;
   /** Milliseconds allowed for the handshake. Default 2000. */
   timeout?: number;
+  /** Bytes written in the same write as the request (frames sent before the 101 arrives). */
+  early?: Buffer;
 }
 
 /**
@@ -418,7 +449,10 @@ export class RawClient {
       const socket = net.connect({ host: "127.0.0.1", port });
       socket.setNoDelay(true);
       let received = Buffer.alloc(0);
-      const timer = setTimeout(() => fail(new Error("raw handshake timed out")), options.timeout ?? 2000);
+      const timer = setTimeout(
+        () => fail(new Error("raw handshake timed out")),
+        options.timeout ?? 2000,
+      );
       const fail = (error: Error) => {
         clearTimeout(timer);
         socket.destroy();
@@ -444,7 +478,11 @@ export class RawClient {
       socket.on("data", onData);
       socket.on("error", fail);
       socket.on("close", onClose);
-      socket.on("connect", () => socket.write(request));
+      socket.on("connect", () =>
+        socket.write(
+          Buffer.concat([Buffer.from(request, "latin1"), options.early ?? Buffer.alloc(0)]),
+        ),
+      );
     });
   }
 
@@ -557,7 +595,8 @@ export class RawClient {
     const key = masked ? Buffer.from(header.subarray(2 + extended, headerLength)) : null;
     input.take(headerLength);
     const payload = Buffer.from(input.take(length));
-    if (key !== null) for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ key[i & 3]!;
+    if (key !== null)
+      for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ key[i & 3]!;
     return { fin: (b0 & 0x80) !== 0, rsv1: (b0 & 0x40) !== 0, opcode: b0 & 0x0f, masked, payload };
   }
 }
@@ -593,7 +632,11 @@ export class WsPeer {
   constructor(ws: WebSocket) {
     this.ws = ws;
     ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      const buffer = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      const buffer = Buffer.isBuffer(data)
+        ? data
+        : Array.isArray(data)
+          ? Buffer.concat(data)
+          : Buffer.from(data);
       this.messages.push({ data: buffer, isBinary });
       this.notify();
     });
@@ -638,7 +681,8 @@ export class WsPeer {
     for (;;) {
       const message = this.messages.shift();
       if (message !== undefined) return message;
-      if (this.closeInfo !== null) throw new Error(`socket closed (${this.closeInfo.code}) before a message arrived`);
+      if (this.closeInfo !== null)
+        throw new Error(`socket closed (${this.closeInfo.code}) before a message arrived`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no message within ${ms} ms`);
       await withTimeout(
@@ -655,7 +699,8 @@ export class WsPeer {
   async expectNoMessage(ms = 150): Promise<void> {
     await sleep(ms);
     const message = this.messages[0];
-    if (message !== undefined) throw new Error(`unexpected message: ${message.data.toString().slice(0, 80)}`);
+    if (message !== undefined)
+      throw new Error(`unexpected message: ${message.data.toString().slice(0, 80)}`);
   }
 
   /** Waits for the close event. */
@@ -693,7 +738,8 @@ export function makeBinary(size: number): Buffer {
 export function makeCompressible(size: number): Buffer {
   const block = makeBinary(4096);
   const out = Buffer.allocUnsafe(size);
-  for (let at = 0; at < size; at += block.length) block.copy(out, at, 0, Math.min(block.length, size - at));
+  for (let at = 0; at < size; at += block.length)
+    block.copy(out, at, 0, Math.min(block.length, size - at));
   return out;
 }
 

@@ -72,7 +72,9 @@ async function startWsServer(
   onConnection?: (ws: WebSocket, request: http.IncomingMessage) => void,
   options: ConstructorParameters<typeof WsServer>[0] = {},
 ): Promise<WsTestServer> {
-  const wss = new WsServer(options.server !== undefined ? options : { port: 0, host: "127.0.0.1", ...options });
+  const wss = new WsServer(
+    options.server !== undefined ? options : { port: 0, host: "127.0.0.1", ...options },
+  );
   const closes: number[] = [];
   resources.add(wss, (s) => {
     for (const client of s.clients) client.terminate();
@@ -84,7 +86,8 @@ async function startWsServer(
     if (onConnection !== undefined) onConnection(ws, request);
     else ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
   });
-  if (options.server === undefined) await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+  if (options.server === undefined)
+    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
   const { port } = (options.server?.address() ?? wss.address()) as AddressInfo;
   return { wss, url: `ws://127.0.0.1:${port}/`, closes };
 }
@@ -109,7 +112,10 @@ async function startMoonsocketEcho(): Promise<string> {
 describe("moonsocket connect, stdin not a terminal", () => {
   it("sends each line and prints each echo undecorated, then closes with 1000 and exits 0", async () => {
     const server = await startWsServer();
-    const proc = run(["connect", "--wait", "300ms", server.url], "hello\nwörld ✓\n\nlast line without newline");
+    const proc = run(
+      ["connect", "--wait", "300ms", server.url],
+      "hello\nwörld ✓\n\nlast line without newline",
+    );
     assert.equal(await finished(proc), 0, proc.stderr());
     assert.equal(proc.stdout(), "hello\nwörld ✓\n\nlast line without newline\n");
     assert.equal(proc.stderr(), "");
@@ -154,7 +160,9 @@ describe("moonsocket connect, stdin not a terminal", () => {
   it("sends --header and offers --subprotocol", async () => {
     const server = await startWsServer(
       (ws, request) => {
-        ws.send(`auth=${request.headers.authorization} x=${request.headers["x-test"]} protocol=${ws.protocol}`);
+        ws.send(
+          `auth=${request.headers.authorization} x=${request.headers["x-test"]} protocol=${ws.protocol}`,
+        );
       },
       { handleProtocols: (protocols) => (protocols.has("chat.v2") ? "chat.v2" : false) },
     );
@@ -208,13 +216,18 @@ describe("moonsocket connect, stdin not a terminal", () => {
 
   it("a refused handshake (404) names the status and exits 1", async () => {
     const server = http.createServer((_request, response) => response.writeHead(404).end("no"));
-    server.on("upgrade", (_request, socket) => socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
+    server.on("upgrade", (_request, socket) =>
+      socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+    );
     resources.add(server, (s) => new Promise((resolve) => s.close(resolve)));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
     const { port } = server.address() as AddressInfo;
     const proc = run(["connect", `ws://127.0.0.1:${port}/nowhere`], "");
     assert.equal(await finished(proc), 1);
-    assert.match(proc.stderr(), /^moonsocket connect: cannot connect to ws:\/\/127\.0\.0\.1:\d+\/nowhere: server answered 404/);
+    assert.match(
+      proc.stderr(),
+      /^moonsocket connect: cannot connect to ws:\/\/127\.0\.0\.1:\d+\/nowhere: server answered 404/,
+    );
   });
 
   it("usage errors exit 2: a bad URL, a malformed header", async () => {
@@ -237,7 +250,14 @@ describe("moonsocket connect, stdin not a terminal", () => {
     assert.equal(await finished(proc), 0);
     const help = proc.stdout();
     assert.match(help, /^Usage: moonsocket connect \[options\] URL/);
-    for (const flag of ["--header", "--subprotocol", "--deflate", "--insecure", "--binary", "--wait"]) {
+    for (const flag of [
+      "--header",
+      "--subprotocol",
+      "--deflate",
+      "--insecure",
+      "--binary",
+      "--wait",
+    ]) {
       assert.ok(help.includes(flag), `help mentions ${flag}`);
     }
     assert.match(help, /Exit status/);
@@ -253,7 +273,21 @@ function makeCertificate(): { cert: Buffer; key: Buffer } | string {
     const certFile = path.join(dir, "cert.pem");
     const result = spawnSync(
       "openssl",
-      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", keyFile, "-out", certFile],
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "1",
+        "-keyout",
+        keyFile,
+        "-out",
+        certFile,
+      ],
       { stdio: "pipe", timeout: 20_000 },
     );
     if (result.error !== undefined || result.status !== 0) {
@@ -267,7 +301,9 @@ function makeCertificate(): { cert: Buffer; key: Buffer } | string {
 
 const certificate = makeCertificate();
 
-describe("moonsocket connect over wss://", { skip: typeof certificate === "string" ? certificate : false }, () => {
+describe("moonsocket connect over wss://", {
+  skip: typeof certificate === "string" ? certificate : false,
+}, () => {
   async function startWssEcho(): Promise<string> {
     if (typeof certificate === "string") throw new Error(certificate);
     const server = https.createServer({ cert: certificate.cert, key: certificate.key });
@@ -301,7 +337,9 @@ describe("moonsocket connect in a terminal", {
    */
   function runInTerminal(url: string, script: Array<string | RegExp | number>): Run {
     const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(MAIN)} connect ${url}; echo "EXIT=$?"`;
-    const child = spawn("script", ["-q", "-e", "-c", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn("script", ["-q", "-e", "-c", command, "/dev/null"], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let out = "";
     let err = "";
     child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
@@ -318,11 +356,20 @@ describe("moonsocket connect in a terminal", {
       for (const step of script) {
         if (typeof step === "number") await sleep(step);
         else if (typeof step === "string") child.stdin!.write(step);
-        else await waitUntil(() => step.test(plain(out)), 8000, `the screen to show ${step}`).catch(() => {});
+        else
+          await waitUntil(() => step.test(plain(out)), 8000, `the screen to show ${step}`).catch(
+            () => {},
+          );
       }
       // stdin stays open until the session ends: script stops when its input closes.
     })();
-    return { child, stdout: () => out, stdoutBytes: () => Buffer.from(out), stderr: () => err, exited };
+    return {
+      child,
+      stdout: () => out,
+      stdoutBytes: () => Buffer.from(out),
+      stderr: () => err,
+      exited,
+    };
   }
 
   /** The prompt after the banner: readline has the terminal in raw mode from then on. */

@@ -5,10 +5,10 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import net from "node:net";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
-import { Resources, withTimeout, WsPeer } from "../helpers/net-helpers.js";
+import { Resources, WsPeer, withTimeout } from "../helpers/net-helpers.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const resources = new Resources();
@@ -28,7 +28,9 @@ function run(args: string[]): Run {
   let stderr = "";
   child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | string>((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  const exited = new Promise<number | string>((resolve) =>
+    child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)),
+  );
   resources.add(child, (c) => {
     if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
     return exited;
@@ -46,7 +48,9 @@ async function startEcho(extra: string[] = []): Promise<{ proc: Run; port: numbe
         if (match) resolve(Number(match[1]));
       };
       proc.child.stdout!.on("data", check);
-      void proc.exited.then((code) => reject(new Error(`exited ${code} before listening: ${proc.stderr()}`)));
+      void proc.exited.then((code) =>
+        reject(new Error(`exited ${code} before listening: ${proc.stderr()}`)),
+      );
     }),
     5000,
     "the echo server's banner",
@@ -107,7 +111,16 @@ describe("moonsocket echo", () => {
   it("--help exits 0 and lists the flags", async () => {
     const proc = run(["echo", "--help"]);
     assert.equal(await withTimeout(proc.exited, 5000, "exit"), 0);
-    for (const flag of ["--port", "--host", "--deflate", "--max-payload", "--max-connections", "--idle-timeout", "--origin", "--log-level"]) {
+    for (const flag of [
+      "--port",
+      "--host",
+      "--deflate",
+      "--max-payload",
+      "--max-connections",
+      "--idle-timeout",
+      "--origin",
+      "--log-level",
+    ]) {
       assert.ok(proc.stdout().includes(flag), `help mentions ${flag}`);
     }
     assert.match(proc.stdout(), /^Usage: moonsocket echo/);

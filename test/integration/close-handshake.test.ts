@@ -9,7 +9,7 @@ import { afterEach, describe, it } from "node:test";
 import WebSocket, { WebSocketServer as WsServer } from "ws";
 import { connect } from "../../src/client/client.js";
 import type { ServerClient } from "../../src/server/server-client.js";
-import { Resources, startServer, waitUntil, withTimeout, WsPeer } from "../helpers/net-helpers.js";
+import { Resources, startServer, WsPeer, waitUntil, withTimeout } from "../helpers/net-helpers.js";
 
 const resources = new Resources();
 afterEach(() => resources.closeAll());

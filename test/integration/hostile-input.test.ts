@@ -62,20 +62,44 @@ function echoServer(options: ServerOptions = {}): Promise<TestServer> {
 
 describe("framing violations → 1002", () => {
   const cases: Array<[string, () => Buffer, RegExp]> = [
-    ["an unmasked client frame", () => buildFrame({ opcode: OP.text, payload: "hi", mask: false }), /must be masked/],
-    ["RSV1 without a negotiated extension", () => buildFrame({ opcode: OP.text, payload: "hi", rsv1: true }), /RSV1/],
+    [
+      "an unmasked client frame",
+      () => buildFrame({ opcode: OP.text, payload: "hi", mask: false }),
+      /must be masked/,
+    ],
+    [
+      "RSV1 without a negotiated extension",
+      () => buildFrame({ opcode: OP.text, payload: "hi", rsv1: true }),
+      /RSV1/,
+    ],
     ["RSV2", () => buildFrame({ opcode: OP.text, payload: "hi", rsv2: true }), /RSV2/],
     ["RSV3", () => buildFrame({ opcode: OP.binary, payload: "hi", rsv3: true }), /RSV3/],
     ["reserved data opcode 3", () => buildFrame({ opcode: 0x3 }), /invalid opcode 3/],
     ["reserved data opcode 7", () => buildFrame({ opcode: 0x7, payload: "x" }), /invalid opcode 7/],
     ["reserved control opcode 0xB", () => buildFrame({ opcode: 0xb }), /invalid opcode 11/],
-    ["reserved control opcode 0xF", () => buildFrame({ opcode: 0xf, payload: "x" }), /invalid opcode 15/],
+    [
+      "reserved control opcode 0xF",
+      () => buildFrame({ opcode: 0xf, payload: "x" }),
+      /invalid opcode 15/,
+    ],
     ["a fragmented ping", () => buildFrame({ opcode: OP.ping, fin: false }), /fragmented/],
-    ["a ping with 126 bytes", () => buildFrame({ opcode: OP.ping, payload: Buffer.alloc(126) }), /125 bytes/],
-    ["a continuation with no message", () => buildFrame({ opcode: OP.cont, payload: "x" }), /continuation/],
+    [
+      "a ping with 126 bytes",
+      () => buildFrame({ opcode: OP.ping, payload: Buffer.alloc(126) }),
+      /125 bytes/,
+    ],
+    [
+      "a continuation with no message",
+      () => buildFrame({ opcode: OP.cont, payload: "x" }),
+      /continuation/,
+    ],
     [
       "a new message inside a fragmented one",
-      () => Buffer.concat([buildFrame({ opcode: OP.text, payload: "a", fin: false }), buildFrame({ opcode: OP.text, payload: "b" })]),
+      () =>
+        Buffer.concat([
+          buildFrame({ opcode: OP.text, payload: "a", fin: false }),
+          buildFrame({ opcode: OP.text, payload: "b" }),
+        ]),
       /new message/,
     ],
     [
@@ -87,19 +111,48 @@ describe("framing violations → 1002", () => {
       },
       /top bit/,
     ],
-    ["a close frame with a 1-byte payload", () => buildFrame({ opcode: OP.close, payload: Buffer.from([3]) }), /1-byte/],
-    ["close code 1005 on the wire", () => buildFrame({ opcode: OP.close, payload: closePayload(1005) }), /invalid close code 1005/],
-    ["close code 1006 on the wire", () => buildFrame({ opcode: OP.close, payload: closePayload(1006) }), /invalid close code 1006/],
-    ["close code 999", () => buildFrame({ opcode: OP.close, payload: closePayload(999) }), /invalid close code 999/],
-    ["close code 2000", () => buildFrame({ opcode: OP.close, payload: closePayload(2000) }), /invalid close code 2000/],
-    ["close code 5000", () => buildFrame({ opcode: OP.close, payload: closePayload(5000) }), /invalid close code 5000/],
+    [
+      "a close frame with a 1-byte payload",
+      () => buildFrame({ opcode: OP.close, payload: Buffer.from([3]) }),
+      /1-byte/,
+    ],
+    [
+      "close code 1005 on the wire",
+      () => buildFrame({ opcode: OP.close, payload: closePayload(1005) }),
+      /invalid close code 1005/,
+    ],
+    [
+      "close code 1006 on the wire",
+      () => buildFrame({ opcode: OP.close, payload: closePayload(1006) }),
+      /invalid close code 1006/,
+    ],
+    [
+      "close code 999",
+      () => buildFrame({ opcode: OP.close, payload: closePayload(999) }),
+      /invalid close code 999/,
+    ],
+    [
+      "close code 2000",
+      () => buildFrame({ opcode: OP.close, payload: closePayload(2000) }),
+      /invalid close code 2000/,
+    ],
+    [
+      "close code 5000",
+      () => buildFrame({ opcode: OP.close, payload: closePayload(5000) }),
+      /invalid close code 5000/,
+    ],
   ];
   for (const [name, bytes, reason] of cases) {
     it(`${name} → 1002`, async () => {
       const server = await echoServer();
       await expectClose(server, bytes(), 1002, reason);
-      await server.log.waitForLine(/INFO  protocol error, closing id=0 code=1002/);
-      assert.equal(metricValue(await fetchMetrics(server.port), "moonsocket_protocol_errors_total", { code: "1002" }), 1);
+      await server.log.waitForLine(/INFO {2}protocol error, closing id=0 code=1002/);
+      assert.equal(
+        metricValue(await fetchMetrics(server.port), "moonsocket_protocol_errors_total", {
+          code: "1002",
+        }),
+        1,
+      );
     });
   }
 });
@@ -111,7 +164,12 @@ describe("message size attacks → 1009", () => {
     const started = Date.now();
     await expectClose(server, header, 1009, /1048576-byte limit/);
     assert.ok(Date.now() - started < 1500);
-    assert.equal(metricValue(await fetchMetrics(server.port), "moonsocket_limit_closes_total", { limit: "max_payload" }), 1);
+    assert.equal(
+      metricValue(await fetchMetrics(server.port), "moonsocket_limit_closes_total", {
+        limit: "max_payload",
+      }),
+      1,
+    );
   });
 
   it("endless 0-byte continuation fragments cost nothing and the message still completes", async () => {
@@ -120,7 +178,8 @@ describe("message size attacks → 1009", () => {
     const empty = buildFrame({ opcode: OP.cont, fin: false });
     const before = process.memoryUsage().arrayBuffers;
     await raw.send({ opcode: OP.text, payload: "a", fin: false });
-    for (let batch = 0; batch < 10; batch++) await raw.write(Buffer.concat(Array.from({ length: 10_000 }, () => empty)));
+    for (let batch = 0; batch < 10; batch++)
+      await raw.write(Buffer.concat(Array.from({ length: 10_000 }, () => empty)));
     await raw.send({ opcode: OP.cont, payload: "b" });
     const reply = await raw.nextFrame(5000);
     assert.equal(reply.payload.toString(), "ab");
@@ -144,7 +203,9 @@ describe("message size attacks → 1009", () => {
     const frames: Buffer[] = [];
     for (let i = 0; i < 65_536; i++) {
       const piece = message.subarray(i * 64, (i + 1) * 64);
-      frames.push(buildFrame({ opcode: i === 0 ? OP.binary : OP.cont, payload: piece, fin: i === 65_535 }));
+      frames.push(
+        buildFrame({ opcode: i === 0 ? OP.binary : OP.cont, payload: piece, fin: i === 65_535 }),
+      );
       if (i % 16_384 === 100) frames.push(buildFrame({ opcode: OP.ping, payload: `p${i}` }));
     }
     await raw.write(Buffer.concat(frames));
@@ -170,7 +231,8 @@ describe("floods", () => {
     const server = await echoServer();
     const raw = await openRaw(server.port);
     const pings: Buffer[] = [];
-    for (let i = 0; i < 10_000; i++) pings.push(buildFrame({ opcode: OP.ping, payload: String(i) }));
+    for (let i = 0; i < 10_000; i++)
+      pings.push(buildFrame({ opcode: OP.ping, payload: String(i) }));
     await raw.write(Buffer.concat(pings));
     for (let i = 0; i < 10_000; i++) {
       const frame = await raw.nextFrame(5000);
@@ -186,8 +248,18 @@ describe("floods", () => {
 describe("invalid UTF-8 → 1007", () => {
   it("in a single text frame", async () => {
     const server = await echoServer();
-    await expectClose(server, buildFrame({ opcode: OP.text, payload: Buffer.from([0x68, 0xc0, 0x80]) }), 1007, /UTF-8/);
-    assert.equal(metricValue(await fetchMetrics(server.port), "moonsocket_protocol_errors_total", { code: "1007" }), 1);
+    await expectClose(
+      server,
+      buildFrame({ opcode: OP.text, payload: Buffer.from([0x68, 0xc0, 0x80]) }),
+      1007,
+      /UTF-8/,
+    );
+    assert.equal(
+      metricValue(await fetchMetrics(server.port), "moonsocket_protocol_errors_total", {
+        code: "1007",
+      }),
+      1,
+    );
   });
 
   it("split across fragments (a 3-byte sequence broken in the second fragment)", async () => {
@@ -201,7 +273,12 @@ describe("invalid UTF-8 → 1007", () => {
 
   it("detected in the first fragment, before the message is complete", async () => {
     const server = await echoServer();
-    await expectClose(server, buildFrame({ opcode: OP.text, payload: Buffer.from([0x61, 0xff]), fin: false }), 1007, /UTF-8/);
+    await expectClose(
+      server,
+      buildFrame({ opcode: OP.text, payload: Buffer.from([0x61, 0xff]), fin: false }),
+      1007,
+      /UTF-8/,
+    );
   });
 
   it("a message ending in the middle of a code point", async () => {
@@ -257,10 +334,21 @@ describe("permessage-deflate attacks", () => {
     const bomb = compress(Buffer.alloc(100 * 1024 * 1024));
     assert.ok(bomb.length < 200 * 1024, `bomb is ${bomb.length} bytes`);
     const before = process.memoryUsage().arrayBuffers;
-    await expectClose(server, buildFrame({ opcode: OP.binary, payload: bomb, rsv1: true }), 1009, /1048576-byte limit/, DEFLATE);
+    await expectClose(
+      server,
+      buildFrame({ opcode: OP.binary, payload: bomb, rsv1: true }),
+      1009,
+      /1048576-byte limit/,
+      DEFLATE,
+    );
     const grown = process.memoryUsage().arrayBuffers - before;
     assert.ok(grown < 32 * 1024 * 1024, `memory grew by ${grown} bytes`);
-    assert.equal(metricValue(await fetchMetrics(server.port), "moonsocket_limit_closes_total", { limit: "max_payload" }), 1);
+    assert.equal(
+      metricValue(await fetchMetrics(server.port), "moonsocket_limit_closes_total", {
+        limit: "max_payload",
+      }),
+      1,
+    );
   });
 
   it("a bomb spread over many compressed fragments → 1009", async () => {
@@ -270,14 +358,27 @@ describe("permessage-deflate attacks", () => {
     const size = Math.ceil(bomb.length / 10);
     for (let i = 0; i < 10; i++) {
       const piece = bomb.subarray(i * size, (i + 1) * size);
-      frames.push(buildFrame({ opcode: i === 0 ? OP.binary : OP.cont, payload: piece, rsv1: i === 0, fin: i === 9 }));
+      frames.push(
+        buildFrame({
+          opcode: i === 0 ? OP.binary : OP.cont,
+          payload: piece,
+          rsv1: i === 0,
+          fin: i === 9,
+        }),
+      );
     }
     await expectClose(server, Buffer.concat(frames), 1009, undefined, DEFLATE);
   });
 
   it("corrupt compressed data → 1007", async () => {
     const server = await echoServer({ perMessageDeflate: true });
-    await expectClose(server, buildFrame({ opcode: OP.binary, payload: Buffer.from([0xff, 0xff, 0xff, 0xff]), rsv1: true }), 1007, /compressed/, DEFLATE);
+    await expectClose(
+      server,
+      buildFrame({ opcode: OP.binary, payload: Buffer.from([0xff, 0xff, 0xff, 0xff]), rsv1: true }),
+      1007,
+      /compressed/,
+      DEFLATE,
+    );
   });
 
   it("RSV1 on a continuation frame → 1002", async () => {
@@ -287,6 +388,27 @@ describe("permessage-deflate attacks", () => {
       buildFrame({ opcode: OP.cont, payload: compress(Buffer.from("b")), rsv1: true }),
     ]);
     await expectClose(server, bytes, 1002, /continuation/, DEFLATE);
+  });
+});
+
+describe("handshake edge cases", () => {
+  it("frames sent in the same TCP write as the upgrade request are processed", async () => {
+    const server = await echoServer();
+    const early = Buffer.concat([
+      buildFrame({ opcode: OP.text, payload: "early" }),
+      buildFrame({ opcode: OP.binary, payload: Buffer.from([9]) }),
+    ]);
+    const raw = resources.add(await RawClient.connect(server.port, { early }), (r) => r.destroy());
+    assert.equal((await raw.nextFrame()).payload.toString(), "early");
+    assert.deepEqual([...(await raw.nextFrame()).payload], [9]);
+  });
+
+  it("a hostile frame in the same TCP write as the upgrade request → 1002", async () => {
+    const server = await echoServer();
+    const early = buildFrame({ opcode: OP.text, payload: "x", mask: false });
+    const raw = resources.add(await RawClient.connect(server.port, { early }), (r) => r.destroy());
+    assert.equal((await raw.readUntilClose()).code, 1002);
+    await assertStillServing(server);
   });
 });
 
@@ -303,7 +425,8 @@ describe("many hostile connections at once", () => {
     const clients = await Promise.all(Array.from({ length: 50 }, () => openRaw(server.port)));
     await Promise.all(clients.map((c, i) => c.write(attacks[i % attacks.length]!)));
     const results = await Promise.all(clients.map((c) => c.readUntilClose(3000)));
-    for (const [i, result] of results.entries()) assert.ok(result.code !== null && result.code >= 1002, `client ${i}: ${result.code}`);
+    for (const [i, result] of results.entries())
+      assert.ok(result.code !== null && result.code >= 1002, `client ${i}: ${result.code}`);
     await Promise.all(clients.map((c) => c.waitForSocketClose(2000)));
     await assertStillServing(server);
   });

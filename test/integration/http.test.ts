@@ -13,13 +13,13 @@ import {
   fetchMetrics,
   httpRequest,
   metricValue,
-  rawHttp,
   Resources,
+  rawHttp,
   startEchoServer,
   startServer,
   upgradeRequest,
-  waitUntil,
   WsPeer,
+  waitUntil,
 } from "../helpers/net-helpers.js";
 
 const resources = new Resources();
@@ -83,7 +83,10 @@ describe("static files", () => {
     it(`never serves ${urlPath} (400 or 404)`, async () => {
       const { port } = await startServer(resources, { staticDir });
       // Raw HTTP, so that no client library normalises the path first.
-      const res = await rawHttp(port, `GET ${urlPath} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      const res = await rawHttp(
+        port,
+        `GET ${urlPath} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      );
       assert.ok(res.status === 400 || res.status === 404, `status ${res.status}`);
       assert.doesNotMatch(res.text, /TOP SECRET|SECRET=1/);
     });
@@ -115,14 +118,18 @@ describe("health, metrics and 404", () => {
     const res = await httpRequest(port, "/healthz");
     assert.equal(res.status, 200);
     assert.equal(res.headers["content-type"], "application/json");
-    const body = JSON.parse(res.body.toString()) as { status: string; connections: number; uptimeSeconds: number };
+    const body = JSON.parse(res.body.toString()) as {
+      status: string;
+      connections: number;
+      uptimeSeconds: number;
+    };
     assert.equal(body.status, "ok");
     assert.equal(body.connections, 1);
     assert.equal(typeof body.uptimeSeconds, "number");
   });
 
   it("/metrics answers Prometheus text with the server's counters", async () => {
-    const { port, url } = await startEchoServer(resources);
+    const { server, port, url } = await startEchoServer(resources);
     const peer = new WsPeer(new WebSocket(url));
     resources.add(peer, (p) => p.ws.terminate());
     await peer.opened();
@@ -139,7 +146,17 @@ describe("health, metrics and 404", () => {
     assert.equal(metricValue(text, "moonsocket_connections_total"), 1);
     assert.equal(metricValue(text, "moonsocket_messages_received_total"), 1);
     assert.equal(metricValue(text, "moonsocket_received_bytes_total"), 5);
-    assert.equal(metricValue(text, "moonsocket_messages_sent_total"), 0, "a direct send is not a broadcast");
+    assert.equal(
+      metricValue(text, "moonsocket_messages_sent_total"),
+      1,
+      "the echo counts as a message sent",
+    );
+    peer.ws.close();
+    await peer.waitClosed();
+    await waitUntil(() => server.clientCount === 0, 2000, "the server to see the close");
+    const after = await fetchMetrics(port);
+    assert.equal(metricValue(after, "moonsocket_connections"), 0);
+    assert.equal(metricValue(after, "moonsocket_connections_total"), 1);
   });
 
   it("answers 404 for an unknown path", async () => {
@@ -153,8 +170,15 @@ describe("health, metrics and 404", () => {
     const { port, url, log } = await startEchoServer(resources, { path: ["/ws", "/chat"] });
     const refused = new WsPeer(new WebSocket(`${url}elsewhere`));
     await assert.rejects(refused.opened(), { status: 404 });
-    await log.waitForLine(/WARN  handshake refused status=404 reason="no WebSocket endpoint at \/elsewhere"/);
-    assert.equal(metricValue(await fetchMetrics(port), "moonsocket_handshake_failures_total", { status: "404" }), 1);
+    await log.waitForLine(
+      /WARN {2}handshake refused status=404 reason="no WebSocket endpoint at \/elsewhere"/,
+    );
+    assert.equal(
+      metricValue(await fetchMetrics(port), "moonsocket_handshake_failures_total", {
+        status: "404",
+      }),
+      1,
+    );
     for (const endpoint of ["ws", "chat?room=1"]) {
       const peer = new WsPeer(new WebSocket(`${url}${endpoint}`));
       resources.add(peer, (p) => p.ws.terminate());
@@ -166,8 +190,20 @@ describe("health, metrics and 404", () => {
 });
 
 describe("refused handshakes", () => {
-  const cases: Array<{ name: string; request: string; status: number; reason: RegExp; header?: RegExp }> = [
-    { name: "a POST", request: upgradeRequest({ method: "POST" }), status: 405, reason: /must use GET/, header: /^Allow: GET$/m },
+  const cases: Array<{
+    name: string;
+    request: string;
+    status: number;
+    reason: RegExp;
+    header?: RegExp;
+  }> = [
+    {
+      name: "a POST",
+      request: upgradeRequest({ method: "POST" }),
+      status: 405,
+      reason: /must use GET/,
+      header: /^Allow: GET$/m,
+    },
     {
       name: "a missing Sec-WebSocket-Key",
       request: upgradeRequest({ headers: { "Sec-WebSocket-Key": null } }),
@@ -220,7 +256,9 @@ describe("refused handshakes", () => {
     },
     {
       name: "a malformed Sec-WebSocket-Extensions header",
-      request: upgradeRequest({ headers: { "Sec-WebSocket-Extensions": 'permessage-deflate; x="unterminated' } }),
+      request: upgradeRequest({
+        headers: { "Sec-WebSocket-Extensions": 'permessage-deflate; x="unterminated' },
+      }),
       status: 400,
       reason: /Sec-WebSocket-Extensions/,
     },
@@ -234,8 +272,15 @@ describe("refused handshakes", () => {
       const [, body = ""] = res.text.split("\r\n\r\n");
       assert.match(body, c.reason);
       if (c.header) assert.match(res.text, c.header);
-      await log.waitForLine(new RegExp(`WARN  (handshake refused|bad HTTP request) status=${c.status}`));
-      assert.equal(metricValue(await fetchMetrics(port), "moonsocket_handshake_failures_total", { status: String(c.status) }), 1);
+      await log.waitForLine(
+        new RegExp(`WARN  (handshake refused|bad HTTP request) status=${c.status}`),
+      );
+      assert.equal(
+        metricValue(await fetchMetrics(port), "moonsocket_handshake_failures_total", {
+          status: String(c.status),
+        }),
+        1,
+      );
     });
   }
 
@@ -243,8 +288,13 @@ describe("refused handshakes", () => {
     const { port, url, log } = await startEchoServer(resources);
     const res = await rawHttp(port, Buffer.from("\x00\x01\x02\xff garbage \r\n\r\n", "latin1"));
     assert.equal(res.status, 400);
-    await log.waitForLine(/WARN  bad HTTP request status=400/);
-    assert.equal(metricValue(await fetchMetrics(port), "moonsocket_handshake_failures_total", { status: "400" }), 1);
+    await log.waitForLine(/WARN {2}bad HTTP request status=400/);
+    assert.equal(
+      metricValue(await fetchMetrics(port), "moonsocket_handshake_failures_total", {
+        status: "400",
+      }),
+      1,
+    );
     const peer = new WsPeer(new WebSocket(url));
     resources.add(peer, (p) => p.ws.terminate());
     await peer.opened();

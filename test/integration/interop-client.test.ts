@@ -7,9 +7,15 @@ import type { IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, it } from "node:test";
 import { WebSocketServer as WsServer, type ServerOptions as WsServerOptions } from "ws";
-import { connect, type ClientOptions, type WebSocketClient } from "../../src/client/client.js";
+import { type ClientOptions, connect, type WebSocketClient } from "../../src/client/client.js";
 import { HandshakeError } from "../../src/protocol/errors.js";
-import { makeBinary, makeCompressible, makeText, Resources, withTimeout } from "../helpers/net-helpers.js";
+import {
+  makeBinary,
+  makeCompressible,
+  makeText,
+  Resources,
+  withTimeout,
+} from "../helpers/net-helpers.js";
 
 const resources = new Resources();
 afterEach(() => resources.closeAll());
@@ -25,7 +31,12 @@ interface WsEchoServer {
 
 /** A `ws` echo server on 127.0.0.1, port 0. */
 async function startWsEcho(options: WsServerOptions = {}): Promise<WsEchoServer> {
-  const wss = new WsServer({ host: "127.0.0.1", port: 0, maxPayload: 64 * 1024 * 1024, ...options });
+  const wss = new WsServer({
+    host: "127.0.0.1",
+    port: 0,
+    maxPayload: 64 * 1024 * 1024,
+    ...options,
+  });
   const requests: IncomingMessage[] = [];
   wss.on("connection", (socket, request) => {
     requests.push(request);
@@ -67,7 +78,10 @@ for (const deflate of [false, true]) {
         const client = await openClient(url, { perMessageDeflate: deflate });
         assert.equal(client.extensions.startsWith("permessage-deflate"), deflate);
         // Random data does not compress: large sizes through deflate use compressible data.
-        await roundTrip(client, deflate && size >= 1024 * 1024 ? makeCompressible(size) : makeBinary(size));
+        await roundTrip(
+          client,
+          deflate && size >= 1024 * 1024 ? makeCompressible(size) : makeBinary(size),
+        );
       });
     }
 
@@ -117,11 +131,31 @@ for (const deflate of [false, true]) {
 }
 
 describe("ws server ↔ our client: permessage-deflate parameters", () => {
-  const serverVariants: Array<{ name: string; server: WsServerOptions["perMessageDeflate"]; expect: RegExp[] }> = [
-    { name: "server_no_context_takeover", server: { serverNoContextTakeover: true }, expect: [/server_no_context_takeover/] },
-    { name: "client_no_context_takeover", server: { clientNoContextTakeover: true }, expect: [/client_no_context_takeover/] },
-    { name: "server_max_window_bits=10", server: { serverMaxWindowBits: 10 }, expect: [/server_max_window_bits=10/] },
-    { name: "client_max_window_bits=9", server: { clientMaxWindowBits: 9 }, expect: [/client_max_window_bits=9/] },
+  const serverVariants: Array<{
+    name: string;
+    server: WsServerOptions["perMessageDeflate"];
+    expect: RegExp[];
+  }> = [
+    {
+      name: "server_no_context_takeover",
+      server: { serverNoContextTakeover: true },
+      expect: [/server_no_context_takeover/],
+    },
+    {
+      name: "client_no_context_takeover",
+      server: { clientNoContextTakeover: true },
+      expect: [/client_no_context_takeover/],
+    },
+    {
+      name: "server_max_window_bits=10",
+      server: { serverMaxWindowBits: 10 },
+      expect: [/server_max_window_bits=10/],
+    },
+    {
+      name: "client_max_window_bits=9",
+      server: { clientMaxWindowBits: 9 },
+      expect: [/client_max_window_bits=9/],
+    },
     {
       name: "both window bits at the minimum, 8",
       server: { serverMaxWindowBits: 8, clientMaxWindowBits: 8 },
@@ -129,8 +163,18 @@ describe("ws server ↔ our client: permessage-deflate parameters", () => {
     },
     {
       name: "all four",
-      server: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 11, clientMaxWindowBits: 10 },
-      expect: [/server_no_context_takeover/, /client_no_context_takeover/, /server_max_window_bits=11/, /client_max_window_bits=10/],
+      server: {
+        serverNoContextTakeover: true,
+        clientNoContextTakeover: true,
+        serverMaxWindowBits: 11,
+        clientMaxWindowBits: 10,
+      },
+      expect: [
+        /server_no_context_takeover/,
+        /client_no_context_takeover/,
+        /server_max_window_bits=11/,
+        /client_max_window_bits=10/,
+      ],
     },
   ];
   for (const variant of serverVariants) {
@@ -139,7 +183,8 @@ describe("ws server ↔ our client: permessage-deflate parameters", () => {
       const { url } = await startWsEcho({ perMessageDeflate: { ...server, threshold: 0 } });
       const client = await openClient(url, { perMessageDeflate: true });
       for (const pattern of variant.expect) assert.match(client.extensions, pattern);
-      for (let i = 0; i < 5; i++) await roundTrip(client, `${"lorem ipsum dolor ".repeat(300)} #${i}`);
+      for (let i = 0; i < 5; i++)
+        await roundTrip(client, `${"lorem ipsum dolor ".repeat(300)} #${i}`);
       await roundTrip(client, makeBinary(100_000));
       await roundTrip(client, Buffer.alloc(300_000, 9));
     });
@@ -148,7 +193,12 @@ describe("ws server ↔ our client: permessage-deflate parameters", () => {
   it("requests server_no_context_takeover, window bits and client_no_context_takeover itself", async () => {
     const { url } = await startWsEcho({ perMessageDeflate: { threshold: 0 } });
     const client = await openClient(url, {
-      perMessageDeflate: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, clientMaxWindowBits: 11 },
+      perMessageDeflate: {
+        serverNoContextTakeover: true,
+        clientNoContextTakeover: true,
+        serverMaxWindowBits: 10,
+        clientMaxWindowBits: 11,
+      },
     });
     assert.match(client.extensions, /server_no_context_takeover/);
     assert.match(client.extensions, /server_max_window_bits=10/);
@@ -165,14 +215,18 @@ describe("ws server ↔ our client: permessage-deflate parameters", () => {
 
 describe("ws server ↔ our client: subprotocols and headers", () => {
   it("offers subprotocols and reports the one the server chose", async () => {
-    const { url } = await startWsEcho({ handleProtocols: (offered) => (offered.has("v2") ? "v2" : false) });
+    const { url } = await startWsEcho({
+      handleProtocols: (offered) => (offered.has("v2") ? "v2" : false),
+    });
     const client = await openClient(url, { protocols: ["v1", "v2"] });
     assert.equal(client.protocol, "v2");
   });
 
   it("sends custom headers with the upgrade request", async () => {
     const { url, requests } = await startWsEcho();
-    await openClient(`${url}path/x?q=1`, { headers: { "X-Api-Key": "k1", Origin: "http://example.test" } });
+    await openClient(`${url}path/x?q=1`, {
+      headers: { "X-Api-Key": "k1", Origin: "http://example.test" },
+    });
     const request = requests[0]!;
     assert.equal(request.headers["x-api-key"], "k1");
     assert.equal(request.headers.origin, "http://example.test");

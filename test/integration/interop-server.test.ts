@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import WebSocket from "ws";
+import { connect } from "../../src/client/client.js";
 import type { ServerClient } from "../../src/server/server-client.js";
 import {
   makeBinary,
@@ -16,6 +17,7 @@ import {
   startEchoServer,
   startServer,
   WsPeer,
+  waitUntil,
 } from "../helpers/net-helpers.js";
 
 const resources = new Resources();
@@ -23,7 +25,11 @@ afterEach(() => resources.closeAll());
 
 const SIZES = [0, 1, 125, 126, 65535, 65536, 1024 * 1024, 16 * 1024 * 1024];
 
-function openWs(url: string, options: WebSocket.ClientOptions = {}, protocols?: string[]): Promise<WsPeer> {
+function openWs(
+  url: string,
+  options: WebSocket.ClientOptions = {},
+  protocols?: string[],
+): Promise<WsPeer> {
   const peer = new WsPeer(new WebSocket(url, protocols, options));
   resources.add(peer, (p) => p.ws.terminate());
   return peer.opened();
@@ -46,7 +52,10 @@ for (const deflate of [false, true]) {
         const peer = await openWs(url, { perMessageDeflate: deflate });
         assert.equal(peer.ws.extensions.includes("permessage-deflate"), deflate);
         // Random data does not compress: large sizes through deflate use compressible data.
-        await roundTrip(peer, deflate && size >= 1024 * 1024 ? makeCompressible(size) : makeBinary(size));
+        await roundTrip(
+          peer,
+          deflate && size >= 1024 * 1024 ? makeCompressible(size) : makeBinary(size),
+        );
       });
     }
 
@@ -78,7 +87,10 @@ for (const deflate of [false, true]) {
     });
 
     it("fragments large outgoing messages with the fragmentSize option and ws reassembles them", async () => {
-      const { url } = await startEchoServer(resources, { perMessageDeflate: deflate, fragmentSize: 1000 });
+      const { url } = await startEchoServer(resources, {
+        perMessageDeflate: deflate,
+        fragmentSize: 1000,
+      });
       const peer = await openWs(url, { perMessageDeflate: deflate });
       await roundTrip(peer, makeBinary(250_000));
       await roundTrip(peer, makeText(4321));
@@ -88,7 +100,8 @@ for (const deflate of [false, true]) {
       const { url } = await startEchoServer(resources, { perMessageDeflate: deflate });
       const peer = await openWs(url, { perMessageDeflate: deflate });
       for (let i = 0; i < 500; i++) peer.ws.send(`message ${i} ${"x".repeat(i * 7)}`);
-      for (let i = 0; i < 500; i++) assert.equal((await peer.next()).data.toString(), `message ${i} ${"x".repeat(i * 7)}`);
+      for (let i = 0; i < 500; i++)
+        assert.equal((await peer.next()).data.toString(), `message ${i} ${"x".repeat(i * 7)}`);
     });
   });
 }
@@ -112,11 +125,31 @@ describe("our server ↔ ws client: fragmentation on the wire", () => {
 });
 
 describe("our server ↔ ws client: permessage-deflate parameters", () => {
-  const variants: Array<{ name: string; client: WebSocket.PerMessageDeflateOptions; expect: RegExp[] }> = [
-    { name: "server_no_context_takeover", client: { serverNoContextTakeover: true }, expect: [/server_no_context_takeover/] },
-    { name: "client_no_context_takeover", client: { clientNoContextTakeover: true }, expect: [/client_no_context_takeover/] },
-    { name: "server_max_window_bits=10", client: { serverMaxWindowBits: 10 }, expect: [/server_max_window_bits=10/] },
-    { name: "client_max_window_bits=9", client: { clientMaxWindowBits: 9 }, expect: [/client_max_window_bits=9/] },
+  const variants: Array<{
+    name: string;
+    client: WebSocket.PerMessageDeflateOptions;
+    expect: RegExp[];
+  }> = [
+    {
+      name: "server_no_context_takeover",
+      client: { serverNoContextTakeover: true },
+      expect: [/server_no_context_takeover/],
+    },
+    {
+      name: "client_no_context_takeover",
+      client: { clientNoContextTakeover: true },
+      expect: [/client_no_context_takeover/],
+    },
+    {
+      name: "server_max_window_bits=10",
+      client: { serverMaxWindowBits: 10 },
+      expect: [/server_max_window_bits=10/],
+    },
+    {
+      name: "client_max_window_bits=9",
+      client: { clientMaxWindowBits: 9 },
+      expect: [/client_max_window_bits=9/],
+    },
     {
       name: "both window bits at the minimum, 8",
       client: { serverMaxWindowBits: 8, clientMaxWindowBits: 8 },
@@ -124,8 +157,18 @@ describe("our server ↔ ws client: permessage-deflate parameters", () => {
     },
     {
       name: "all four",
-      client: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 9, clientMaxWindowBits: 11 },
-      expect: [/server_no_context_takeover/, /client_no_context_takeover/, /server_max_window_bits=9/, /client_max_window_bits=11/],
+      client: {
+        serverNoContextTakeover: true,
+        clientNoContextTakeover: true,
+        serverMaxWindowBits: 9,
+        clientMaxWindowBits: 11,
+      },
+      expect: [
+        /server_no_context_takeover/,
+        /client_no_context_takeover/,
+        /server_max_window_bits=9/,
+        /client_max_window_bits=11/,
+      ],
     },
   ];
   for (const variant of variants) {
@@ -134,7 +177,8 @@ describe("our server ↔ ws client: permessage-deflate parameters", () => {
       const peer = await openWs(url, { perMessageDeflate: { ...variant.client, threshold: 0 } });
       for (const pattern of variant.expect) assert.match(peer.extensions, pattern);
       // Repetitive text (context takeover matters), then random binary, then repetitive again.
-      for (let i = 0; i < 5; i++) await roundTrip(peer, `${"the quick brown fox ".repeat(200)} #${i}`);
+      for (let i = 0; i < 5; i++)
+        await roundTrip(peer, `${"the quick brown fox ".repeat(200)} #${i}`);
       await roundTrip(peer, makeBinary(100_000));
       await roundTrip(peer, Buffer.alloc(300_000, 7));
     });
@@ -180,12 +224,68 @@ describe("our server ↔ ws client: subprotocols and headers", () => {
     const { url } = await startServer(resources, {}, (server) =>
       server.addHooks({ onConnect: (client) => clients.push(client) }),
     );
-    await openWs(`${url}room/7?token=abc`, { headers: { "X-Custom": "value 1", Authorization: "Bearer t0ken" } });
+    await openWs(`${url}room/7?token=abc`, {
+      headers: { "X-Custom": "value 1", Authorization: "Bearer t0ken" },
+    });
     const client = clients[0]!;
     assert.equal(client.headers["x-custom"], "value 1");
     assert.equal(client.headers.authorization, "Bearer t0ken");
     assert.equal(client.path, "/room/7");
     assert.equal(client.query, "token=abc");
     assert.equal(client.remoteAddress, "127.0.0.1");
+  });
+});
+
+describe("our client ↔ our server", () => {
+  it("the server sees our client's custom headers in client.headers", async () => {
+    const clients: ServerClient[] = [];
+    const { url } = await startServer(resources, {}, (server) =>
+      server.addHooks({ onConnect: (client) => clients.push(client) }),
+    );
+    const client = resources.add(
+      await connect(`${url}feed?x=1`, { headers: { "X-Token": "abc", Cookie: "session=42" } }),
+      (c) => c.terminate(),
+    );
+    assert.ok(client.isOpen);
+    assert.equal(clients[0]!.headers["x-token"], "abc");
+    assert.equal(clients[0]!.headers.cookie, "session=42");
+    assert.equal(clients[0]!.path, "/feed");
+    assert.equal(clients[0]!.query, "x=1");
+  });
+
+  it("negotiates a subprotocol, or none when nothing matches", async () => {
+    const seen: string[] = [];
+    const { url } = await startServer(resources, { protocols: ["mqtt", "chat"] }, (server) =>
+      server.addHooks({ onConnect: (client) => seen.push(client.protocol) }),
+    );
+    const chat = resources.add(await connect(url, { protocols: ["chat"] }), (c) => c.terminate());
+    assert.equal(chat.protocol, "chat");
+    const none = resources.add(await connect(url, { protocols: ["xmpp"] }), (c) => c.terminate());
+    assert.equal(none.protocol, "");
+    assert.deepEqual(seen, ["chat", ""]);
+  });
+
+  it("echoes with permessage-deflate on both ends and closes cleanly from either side", async () => {
+    const clients: ServerClient[] = [];
+    const { url } = await startServer(resources, { perMessageDeflate: true }, (server) =>
+      server.addHooks({
+        onConnect: (client) => clients.push(client),
+        onMessage: (client, data, isBinary) => client.send(data, isBinary),
+      }),
+    );
+    const a = resources.add(await connect(url, { perMessageDeflate: true }), (c) => c.terminate());
+    assert.match(a.extensions, /^permessage-deflate/);
+    const text = makeText(100_000);
+    a.send(text);
+    assert.equal((await a.receive()).text(), text);
+    assert.deepEqual(await a.close(4321, "client done"), {
+      code: 4321,
+      reason: "",
+      wasClean: true,
+    });
+    const b = resources.add(await connect(url, { perMessageDeflate: true }), (c) => c.terminate());
+    await waitUntil(() => clients.length === 2, 1000, "the second client");
+    clients[1]!.close(1001, "server done");
+    assert.deepEqual(await b.closed, { code: 1001, reason: "server done", wasClean: true });
   });
 });

@@ -13,14 +13,14 @@ import {
   metricValue,
   OP,
   RawClient,
-  rawHttp,
   Resources,
+  rawHttp,
   sleep,
   startEchoServer,
   startServer,
   upgradeRequest,
-  waitUntil,
   WsPeer,
+  waitUntil,
 } from "../helpers/net-helpers.js";
 
 const resources = new Resources();
@@ -51,9 +51,14 @@ describe("maxPayload", () => {
     const info = await peer.waitClosed();
     assert.equal(info.code, 1009);
     assert.match(info.reason, /65536-byte limit/);
-    await log.waitForLine(/INFO  protocol error, closing id=0 code=1009 reason="message exceeds the 65536-byte limit"/);
+    await log.waitForLine(
+      /INFO {2}protocol error, closing id=0 code=1009 reason="message exceeds the 65536-byte limit"/,
+    );
     const metrics = await fetchMetrics(port);
-    assert.equal(metricValue(metrics, "moonsocket_limit_closes_total", { limit: "max_payload" }), 1);
+    assert.equal(
+      metricValue(metrics, "moonsocket_limit_closes_total", { limit: "max_payload" }),
+      1,
+    );
     assert.equal(metricValue(metrics, "moonsocket_protocol_errors_total", { code: "1009" }), 1);
   });
 
@@ -65,7 +70,10 @@ describe("maxPayload", () => {
   });
 
   it("with permessage-deflate, measures the inflated size: a tiny compressed frame over the limit gets 1009", async () => {
-    const { url, port, log } = await startEchoServer(resources, { maxPayload: 1024 * 1024, perMessageDeflate: true });
+    const { url, port, log } = await startEchoServer(resources, {
+      maxPayload: 1024 * 1024,
+      perMessageDeflate: true,
+    });
     const peer = await openWs(url, { perMessageDeflate: true });
     assert.match(peer.extensions, /permessage-deflate/);
     // Within the limit: goes through (and is compressed on the wire to a few hundred bytes).
@@ -88,7 +96,7 @@ describe("maxConnections", () => {
     const info = await third.waitClosed();
     assert.equal(info.code, 1013);
     assert.equal(info.reason, "server is full, try again later");
-    await log.waitForLine(/WARN  connection refused: server full limit=2 remote=127\.0\.0\.1/);
+    await log.waitForLine(/WARN {2}connection refused: server full limit=2 remote=127\.0\.0\.1/);
     assert.equal(await limitCount(port, "max_connections"), 1);
     a.ws.close();
     await waitUntil(() => server.clientCount === 1, 2000, "a slot to free up");
@@ -100,10 +108,14 @@ describe("maxConnections", () => {
 
 describe("allowedOrigins", () => {
   it("refuses another origin with 403, logs it and counts it; allowed and absent origins connect", async () => {
-    const { url, port, log } = await startEchoServer(resources, { allowedOrigins: ["https://good.example"] });
+    const { url, port, log } = await startEchoServer(resources, {
+      allowedOrigins: ["https://good.example"],
+    });
     const bad = new WsPeer(new WebSocket(url, { origin: "https://evil.example" }));
     await assert.rejects(bad.opened(), { status: 403 });
-    await log.waitForLine(/WARN  handshake refused status=403 reason="origin https:\/\/evil\.example is not allowed"/);
+    await log.waitForLine(
+      /WARN {2}handshake refused status=403 reason="origin https:\/\/evil\.example is not allowed"/,
+    );
     const metrics = await fetchMetrics(port);
     assert.equal(metricValue(metrics, "moonsocket_limit_closes_total", { limit: "origin" }), 1);
     assert.equal(metricValue(metrics, "moonsocket_handshake_failures_total", { status: "403" }), 1);
@@ -117,9 +129,12 @@ describe("request head limits", () => {
     const { port, log } = await startEchoServer(resources, { maxHeaderBytes: 4096 });
     const res = await rawHttp(port, upgradeRequest({ headers: { "X-Padding": "p".repeat(8000) } }));
     assert.equal(res.status, 431, res.text);
-    await log.waitForLine(/WARN  bad HTTP request status=431 error=HPE_HEADER_OVERFLOW/);
+    await log.waitForLine(/WARN {2}bad HTTP request status=431 error=HPE_HEADER_OVERFLOW/);
     const metrics = await fetchMetrics(port);
-    assert.equal(metricValue(metrics, "moonsocket_limit_closes_total", { limit: "header_size" }), 1);
+    assert.equal(
+      metricValue(metrics, "moonsocket_limit_closes_total", { limit: "header_size" }),
+      1,
+    );
     assert.equal(metricValue(metrics, "moonsocket_handshake_failures_total", { status: "431" }), 1);
   });
 
@@ -129,7 +144,9 @@ describe("request head limits", () => {
     for (let i = 0; i < 30; i++) many[`X-H${i}`] = String(i);
     const res = await rawHttp(port, upgradeRequest({ headers: many }));
     assert.equal(res.status, 431, res.text);
-    await log.waitForLine(/WARN  handshake refused status=431 reason="more than 20 request headers"/);
+    await log.waitForLine(
+      /WARN {2}handshake refused status=431 reason="more than 20 request headers"/,
+    );
     assert.equal(await limitCount(port, "header_count"), 1);
   });
 
@@ -150,7 +167,7 @@ describe("handshakeTimeout", () => {
     assert.ok(res.closed, "the server closed the stalled connection");
     assert.ok(res.elapsed >= 250 && res.elapsed < 2000, `closed after ${res.elapsed} ms`);
     assert.ok(res.status === 408 || res.status === 0, res.text);
-    await log.waitForLine(/WARN  bad HTTP request status=408 error=ERR_HTTP_REQUEST_TIMEOUT/);
+    await log.waitForLine(/WARN {2}bad HTTP request status=408 error=ERR_HTTP_REQUEST_TIMEOUT/);
     assert.equal(await limitCount(port, "handshake_timeout"), 1);
     // A prompt client is unaffected.
     const peer = await openWs(url);
@@ -161,7 +178,9 @@ describe("handshakeTimeout", () => {
 
   it("cuts many half-open connections and keeps serving", async () => {
     const { port, url } = await startEchoServer(resources, { handshakeTimeout: 300 });
-    const stalled = Array.from({ length: 100 }, () => rawHttp(port, "GET / HTTP/1.1\r\nHost: x\r\n", 3000));
+    const stalled = Array.from({ length: 100 }, () =>
+      rawHttp(port, "GET / HTTP/1.1\r\nHost: x\r\n", 3000),
+    );
     const peer = await openWs(url);
     peer.ws.send("served");
     assert.equal((await peer.next()).data.toString(), "served");
@@ -193,11 +212,14 @@ describe("idle timeout and automatic pings", () => {
     const started = Date.now();
     const result = await raw.readUntilClose(2000);
     const elapsed = Date.now() - started;
-    assert.ok(result.frames.some((f) => f.opcode === OP.ping), "a ping came first");
+    assert.ok(
+      result.frames.some((f) => f.opcode === OP.ping),
+      "a ping came first",
+    );
     assert.equal(result.code, 1008);
     assert.match(result.reason, /idle for 450 ms/);
     assert.ok(elapsed >= 400 && elapsed < 1500, `closed after ${elapsed} ms`);
-    await log.waitForLine(/WARN  limit exceeded, closing id=0 limit=idle/);
+    await log.waitForLine(/WARN {2}limit exceeded, closing id=0 limit=idle/);
     assert.equal(await limitCount(port, "idle"), 1);
   });
 });
@@ -217,7 +239,9 @@ describe("closeTimeout", () => {
     await raw.waitForSocketClose(2000);
     const elapsed = Date.now() - started;
     assert.ok(elapsed >= 200 && elapsed < 1000, `cut after ${elapsed} ms`);
-    await log.waitForLine(/WARN  limit exceeded, closing id=0 limit=close-timeout detail="peer did not finish closing within 300 ms"/);
+    await log.waitForLine(
+      /WARN {2}limit exceeded, closing id=0 limit=close-timeout detail="peer did not finish closing within 300 ms"/,
+    );
     assert.equal(await limitCount(port, "close_timeout"), 1);
   });
 
@@ -244,7 +268,10 @@ describe("backpressure (maxBufferedBytes)", () => {
     const chunk = Buffer.alloc(64 * 1024, 0x61);
     let maxSeen = 0;
     let sent = 0;
-    const { server, port, log } = await startServer(resources, { maxBufferedBytes, closeTimeout: 3000 });
+    const { server, port, log } = await startServer(resources, {
+      maxBufferedBytes,
+      closeTimeout: 3000,
+    });
     const raw = resources.add(await RawClient.connect(port), (r) => r.destroy());
     raw.pause();
     await waitUntil(() => server.clientCount === 1, 1000, "the client");
@@ -263,7 +290,9 @@ describe("backpressure (maxBufferedBytes)", () => {
       pump();
     });
     const grown = process.memoryUsage().arrayBuffers - memoryBefore;
-    await log.waitForLine(/WARN  limit exceeded, closing id=0 limit=backpressure detail="send buffer over 1048576 bytes: the peer is not reading"/);
+    await log.waitForLine(
+      /WARN {2}limit exceeded, closing id=0 limit=backpressure detail="send buffer over 1048576 bytes: the peer is not reading"/,
+    );
     assert.equal(await limitCount(port, "backpressure"), 1);
     // Bounded: the unsent data never exceeded the limit by more than one burst of sends.
     assert.ok(maxSeen < maxBufferedBytes + 17 * chunk.length, `buffered up to ${maxSeen} bytes`);

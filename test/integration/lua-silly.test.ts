@@ -549,6 +549,17 @@ describe("coroutine style API (api.lua)", () => {
     assert.equal((await handoff.closed).code, 1000);
   });
 
+  it("a socket the script dropped is closed with 1001 once collected", async () => {
+    const dropped = await openClient(api("drop"));
+    assert.equal((await get("/api?cmd=gc")).body.toString(), "collected");
+    // Collected sockets are looked for every few dozen requests.
+    for (let i = 0; i < 40; i++) await get("/hello");
+    assert.equal(
+      (await withTimeout(dropped.closed, 3000, "the dropped socket to close")).code,
+      1001,
+    );
+  });
+
   it("upgrading a plain request: nil, err and a 400", async () => {
     const res = await get("/ws/refuse");
     assert.equal(res.status, 400);
@@ -595,6 +606,7 @@ describe("coroutine style API (api.lua)", () => {
       "nil",
       "tls needs certs = {{cert = PEM, key = PEM}}",
       "false",
+      "true",
     ]);
     const addr = (await get("/api?cmd=late_listen")).body.toString();
     const parsed = parseAddress(addr, "x");

@@ -14,8 +14,8 @@ import {
   Resources,
   sleep,
   startServer,
-  waitUntil,
   WsPeer,
+  waitUntil,
 } from "../helpers/net-helpers.js";
 
 const resources = new Resources();
@@ -61,7 +61,11 @@ describe("broadcast", () => {
   it("reaches every client once and returns the number of receivers", async () => {
     const { server, url, port } = await startServer(resources, { perMessageDeflate: true });
     // A mix of compressing and plain clients: the plain ones share one prebuilt frame.
-    const peers = [await openWs(url), await openWs(url, { perMessageDeflate: true }), await openWs(url)];
+    const peers = [
+      await openWs(url),
+      await openWs(url, { perMessageDeflate: true }),
+      await openWs(url),
+    ];
     await waitUntil(() => server.clientCount === 3, 2000, "3 clients");
     const before = metricValue(await fetchMetrics(port), "moonsocket_messages_sent_total");
     assert.equal(server.broadcast("news for all ✓"), 3);
@@ -75,12 +79,17 @@ describe("broadcast", () => {
       assert.equal(binary.isBinary, true);
       assert.ok(binary.data.equals(big));
     }
-    assert.equal(metricValue(await fetchMetrics(port), "moonsocket_messages_sent_total") - before, 6);
+    assert.equal(
+      metricValue(await fetchMetrics(port), "moonsocket_messages_sent_total") - before,
+      6,
+    );
   });
 
   it("skips the excepted client", async () => {
     const clients: ServerClient[] = [];
-    const { server, url } = await startServer(resources, {}, (s) => s.addHooks({ onConnect: (c) => clients.push(c) }));
+    const { server, url } = await startServer(resources, {}, (s) =>
+      s.addHooks({ onConnect: (c) => clients.push(c) }),
+    );
     const a = await openWs(url);
     const b = await openWs(url);
     await waitUntil(() => clients.length === 2, 2000, "2 clients");
@@ -142,7 +151,11 @@ describe("topics", () => {
     await b.expectNoMessage(150);
 
     c.ws.close();
-    await waitUntil(() => server.subscriberCount("sport") === 0, 2000, "the leaving subscriber to be removed");
+    await waitUntil(
+      () => server.subscriberCount("sport") === 0,
+      2000,
+      "the leaving subscriber to be removed",
+    );
     assert.equal(server.publish("sport", "nobody"), 0);
     assert.equal(server.publish("no-such-topic", "nobody"), 0);
     assert.equal(metricValue(await fetchMetrics(port), "moonsocket_topics"), 1);
@@ -155,14 +168,17 @@ describe("hooks", () => {
       onStartup: () => void events.push(`${name}.startup`),
       onShutdown: () => void events.push(`${name}.shutdown`),
       onConnect: (client) => void events.push(`${name}.connect ${client.id}`),
-      onMessage: (client, data) => void events.push(`${name}.message ${client.id} ${data.toString()}`),
+      onMessage: (client, data) =>
+        void events.push(`${name}.message ${client.id} ${data.toString()}`),
       onDisconnect: (client, code) => void events.push(`${name}.disconnect ${client.id} ${code}`),
     };
   }
 
   it("run in the order their sets were added, through a client's whole life", async () => {
     const events: string[] = [];
-    const { server, url } = await startServer(resources, {}, (s) => s.addHooks(recorder("A", events)).addHooks(recorder("B", events)));
+    const { server, url } = await startServer(resources, {}, (s) =>
+      s.addHooks(recorder("A", events)).addHooks(recorder("B", events)),
+    );
     const peer = await openWs(url);
     peer.ws.send("hi");
     await waitUntil(() => events.length >= 6, 2000, "the message hooks");
@@ -185,7 +201,9 @@ describe("hooks", () => {
 
   it("onDisconnect is not called for a client refused with 1013 (it never had onConnect)", async () => {
     const events: string[] = [];
-    const { url } = await startServer(resources, { maxConnections: 1 }, (s) => s.addHooks(recorder("A", events)));
+    const { url } = await startServer(resources, { maxConnections: 1 }, (s) =>
+      s.addHooks(recorder("A", events)),
+    );
     await openWs(url);
     const refused = await openWs(url);
     assert.equal((await refused.waitClosed()).code, 1013);
@@ -208,7 +226,9 @@ describe("hooks", () => {
     const info = await victim.waitClosed();
     assert.equal(info.code, 1011);
     assert.equal(info.wasClean, true);
-    await log.waitForLine(/ERROR onMessage hook failed; closing the client with 1011 id=0 err="Error: hook exploded"/);
+    await log.waitForLine(
+      /ERROR onMessage hook failed; closing the client with 1011 id=0 err="Error: hook exploded"/,
+    );
     bystander.ws.send("still here");
     assert.equal((await bystander.next()).data.toString(), "still here");
     const third = await openWs(url);
@@ -240,7 +260,9 @@ describe("hooks", () => {
     );
     const first = await openWs(url);
     assert.equal((await first.waitClosed()).code, 1011);
-    await log.waitForLine(/ERROR onConnect hook failed; closing the client with 1011 id=0 err="Error: refused by A"/);
+    await log.waitForLine(
+      /ERROR onConnect hook failed; closing the client with 1011 id=0 err="Error: refused by A"/,
+    );
     await waitUntil(() => events.includes("A.disconnect 0"), 2000, "A.disconnect 0");
     const second = await openWs(url);
     second.ws.send("ok");
@@ -293,8 +315,12 @@ describe("graceful shutdown", () => {
       assert.equal(info.wasClean, true);
     }
     assert.equal(events[0], "shutdown");
-    assert.deepEqual(events.slice(1).sort(), ["disconnect 0 1001", "disconnect 1 1001", "disconnect 2 1001"]);
-    await log.waitForLine(/INFO  shutting down clients=3/);
+    assert.deepEqual(events.slice(1).sort(), [
+      "disconnect 0 1001",
+      "disconnect 1 1001",
+      "disconnect 2 1001",
+    ]);
+    await log.waitForLine(/INFO {2}shutting down clients=3/);
     await assert.rejects(
       new Promise((resolve, reject) => {
         const socket = net.connect({ host: "127.0.0.1", port });

@@ -10,9 +10,17 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
+import tls from "node:tls";
 import WebSocket, { WebSocketServer as WsServer } from "ws";
 import { connect } from "../../src/client/client.js";
-import { Resources, startEchoServer, withTimeout, WsPeer } from "../helpers/net-helpers.js";
+import {
+  metricValue,
+  Resources,
+  rawHttp,
+  startEchoServer,
+  WsPeer,
+  withTimeout,
+} from "../helpers/net-helpers.js";
 
 const resources = new Resources();
 afterEach(() => resources.closeAll());
@@ -24,7 +32,21 @@ function makeCertificate(): { cert: Buffer; key: Buffer; dir: string } | string 
   const certFile = path.join(dir, "cert.pem");
   const result = spawnSync(
     "openssl",
-    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", keyFile, "-out", certFile],
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-subj",
+      "/CN=localhost",
+      "-days",
+      "1",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+    ],
     { stdio: "pipe", timeout: 20_000 },
   );
   if (result.error !== undefined || result.status !== 0) {
@@ -32,6 +54,21 @@ function makeCertificate(): { cert: Buffer; key: Buffer; dir: string } | string 
     return `openssl is not usable here (${result.error?.message ?? result.stderr.toString().trim()})`;
   }
   return { cert: readFileSync(certFile), key: readFileSync(keyFile), dir };
+}
+
+/** GET /metrics over https, trusting any certificate (the test's own). */
+function httpsMetrics(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(
+      { host: "127.0.0.1", port, path: "/metrics", rejectUnauthorized: false, agent: false },
+      (res) => {
+        let body = "";
+        res.on("data", (chunk: Buffer) => (body += chunk.toString()));
+        res.on("end", () => resolve(body));
+      },
+    );
+    req.on("error", reject);
+  });
 }
 
 const made = makeCertificate();
@@ -61,31 +98,80 @@ describe("wss:// with a self-signed certificate", { skip }, () => {
   });
 
   it("our client connects to our wss:// server with ca and echoes text and binary", async () => {
-    const { port } = await startEchoServer(resources, { tls: { cert, key }, perMessageDeflate: true });
-    const client = resources.add(await connect(`wss://localhost:${port}/`, { ca: cert, perMessageDeflate: true }), (c) =>
-      c.terminate(),
+    const { port } = await startEchoServer(resources, {
+      tls: { cert, key },
+      perMessageDeflate: true,
+    });
+    const client = resources.add(
+      await connect(`wss://localhost:${port}/`, { ca: cert, perMessageDeflate: true }),
+      (c) => c.terminate(),
     );
     client.send("secure");
     assert.equal((await client.receive()).text(), "secure");
     const big = Buffer.alloc(200_000, 3);
     client.send(big);
     assert.ok((await client.receive()).data.equals(big));
-    assert.deepEqual(await withTimeout(client.close(1000, "done"), 3000, "close"), { code: 1000, reason: "", wasClean: true });
+    assert.deepEqual(await withTimeout(client.close(1000, "done"), 3000, "close"), {
+      code: 1000,
+      reason: "",
+      wasClean: true,
+    });
   });
 
   it("our client connects to a ws server over https", async () => {
     const httpsServer = https.createServer({ cert, key });
     const wss = new WsServer({ server: httpsServer });
-    wss.on("connection", (socket) => socket.on("message", (data, isBinary) => socket.send(data as Buffer, { binary: isBinary })));
+    wss.on("connection", (socket) =>
+      socket.on("message", (data, isBinary) => socket.send(data as Buffer, { binary: isBinary })),
+    );
     resources.add(httpsServer, (s) => {
       for (const client of wss.clients) client.terminate();
       return new Promise<void>((resolve) => s.close(() => resolve()));
     });
     await new Promise<void>((resolve) => httpsServer.listen(0, "127.0.0.1", () => resolve()));
     const { port } = httpsServer.address() as AddressInfo;
-    const client = resources.add(await connect(`wss://localhost:${port}/`, { ca: cert }), (c) => c.terminate());
+    const client = resources.add(await connect(`wss://localhost:${port}/`, { ca: cert }), (c) =>
+      c.terminate(),
+    );
     client.send(Buffer.from([0, 255, 1]));
     assert.deepEqual([...(await client.receive()).data], [0, 255, 1]);
+  });
+
+  it("cuts a connection that never starts TLS after handshakeTimeout, logged and counted", async () => {
+    const { port, log } = await startEchoServer(resources, {
+      tls: { cert, key },
+      handshakeTimeout: 300,
+    });
+    const res = await rawHttp(port, "", 2500);
+    assert.ok(res.closed, "the server closed the silent connection");
+    assert.ok(res.elapsed >= 250 && res.elapsed < 2000, `closed after ${res.elapsed} ms`);
+    await log.waitForLine(/WARN {2}bad HTTP request status=408 error=ERR_TLS_HANDSHAKE_TIMEOUT/);
+    const metrics = await httpsMetrics(port);
+    assert.equal(
+      metricValue(metrics, "moonsocket_limit_closes_total", { limit: "handshake_timeout" }),
+      1,
+    );
+  });
+
+  it("cuts a client that finishes TLS but stalls in the HTTP request (408)", async () => {
+    const { port } = await startEchoServer(resources, {
+      tls: { cert, key },
+      handshakeTimeout: 300,
+    });
+    const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: cert });
+    resources.add(socket, (s) => s.destroy());
+    let response = "";
+    socket.on("data", (chunk: Buffer) => (response += chunk.toString("latin1")));
+    await new Promise<void>((resolve) => socket.once("secureConnect", () => resolve()));
+    const started = Date.now();
+    socket.write("GET / HTTP/1.1\r\nHost: localhost\r\n");
+    await withTimeout(
+      new Promise((resolve) => socket.once("close", resolve)),
+      2500,
+      "the server to cut the stalled request",
+    );
+    assert.ok(Date.now() - started < 2000);
+    assert.match(response, /^HTTP\/1\.1 408/);
   });
 
   it("our client refuses an untrusted certificate", async () => {

@@ -58,31 +58,36 @@ end
 -- WebSocket sockets.
 
 local sock_methods = {}
--- Handles of sockets that became garbage while open: closed at the next request/connect
--- (a __gc metamethod must not call into the host).
-local garbage = {}
-
 local sock_mt = {
   __index = sock_methods,
   __close = function(sock) sock_methods.close(sock) end,
-  __gc = function(sock)
-    if not sock._closed then garbage[#garbage + 1] = sock._h end
-  end,
 }
 
+-- Sockets the script may still use, and weak references to their objects: a socket whose
+-- object was collected while open can never be read or written again, so it is closed (the
+-- sandbox has no __gc; a periodic look at the weak table does the job).
+local open_socks = {}
+local sock_refs = setmetatable({}, { __mode = "v" })
+local since_collect = 0
+
 local function collect_garbage()
-  local n = #garbage
-  if n == 0 then return end
-  for i = 1, n do
-    local h = garbage[i]
-    garbage[i] = nil
-    sched.forget_socket(h)
-    H.ws_collected(h)
+  since_collect = since_collect + 1
+  if since_collect < 32 then return end
+  since_collect = 0
+  for h in pairs(open_socks) do
+    if sock_refs[h] == nil then
+      open_socks[h] = nil
+      sched.forget_socket(h)
+      H.ws_collected(h)
+    end
   end
 end
 
 local function newsocket(h, stream, conn)
-  return setmetatable({ conn = conn, stream = stream, _h = h, _closed = false, _err = nil }, sock_mt)
+  local sock = setmetatable({ conn = conn, stream = stream, _h = h, _closed = false, _err = nil }, sock_mt)
+  open_socks[h] = true
+  sock_refs[h] = sock
+  return sock
 end
 
 --- Next whole message: data, type ("text", "binary", "ping", "pong", "close"), or
@@ -97,6 +102,7 @@ function sock_methods.read(sock)
   if kind == -1 or kind == K_FAIL then
     err = kind == K_FAIL and tostring(data) or END_OF_FILE
     sock._err = err
+    open_socks[h] = nil
     sched.forget_socket(h)
     return nil, err, ""
   end
@@ -133,6 +139,7 @@ function sock_methods.close(sock)
   -- Wake a task of the script still blocked reading this socket, then drop the inbox.
   sched.post(h, -1)
   sched.forget_socket(h)
+  open_socks[h] = nil
   sock.conn = nil
   return ok, err
 end

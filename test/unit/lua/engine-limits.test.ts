@@ -82,9 +82,17 @@ describe("CPU budget", () => {
     assert.ok(elapsed < BUDGET_MS * 3 + 200);
   });
 
-  it("bounds __gc metamethods run at close", async () => {
+  it("refuses __gc finalizers, which Lua runs with hooks off", async () => {
     const doomed = await createLuaEngine({ cpuBudgetMs: BUDGET_MS });
-    doomed.run("setmetatable({}, {__gc = function() while true do end end})", "@gc.lua");
+    assert.throws(
+      () => doomed.run("setmetatable({}, {__gc = function() while true do end end})", "@gc.lua"),
+      /__gc metamethods are not supported/,
+    );
+    // Added after setmetatable, __gc does not mark the object (plain Lua semantics).
+    doomed.run(
+      "local mt = {} keep = setmetatable({}, mt) mt.__gc = function() while true do end end keep = nil collectgarbage()",
+      "@gc2.lua",
+    );
     const start = performance.now();
     doomed.close();
     assert.ok(performance.now() - start < BUDGET_MS * 3 + 200);
