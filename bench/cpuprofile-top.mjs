@@ -6,8 +6,9 @@
  *   node bench/cpuprofile-top.mjs PROFILE.cpuprofile [--top 25] [--markdown]
  *
  * Times come from the profile's sample deltas (µs), so they are exact to the sampling interval.
- * Percentages are of all sampled time, including `(idle)`, `(program)` (native code outside
- * JavaScript: the event loop, libuv, syscalls) and `(garbage collector)`.
+ * Percentages are of the busy time: all sampled time except `(idle)` (waiting in epoll). Busy
+ * time includes `(program)` (native code outside JavaScript: libuv, syscalls not attributed to
+ * a JavaScript caller) and `(garbage collector)`.
  */
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
@@ -15,10 +16,15 @@ import { parseArgs } from "node:util";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { top: { type: "string", default: "25" }, markdown: { type: "boolean", default: false } },
+  options: {
+    top: { type: "string", default: "25" },
+    markdown: { type: "boolean", default: false },
+  },
 });
 if (positionals.length !== 1) {
-  process.stderr.write("usage: node bench/cpuprofile-top.mjs PROFILE.cpuprofile [--top N] [--markdown]\n");
+  process.stderr.write(
+    "usage: node bench/cpuprofile-top.mjs PROFILE.cpuprofile [--top N] [--markdown]\n",
+  );
   process.exit(2);
 }
 const top = Number(values.top);
@@ -26,7 +32,8 @@ const profile = JSON.parse(readFileSync(positionals[0], "utf8"));
 
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 const parentOf = new Map();
-for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+for (const node of profile.nodes)
+  for (const child of node.children ?? []) parentOf.set(child, node.id);
 
 function shortUrl(url) {
   if (!url) return "";
@@ -64,20 +71,37 @@ for (let i = 0; i < profile.samples.length; i++) {
   }
 }
 
-const pct = (us) => `${((100 * us) / sampled).toFixed(1)}%`;
+const idle = self.get("(idle)") ?? 0;
+const busy = sampled - idle;
+self.delete("(idle)");
+total.delete("(idle)");
+selfByFile.delete("(idle)");
+const pct = (us) => `${((100 * us) / busy).toFixed(1)}%`;
 const ms = (us) => (us / 1000).toFixed(0);
 
 function table(title, map, limit) {
   const rows = [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, limit);
   if (values.markdown) {
-    return [`**${title}**`, "", "| % | ms | function |", "|--:|--:|---|", ...rows.map(([k, us]) => `| ${pct(us)} | ${ms(us)} | \`${k}\` |`), ""].join("\n");
+    return [
+      `**${title}**`,
+      "",
+      "| % | ms | function |",
+      "|--:|--:|---|",
+      ...rows.map(([k, us]) => `| ${pct(us)} | ${ms(us)} | \`${k}\` |`),
+      "",
+    ].join("\n");
   }
-  return [title, ...rows.map(([k, us]) => `${pct(us).padStart(6)} ${ms(us).padStart(7)} ms  ${k}`), ""].join("\n");
+  return [
+    title,
+    ...rows.map(([k, us]) => `${pct(us).padStart(6)} ${ms(us).padStart(7)} ms  ${k}`),
+    "",
+  ].join("\n");
 }
 
 process.stdout.write(
   [
-    `${positionals[0]}: ${(sampled / 1e6).toFixed(2)} s sampled, ${profile.samples.length} samples`,
+    `${positionals[0]}: ${(sampled / 1e6).toFixed(2)} s sampled (${profile.samples.length} samples), ` +
+      `${(busy / 1e6).toFixed(2)} s busy, ${(idle / 1e6).toFixed(2)} s idle; percentages are of busy time`,
     "",
     table(`Top ${top} by self time`, self, top),
     table(`Top ${top} by total time (self + callees)`, total, top),

@@ -85,6 +85,7 @@ const { values: opts } = parseArgs({
     retries: { type: "string" },
     live: { type: "boolean", default: false },
     out: { type: "string" },
+    report: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -104,6 +105,7 @@ if (opts.help) {
       "  --retries N              reruns of a run disturbed by other work on the machine [1]",
       "  --live                   run the servers from the working tree, not from a snapshot",
       "  --out FILE               JSON results [bench/results/latest.json]",
+      "  --report FILE            print the tables of an earlier JSON result; run nothing",
       "",
     ].join("\n"),
   );
@@ -124,7 +126,10 @@ function fail(message) {
   process.exit(2);
 }
 
-const settings = {
+/** With --report, the settings, servers and scenarios come from the earlier result. */
+const loaded = opts.report ? JSON.parse(readFileSync(resolve(REPO, opts.report), "utf8")) : null;
+
+const settings = loaded?.settings ?? {
   reps: positiveNumber("reps", opts.reps, opts.quick ? 1 : 3, true),
   durationS: positiveNumber("duration", opts.duration, opts.quick ? 3 : 10),
   warmupS: positiveNumber("warmup", opts.warmup, opts.quick ? 1 : 2),
@@ -140,15 +145,18 @@ const settings = {
   holdS: opts.quick ? 1 : 2,
 };
 
-const serverNames = opts.servers
-  ? opts.servers
-      .split(",")
-      .map((s) => s.trim())
-      .filter(Boolean)
-  : DEFAULT_SERVERS;
+const serverNames = loaded
+  ? loaded.settings.servers.map((s) => s.name)
+  : opts.servers
+    ? opts.servers
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : DEFAULT_SERVERS;
 const servers = serverNames.map(
   (name) =>
     SERVERS.find((s) => s.name === name) ??
+    (loaded ? { name, cmd: [] } : null) ??
     fail(`unknown server '${name}' (known: ${SERVERS.map((s) => s.name).join(", ")})`),
 );
 
@@ -163,12 +171,14 @@ const allScenarios = [
   ),
   { name: "hold", kind: "hold" },
 ];
-const scenarioNames = opts.scenarios
-  ? opts.scenarios
-      .split(",")
-      .map((s) => s.trim())
-      .filter(Boolean)
-  : allScenarios.map((s) => s.name);
+const scenarioNames = loaded
+  ? loaded.settings.scenarios
+  : opts.scenarios
+    ? opts.scenarios
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : allScenarios.map((s) => s.name);
 const scenarios = scenarioNames.map(
   (name) =>
     allScenarios.find((s) => s.name === name) ??
@@ -470,7 +480,7 @@ function assessRun(scenario, result, wsloadRun, serverExit) {
   if (result.failed > 0) problems.push(`failed=${result.failed}`);
   if (result.closed > 0) problems.push(`closed=${result.closed}`);
   const wanted = scenario.kind === "hold" ? settings.holdConnections : settings.connections;
-  if (result.opened < wanted) problems.push(`opened=${result.opened}/${wanted}`);
+  if (result.opened + result.failed < wanted) problems.push(`opened=${result.opened}/${wanted}`);
   if (serverExit)
     problems.push(`server exited during the run (${serverExit.code ?? serverExit.signal})`);
   if (scenario.kind === "echo" && !(result.cpu_server > 0))
@@ -544,6 +554,29 @@ async function runOne(wsload, scenario, server, rep) {
 // ---------------------------------------------------------------------------------------------
 // summary
 
+/**
+ * Notes of several runs, grouped by kind with their values and how many runs had them:
+ * [["failed=22"], [], ["failed=37"]] → ["failed=22/37 in 2/3"].
+ */
+function countNotes(notesPerRun) {
+  const groups = new Map();
+  for (const notes of notesPerRun) {
+    for (const note of notes) {
+      const match = /^(.*?)(?: \(\w+=(.*)\)|=(.*))$/.exec(note);
+      const key = match ? match[1] : note;
+      const value = match ? (match[2] ?? match[3]) : undefined;
+      const group = groups.get(key) ?? { values: [], runs: 0 };
+      if (value !== undefined) group.values.push(value);
+      group.runs += 1;
+      groups.set(key, group);
+    }
+  }
+  return [...groups].map(
+    ([key, { values, runs }]) =>
+      `${key}${values.length ? `=${values.join("/")}` : ""} in ${runs}/${notesPerRun.length}`,
+  );
+}
+
 function summarize(runs) {
   const rows = [];
   for (const scenario of scenarios) {
@@ -554,13 +587,8 @@ function summarize(runs) {
         scenario: scenario.name,
         server: server.name,
         reps: mine.length,
-        problems: [...new Set(mine.flatMap((r) => r.problems))],
-        warnings: [
-          ...new Set(mine.flatMap((r) => r.warnings.map((w) => w.replace(/ \(.*\)$/, "")))),
-        ].map(
-          (w) =>
-            `${w} in ${mine.filter((r) => r.warnings.some((x) => x.startsWith(w))).length}/${mine.length}`,
-        ),
+        problems: countNotes(mine.map((r) => r.problems)),
+        warnings: countNotes(mine.map((r) => r.warnings)),
       };
       if (scenario.kind === "echo") {
         Object.assign(row, {
@@ -708,6 +736,10 @@ function machineInfo() {
 // main
 
 async function main() {
+  if (loaded) {
+    process.stdout.write(renderMarkdown(summarize(loaded.runs)));
+    return 0;
+  }
   if (!commandExists("taskset"))
     fail("taskset not found (util-linux); it pins the server and wsload to separate cores");
   if (

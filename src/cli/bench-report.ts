@@ -43,11 +43,17 @@ export function describeCaveats(result: BenchResult): string[] {
     );
   }
   if (cpu !== null && cpu.others !== null && cpu.others >= BUSY_MACHINE_PERCENT) {
+    // When the CPU is shared, the bench's own cost per message holds the rate down as much as
+    // the server's does if the two are alike.
+    const alike = cpu.server !== null && cpu.server > 0 && cpu.bench >= 0.8 * cpu.server;
     notes.push(
       `other processes used ${Math.round(cpu.others)}% of a core during the run: the figures are disturbed` +
         (result.messagesPerServerCpuSecond === null
           ? " (give --pid SERVER_PID to get messages per second of server CPU, which suffers less)"
-          : "; compare messages per server CPU-second"),
+          : alike
+            ? "; the bench needed about as much CPU as the server, so its share of the CPU held the rate " +
+              "down too: compare messages per server CPU-second, not messages/s"
+            : "; compare messages per server CPU-second"),
     );
   }
   if (result.broadcast !== null && result.broadcast.incomplete > 0) {
@@ -106,6 +112,8 @@ export function formatSummary(result: BenchResult): string {
       formatCount(result.messagesPerServerCpuSecond),
     ]);
   }
+  const perBenchCpu = messagesPerBenchCpuSecond(result);
+  if (perBenchCpu !== null) rows.push([`${rate.replace("/s", "")} per bench CPU-s`, formatCount(perBenchCpu)]);
   if (result.firstError !== null) rows.push(["first problem", result.firstError]);
 
   const width = Math.max(...rows.map(([name]) => name.length));
@@ -137,11 +145,21 @@ export function formatJson(result: BenchResult, exitCode: number): string {
       result.messagesPerServerCpuSecond === null
         ? null
         : Math.round(result.messagesPerServerCpuSecond),
+    messagesPerBenchCpuSecond: roundOrNull(messagesPerBenchCpuSecond(result)),
     connectError: connectError === null ? null : connectError.message,
     benchLimited: isBenchLimited(result),
     caveats: describeCaveats(result),
     ok: exitCode === 0,
   })}\n`;
+}
+
+/**
+ * Messages (or deliveries) per second of the bench's own CPU: what one core of the bench can
+ * handle, to compare with the server's figure. Null when nothing was measured.
+ */
+export function messagesPerBenchCpuSecond(result: BenchResult): number | null {
+  const bench = result.cpu?.bench ?? 0;
+  return bench > 0 && result.messages > 0 ? result.messagesPerSecond / (bench / 100) : null;
 }
 
 /** 1234567.8 → "1,234,568". */
@@ -166,4 +184,8 @@ function formatSeconds(ms: number): string {
 function round(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
+}
+
+function roundOrNull(value: number | null): number | null {
+  return value === null ? null : Math.round(value);
 }

@@ -77,7 +77,14 @@ interface Flags {
 }
 
 function parseOptions(options: string): Flags {
-  const flags: Flags = { caseless: false, multiline: false, dotall: false, extended: false, unicode: false, anchored: false };
+  const flags: Flags = {
+    caseless: false,
+    multiline: false,
+    dotall: false,
+    extended: false,
+    unicode: false,
+    anchored: false,
+  };
   for (const c of options) {
     switch (c) {
       case "i":
@@ -113,7 +120,9 @@ function parseOptions(options: string): Flags {
 }
 
 function unsupported(what: string): never {
-  throw new RegexError(`${what} is not supported (moonsocket runs ngx.re on JavaScript regular expressions)`);
+  throw new RegexError(
+    `${what} is not supported (moonsocket runs ngx.re on JavaScript regular expressions)`,
+  );
 }
 
 /** An escape for one code point that is valid in both RegExp modes. */
@@ -197,7 +206,8 @@ export function translatePattern(pattern: string, flags: Flags): string {
             if (end < 0) throw new RegexError("missing } after \\x{");
             const value = Number.parseInt(p.slice(i + 1, end), 16);
             if (Number.isNaN(value)) throw new RegexError("bad \\x{...} escape");
-            if (!u && value > 0xff) throw new RegexError("character value in \\x{...} sequence is too large");
+            if (!u && value > 0xff)
+              throw new RegexError("character value in \\x{...} sequence is too large");
             out += literal(value, u);
             i = end + 1;
           } else {
@@ -216,7 +226,10 @@ export function translatePattern(pattern: string, flags: Flags): string {
         }
         case "k": {
           const m = /^(?:<(\w+)>|\{(\w+)\}|'(\w+)')/.exec(p.slice(i));
-          if (m === null) throw new RegexError("\\k is not followed by a braced, angle-bracketed, or quoted name");
+          if (m === null)
+            throw new RegexError(
+              "\\k is not followed by a braced, angle-bracketed, or quoted name",
+            );
           out += `\\k<${m[1] ?? m[2] ?? m[3]}>`;
           i += m[0].length;
           continue;
@@ -402,7 +415,8 @@ function compile(pattern: Buffer, options: string): Compiled {
   let result: Compiled | RegexError;
   try {
     const flags = parseOptions(options);
-    if (flags.unicode && !isValidUtf8(pattern)) throw new RegexError("invalid UTF-8 string in the pattern");
+    if (flags.unicode && !isValidUtf8(pattern))
+      throw new RegexError("invalid UTF-8 string in the pattern");
     const text = pattern.toString(flags.unicode ? "utf8" : "latin1");
     const source = translatePattern(text, flags);
     let jsFlags = "d";
@@ -414,14 +428,18 @@ function compile(pattern: Buffer, options: string): Compiled {
       regex = new RegExp(source, jsFlags);
     } catch (error) {
       // "Invalid regular expression: /…/dg: Unterminated group" → "Unterminated group".
-      throw new RegexError((error as Error).message.replace(/^Invalid regular expression: \/.*\/\w*: /s, ""));
+      throw new RegexError(
+        (error as Error).message.replace(/^Invalid regular expression: \/.*\/\w*: /s, ""),
+      );
     }
     const names = groupNames(regex);
     result = { regex, unicode: flags.unicode, names };
   } catch (error) {
     if (!(error instanceof RegexError)) throw error;
     if (error.raise) throw error;
-    result = new RegexError(`failed to compile regex "${pattern.toString("latin1")}": ${error.message}`);
+    result = new RegexError(
+      `failed to compile regex "${pattern.toString("latin1")}": ${error.message}`,
+    );
   }
   if (cache.size >= CACHE_LIMIT) cache.clear();
   cache.set(key, result);
@@ -520,8 +538,10 @@ class Subject {
 let lastSubject: { bytes: Buffer; unicode: boolean; subject: Subject } | null = null;
 
 function decode(bytes: Buffer, unicode: boolean): Subject {
-  if (lastSubject !== null && lastSubject.unicode === unicode && lastSubject.bytes.equals(bytes)) return lastSubject.subject;
-  if (unicode && !isValidUtf8(bytes)) throw new RegexError("pcre_exec() failed: -10 (bad UTF-8 string)");
+  if (lastSubject !== null && lastSubject.unicode === unicode && lastSubject.bytes.equals(bytes))
+    return lastSubject.subject;
+  if (unicode && !isValidUtf8(bytes))
+    throw new RegexError("pcre_exec() failed: -10 (bad UTF-8 string)");
   const subject = new Subject(bytes, unicode);
   lastSubject = { bytes, unicode, subject };
   return subject;
@@ -537,7 +557,12 @@ export interface RegexMatch {
  * Runs `pattern` on `subject` from byte offset `start` (0-based). Returns the match, or null.
  * @throws {RegexError} on a bad pattern, option or subject.
  */
-export function execRegex(subject: Buffer, pattern: Buffer, options: string, start: number): RegexMatch | null {
+export function execRegex(
+  subject: Buffer,
+  pattern: Buffer,
+  options: string,
+  start: number,
+): RegexMatch | null {
   const compiled = compile(pattern, options);
   const text = decode(subject, compiled.unicode);
   if (start > subject.length) return null;
@@ -560,7 +585,13 @@ export function execRegex(subject: Buffer, pattern: Buffer, options: string, sta
  * the new subject and the number of replacements.
  * @throws {RegexError} on a bad pattern, option, subject or template.
  */
-export function substituteRegex(subject: Buffer, pattern: Buffer, template: Buffer, options: string, global: boolean): [Buffer, number] {
+export function substituteRegex(
+  subject: Buffer,
+  pattern: Buffer,
+  template: Buffer,
+  options: string,
+  global: boolean,
+): [Buffer, number] {
   const compiled = compile(pattern, options);
   const parts = parseTemplate(template, compiled.names);
   const parts2: Buffer[] = [];
@@ -575,7 +606,8 @@ export function substituteRegex(subject: Buffer, pattern: Buffer, template: Buff
     for (const part of parts) {
       if (typeof part === "number") {
         const from = m.positions[2 * part];
-        if (from !== undefined && from >= 0) parts2.push(subject.subarray(from, m.positions[2 * part + 1]));
+        if (from !== undefined && from >= 0)
+          parts2.push(subject.subarray(from, m.positions[2 * part + 1]));
       } else {
         parts2.push(part);
       }
@@ -601,7 +633,10 @@ function utf8Length(lead: number): number {
 }
 
 /** A template as literal byte runs and group numbers. */
-function parseTemplate(template: Buffer, names: Record<string, number> | null): Array<Buffer | number> {
+function parseTemplate(
+  template: Buffer,
+  names: Record<string, number> | null,
+): Array<Buffer | number> {
   const parts: Array<Buffer | number> = [];
   let run: number[] = [];
   const flush = () => {
@@ -628,15 +663,24 @@ function parseTemplate(template: Buffer, names: Record<string, number> | null): 
       i = j - 1;
     } else if (next === 0x7b) {
       const end = template.indexOf(0x7d, i + 2);
-      if (end < 0) throw new RegexError(`the closing bracket in "${template.toString("latin1")}" variable is missing`);
+      if (end < 0)
+        throw new RegexError(
+          `the closing bracket in "${template.toString("latin1")}" variable is missing`,
+        );
       name = template.toString("latin1", i + 2, end);
       i = end;
     }
-    if (name === null || name === "") throw new RegexError(`invalid capturing variable name found in "${template.toString("latin1")}"`);
+    if (name === null || name === "")
+      throw new RegexError(
+        `invalid capturing variable name found in "${template.toString("latin1")}"`,
+      );
     flush();
     if (/^\d+$/.test(name)) parts.push(Number(name));
     else if (names?.[name] !== undefined) parts.push(names[name]!);
-    else throw new RegexError(`invalid capturing variable name found in "${template.toString("latin1")}"`);
+    else
+      throw new RegexError(
+        `invalid capturing variable name found in "${template.toString("latin1")}"`,
+      );
   }
   flush();
   return parts;

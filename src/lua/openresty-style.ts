@@ -14,20 +14,47 @@
  *
  * Shared state. As in OpenResty, state shared between connections lives in modules (`require`
  * caches them) and in `ngx.shared.DICT`; everything else in the script runs per connection, with
- * its own globals. One exception, so that the reference tutorial's broadcast and chat scripts work
- * unmodified (they declare `local clients = {}` at the top of the script and expect every
- * connection to see the others): a line starting at column 0 that is exactly
- * `local NAME = {}` (a comment may follow) declares a table created once per script and shared
- * by all connections. The loader rewrites such lines to fetch the shared table by name, keeping
- * line numbers unchanged; nothing else is rewritten.
+ * its own globals (falling back to `_G`) and `ngx.ctx`. One exception, so that the reference
+ * tutorial's broadcast and chat scripts work unmodified (they declare `local clients = {}` at the
+ * top of the script and expect every connection to see the others): a line starting at column 0
+ * that is exactly `local NAME = {}` (a comment may follow) declares a table created once per
+ * script and shared by all connections. The loader rewrites such lines to fetch the shared table
+ * by name, keeping line numbers unchanged; nothing else is rewritten. Mind it when a top-level
+ * table should be per connection (e.g. one holding closures over this connection's `wb`): write it
+ * any other way (`local t = setmetatable({}, nil)`, or inside a function).
  *
- * Deviations from OpenResty, all documented in the runtime files: a handler that keeps looping on
- * `ngx.sleep` after its connection closed is stopped at its next `ngx.sleep` (OpenResty would let
- * it run forever); the handshake is validated by moonsocket's server (subprotocols are negotiated
- * against `ServerOptions.protocols`, not echoed); `send_masked` is ignored (a server never masks);
- * close codes RFC 6455 forbids on the wire are refused with "bad status code"; ngx.re runs on
- * JavaScript RegExp (see `openresty-regex.ts`); `ffi`, `setfenv`, cosockets (`ngx.socket.tcp`,
- * `ngx.req.socket`) and subrequests are not supported.
+ * Deviations from OpenResty:
+ * - A handler that keeps looping on `ngx.sleep` after its connection closed is stopped at its
+ *   next `ngx.sleep` (OpenResty would let it run forever, e.g. the tutorial's live feed).
+ * - moonsocket's protocol core validates what arrives (masking, reserved bits and opcodes,
+ *   control frames, UTF-8, close codes) and fails a bad connection with the RFC's close code:
+ *   `recv_frame` then reports "failed to receive the first 2 bytes: closed" rather than
+ *   lua-resty-websocket's "frame unmasked", "bad RSV1, RSV2, or RSV3 bits"… Frames longer than
+ *   the server's maxPayload (16 MiB by default) close the connection with 1009 before the
+ *   script's max_payload_len check.
+ * - The handshake is validated by moonsocket's server after lua-resty-websocket's own checks;
+ *   subprotocols are negotiated against `ServerOptions.protocols`, not echoed; `ngx.header` is
+ *   accepted and ignored.
+ * - Sends never block: they are queued, and a peer that stops reading is closed with 1008 by the
+ *   server's send-buffer limit (there is no send timeout). Sending after the script's close frame
+ *   fails with "failed to send frame: closed". `send_masked` is ignored (a server never masks);
+ *   close codes RFC 6455 §7.4 forbids on the wire (1005, 1006, 1015, unassigned) are refused with
+ *   "bad status code" and non-UTF-8 close reasons with "bad close reason: not UTF-8", without
+ *   making `wb` fatal.
+ * - The read timeout defaults to 60 s (lua_socket_read_timeout's default); `set_timeout(0)`
+ *   restores it.
+ * - `ngx.re` runs on JavaScript RegExp with PCRE syntax translated (see `openresty-regex.ts` for
+ *   what is not supported). `ngx.now` is never cached. `print` logs at info. `ngx.say`/`ngx.print`
+ *   before `websocket:new` make the body of the HTTP answer sent if the handler ends without a
+ *   handshake; after it they return nil, "raw request socket acquired".
+ * - `ngx.shared` dictionaries exist on first use, have no size limit but the Lua memory cap, and
+ *   never evict (`forcible` is always false).
+ * - Not supported: `ffi` (`require` fails with a clear error), `setfenv` (absent, so that
+ *   `if setfenv then` feature tests take their Lua 5.4 branch), cosockets (`ngx.socket.tcp`,
+ *   `ngx.req.socket` return nil and an explanation), subrequests, request bodies.
+ * - resty.websocket.client: always masks, has no connection pool (`set_keepalive` closes),
+ *   verifies TLS certificates only with `ssl_verify = true`, and `close` lets the close handshake
+ *   finish in the background.
  *
  * @module
  */
@@ -43,10 +70,18 @@ import { ClosedError, HandshakeError, StateError } from "../protocol/errors.js";
 import { isKnownOpcode, Opcode } from "../protocol/opcode.js";
 import { isValidUtf8 } from "../protocol/utf8.js";
 import type { ServerHooks } from "../server/hooks.js";
-import { SendStatus, type ServerClient } from "../server/server-client.js";
 import { WebSocketServer } from "../server/server.js";
+import { SendStatus, type ServerClient } from "../server/server-client.js";
 import type { ServerOptions } from "../server/server-options.js";
-import { type HostFunction, type HostReturn, type LuaArgs, LuaError, type LuaRef, type LuaValue, luaMulti } from "./engine.js";
+import {
+  type HostFunction,
+  type HostReturn,
+  type LuaArgs,
+  LuaError,
+  type LuaRef,
+  type LuaValue,
+  luaMulti,
+} from "./engine.js";
 import type { LuaHost } from "./lua-host.js";
 import { execRegex, RegexError, substituteRegex } from "./openresty-regex.js";
 import { readRuntimeFile } from "./runtime-files.js";
@@ -89,7 +124,8 @@ export function rewriteOpenRestyScript(source: string): string {
     if (cr !== "") line = line.slice(0, -1);
     const m = SHARED_LOCAL.exec(line);
     if (m === null) continue;
-    lines[i] = `local ${m[1]} = __ngx_shared("${m[1]}")${m[2] !== undefined ? ` ${m[2]}` : ""}${cr}`;
+    lines[i] =
+      `local ${m[1]} = __ngx_shared("${m[1]}")${m[2] !== undefined ? ` ${m[2]}` : ""}${cr}`;
   }
   let first = lines[0] ?? "";
   if (first.startsWith("#")) first = `--${first}`;
@@ -237,7 +273,10 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
   load(): void {
     const engine = this.host.engine;
     const source = readFileSync(this.host.scriptPath).toString("latin1");
-    const chunk = engine.load(Buffer.from(rewriteOpenRestyScript(source), "latin1"), `@${this.host.scriptName}`);
+    const chunk = engine.load(
+      Buffer.from(rewriteOpenRestyScript(source), "latin1"),
+      `@${this.host.scriptName}`,
+    );
     this.bridge = new SchedulerBridge(this.host, (context) => this.onCoroutineFailure(context));
     const sources: Record<string, string> = {};
     for (const [name, file] of Object.entries(RESTY_SOURCES)) sources[name] = readRuntimeFile(file);
@@ -348,7 +387,8 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     const bridge = this.bridge!;
     if (opcode === Opcode.Close) {
       // The inbox gets the reason as data and the code as extra (none for an empty close frame).
-      if (payload.length >= 2) bridge.deliver(handle, Opcode.Close, payload.subarray(2), payload.readUInt16BE(0));
+      if (payload.length >= 2)
+        bridge.deliver(handle, Opcode.Close, payload.subarray(2), payload.readUInt16BE(0));
       else bridge.deliver(handle, Opcode.Close, EMPTY, null);
     } else {
       bridge.deliver(handle, opcode, payload, fin);
@@ -377,9 +417,11 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
   private accept(handle: number): HostReturn {
     const request = this.requests.get(handle);
     if (request === undefined) return luaMulti(null, "no request found");
-    if (request.client !== null || request.responded) return luaMulti(null, "response header already sent");
+    if (request.client !== null || request.responded)
+      return luaMulti(null, "response header already sent");
     const { req, socket } = request;
-    if (request.disconnected || socket.destroyed || !socket.writable) return luaMulti(null, "failed to send response header: closed");
+    if (request.disconnected || socket.destroyed || !socket.writable)
+      return luaMulti(null, "failed to send response header: closed");
     // lua-resty-websocket's checks and words; the server then applies RFC 6455's.
     if (req.httpVersion !== "1.1") return luaMulti(null, "bad http version");
     const upgrade = firstHeader(req, "upgrade");
@@ -390,8 +432,10 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     if (connection === undefined || !connection.toLowerCase().includes("upgrade")) {
       return luaMulti(null, 'bad "connection" request header');
     }
-    if (firstHeader(req, "sec-websocket-key") === undefined) return luaMulti(null, 'bad "sec-websocket-key" request header');
-    if (firstHeader(req, "sec-websocket-version") !== "13") return luaMulti(null, 'bad "sec-websocket-version" request header');
+    if (firstHeader(req, "sec-websocket-key") === undefined)
+      return luaMulti(null, 'bad "sec-websocket-key" request header');
+    if (firstHeader(req, "sec-websocket-version") !== "13")
+      return luaMulti(null, 'bad "sec-websocket-version" request header');
     if (request.onEarlyData !== null) socket.off("data", request.onEarlyData);
     request.onEarlyData = null;
     request.pendingFrames = [];
@@ -411,7 +455,8 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     }
     if (pending.length > 0) {
       queueMicrotask(() => {
-        for (const [opcode, payload, fin] of pending) this.deliverFrame(handle, opcode, payload, fin);
+        for (const [opcode, payload, fin] of pending)
+          this.deliverFrame(handle, opcode, payload, fin);
       });
     }
     return true;
@@ -453,7 +498,10 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     if (how === "error") code = 500;
     else if (how === "exit" && status >= 200) code = status;
     const text = STATUS_CODES[code] ?? "Unknown";
-    const body = request.body.length > 0 || code < 300 ? Buffer.concat(request.body) : Buffer.from(`${code} ${text}\n`);
+    const body =
+      request.body.length > 0 || code < 300
+        ? Buffer.concat(request.body)
+        : Buffer.from(`${code} ${text}\n`);
     const head =
       `HTTP/1.1 ${code} ${text}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
@@ -490,7 +538,8 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     if (!isKnownOpcode(opcode)) return luaMulti(false, "bad opcode");
     if (opcode === Opcode.Close && payload.length > 0) {
       // RFC 6455 §7.4: 1005, 1006, 1015 and unassigned codes never go on the wire.
-      if (payload.length === 1 || !isValidCloseCode(payload.readUInt16BE(0))) return luaMulti(false, "bad status code");
+      if (payload.length === 1 || !isValidCloseCode(payload.readUInt16BE(0)))
+        return luaMulti(false, "bad status code");
       if (!isValidUtf8(payload.subarray(2))) return luaMulti(false, "bad close reason: not UTF-8");
     }
     const request = this.requests.get(handle);
@@ -529,12 +578,20 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     }
     const headers: Record<string, string> = {};
     const headerTable = options.headers;
-    if (headerTable !== null && typeof headerTable === "object" && !Array.isArray(headerTable) && !Buffer.isBuffer(headerTable)) {
-      for (const [name, value] of Object.entries(headerTable as Record<string, LuaValue>)) headers[name] = text(value);
+    if (
+      headerTable !== null &&
+      typeof headerTable === "object" &&
+      !Array.isArray(headerTable) &&
+      !Buffer.isBuffer(headerTable)
+    ) {
+      for (const [name, value] of Object.entries(headerTable as Record<string, LuaValue>))
+        headers[name] = text(value);
     }
-    if (options.origin !== undefined && options.origin !== null) headers.Origin = text(options.origin);
+    if (options.origin !== undefined && options.origin !== null)
+      headers.Origin = text(options.origin);
     const protocols = Array.isArray(options.protocols) ? options.protocols.map(text) : [];
-    const timeout = typeof options.timeout === "number" && options.timeout > 0 ? options.timeout : 60_000;
+    const timeout =
+      typeof options.timeout === "number" && options.timeout > 0 ? options.timeout : 60_000;
     const handle = this.nextHandle++;
     const out: Outgoing = { handle, owner, client: null, abandoned: false };
     this.outgoing.set(handle, out);
@@ -619,7 +676,12 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
         return query === null ? "" : "?";
       case "host": {
         const host = firstHeader(req, "host");
-        return host === undefined ? "localhost" : host.replace(/:\d*$/, "").replace(/^\[(.*)\]$/, "[$1]").toLowerCase();
+        return host === undefined
+          ? "localhost"
+          : host
+              .replace(/:\d*$/, "")
+              .replace(/^\[(.*)\]$/, "[$1]")
+              .toLowerCase();
       }
       case "hostname":
         return hostname();
@@ -691,8 +753,10 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
         return request.startTime / 1000;
       case "raw_header":
       case "raw_header_only": {
-        let head = what === "raw_header" ? `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n` : "";
-        for (let i = 0; i < req.rawHeaders.length; i += 2) head += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+        let head =
+          what === "raw_header" ? `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n` : "";
+        for (let i = 0; i < req.rawHeaders.length; i += 2)
+          head += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
         return Buffer.from(`${head}\r\n`, "latin1");
       }
     }
@@ -705,7 +769,8 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
   private primitives(): Record<string, HostFunction> {
     const host = this.host;
     const logger = host.logger;
-    const clientId = (handle: number | undefined) => (handle === undefined ? undefined : this.requests.get(handle)?.client?.id);
+    const clientId = (handle: number | undefined) =>
+      handle === undefined ? undefined : this.requests.get(handle)?.client?.id;
     return {
       set_timer: (args) => host.setTimer(args.number(1), args.ref(2), args.boolean(3)),
       cancel_timer: (args) => host.cancelTimer(args.integer(1)),
@@ -745,8 +810,17 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       report_error: (args) => {
         const kind = args.string(1);
         const id = clientId(args.optInteger(4));
-        const context = kind === "handler" ? "the OpenResty handler" : kind === "light thread" ? "an ngx.thread" : "an ngx.timer callback";
-        host.reportError(context, new LuaError("ERR_LUA_RUNTIME", args.string(2), args.optString(3) ?? ""), id !== undefined ? { client: id } : {});
+        const context =
+          kind === "handler"
+            ? "the OpenResty handler"
+            : kind === "light thread"
+              ? "an ngx.thread"
+              : "an ngx.timer callback";
+        host.reportError(
+          context,
+          new LuaError("ERR_LUA_RUNTIME", args.string(2), args.optString(3) ?? ""),
+          id !== undefined ? { client: id } : {},
+        );
       },
       now: () => Date.now() / 1000,
       time: () => Math.floor(Date.now() / 1000),
@@ -759,9 +833,18 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
         const ms = Date.parse(args.string(1));
         return Number.isNaN(ms) ? null : Math.floor(ms / 1000);
       },
-      md5: (args) => createHash("md5").update(args.optBytes(1) ?? EMPTY).digest("hex"),
-      md5_bin: (args) => createHash("md5").update(args.optBytes(1) ?? EMPTY).digest(),
-      sha1_bin: (args) => createHash("sha1").update(args.optBytes(1) ?? EMPTY).digest(),
+      md5: (args) =>
+        createHash("md5")
+          .update(args.optBytes(1) ?? EMPTY)
+          .digest("hex"),
+      md5_bin: (args) =>
+        createHash("md5")
+          .update(args.optBytes(1) ?? EMPTY)
+          .digest(),
+      sha1_bin: (args) =>
+        createHash("sha1")
+          .update(args.optBytes(1) ?? EMPTY)
+          .digest(),
       hmac_sha1: (args) => createHmac("sha1", args.bytes(1)).update(args.bytes(2)).digest(),
       crc32: (args) => crc32(args.optBytes(1) ?? EMPTY),
       encode_base64: (args) => {
@@ -770,7 +853,8 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       },
       decode_base64: (args) => {
         const text = args.bytes(1).toString("latin1");
-        if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.replace(/=+$/, "").length % 4 === 1) return null;
+        if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.replace(/=+$/, "").length % 4 === 1)
+          return null;
         return Buffer.from(text, "base64");
       },
       re_exec: (args) => {
@@ -785,7 +869,13 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       },
       re_sub: (args) => {
         try {
-          const [result, count] = substituteRegex(args.bytes(1), args.bytes(2), args.bytes(3), args.string(4), args.boolean(5));
+          const [result, count] = substituteRegex(
+            args.bytes(1),
+            args.bytes(2),
+            args.bytes(3),
+            args.string(4),
+            args.boolean(5),
+          );
           return luaMulti(result, count);
         } catch (error) {
           if (error instanceof RegexError) return luaMulti(false, error.message, error.raise);
@@ -829,8 +919,22 @@ function pad(n: number, width = 2): string {
 /** "yyyy-mm-dd hh:mm:ss" in local time or UTC. */
 function formatDate(date: Date, utc: boolean): string {
   const [y, mo, d, h, mi, s] = utc
-    ? [date.getUTCFullYear(), date.getUTCMonth() + 1, date.getUTCDate(), date.getUTCHours(), date.getUTCMinutes(), date.getUTCSeconds()]
-    : [date.getFullYear(), date.getMonth() + 1, date.getDate(), date.getHours(), date.getMinutes(), date.getSeconds()];
+    ? [
+        date.getUTCFullYear(),
+        date.getUTCMonth() + 1,
+        date.getUTCDate(),
+        date.getUTCHours(),
+        date.getUTCMinutes(),
+        date.getUTCSeconds(),
+      ]
+    : [
+        date.getFullYear(),
+        date.getMonth() + 1,
+        date.getDate(),
+        date.getHours(),
+        date.getMinutes(),
+        date.getSeconds(),
+      ];
   return `${y}-${pad(mo)}-${pad(d)} ${pad(h)}:${pad(mi)}:${pad(s)}`;
 }
 
@@ -877,7 +981,8 @@ function crc32(bytes: Buffer): number {
 function describeConnectError(error: unknown, host: string): string {
   if (error instanceof HandshakeError) {
     if (error.message.includes("timed out")) return "failed to connect: timeout";
-    if (error.message.startsWith("connection closed")) return "failed to receive response header: closed";
+    if (error.message.startsWith("connection closed"))
+      return "failed to receive response header: closed";
     if (error.status !== 0) return `bad HTTP response status line: ${error.message}`;
     return `failed to complete the handshake: ${error.message}`;
   }

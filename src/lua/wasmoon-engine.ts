@@ -223,6 +223,11 @@ class WasmoonRef implements LuaRef {
     this.isReleased = true;
     this.engine.releaseRef(this);
   }
+
+  /** Short form in `console.log` and assertion messages instead of the whole engine. */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `LuaRef<${this.type}${this.released ? ", released" : ""}>`;
+  }
 }
 
 /** {@link LuaArgs} over the stack of the thread that called a host function. */
@@ -393,11 +398,19 @@ class WasmoonLuaEngine implements LuaEngine {
     const api = module.api;
     this.api = api;
     this.emscripten = module.emscripten;
+    const memoryLimit = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT;
+    const cpuBudget = options.cpuBudgetMs ?? DEFAULT_CPU_BUDGET_MS;
+    if (!Number.isFinite(memoryLimit) || memoryLimit <= 0) {
+      throw new RangeError(`memoryLimitBytes must be a positive number, got ${memoryLimit}`);
+    }
+    if (!Number.isFinite(cpuBudget) || cpuBudget <= 0) {
+      throw new RangeError(`cpuBudgetMs must be a positive number, got ${cpuBudget}`);
+    }
     this.memoryLimitBytes = Math.min(
-      Math.max(Math.floor(options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT), MIN_MEMORY_LIMIT),
+      Math.max(Math.floor(memoryLimit), MIN_MEMORY_LIMIT),
       MAX_MEMORY_LIMIT,
     );
-    this.cpuBudgetMs = Math.max(1, options.cpuBudgetMs ?? DEFAULT_CPU_BUDGET_MS);
+    this.cpuBudgetMs = cpuBudget;
     this.scriptDir = options.scriptDir;
     const log = options.log;
     this.log = (level, message) => {

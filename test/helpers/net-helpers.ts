@@ -298,6 +298,9 @@ export interface FrameSpec {
   declaredLength?: number;
 }
 
+let maskPool = randomBytes(4096);
+let maskPoolAt = 0;
+
 /** Builds one frame (RFC 6455 §5.2), masked by default as a client's must be. */
 export function buildFrame(spec: FrameSpec): Buffer {
   const payload =
@@ -307,8 +310,9 @@ export function buildFrame(spec: FrameSpec): Buffer {
   const length = spec.declaredLength ?? payload.length;
   const mask = spec.mask ?? true;
   const lengthBytes = length < 126 ? 0 : length < 0x10000 ? 2 : 8;
-  const header = Buffer.alloc(2 + lengthBytes + (mask ? 4 : 0));
-  header[0] =
+  const headerLength = 2 + lengthBytes + (mask ? 4 : 0);
+  const frame = Buffer.allocUnsafe(headerLength + payload.length);
+  frame[0] =
     ((spec.fin ?? true) ? 0x80 : 0) |
     (spec.rsv1 ? 0x40 : 0) |
     (spec.rsv2 ? 0x20 : 0) |
@@ -316,20 +320,29 @@ export function buildFrame(spec: FrameSpec): Buffer {
     (spec.opcode & 0x0f);
   const maskBit = mask ? 0x80 : 0;
   if (lengthBytes === 0) {
-    header[1] = maskBit | length;
+    frame[1] = maskBit | length;
   } else if (lengthBytes === 2) {
-    header[1] = maskBit | 126;
-    header.writeUInt16BE(length, 2);
+    frame[1] = maskBit | 126;
+    frame.writeUInt16BE(length, 2);
   } else {
-    header[1] = maskBit | 127;
-    header.writeBigUInt64BE(BigInt(length), 2);
+    frame[1] = maskBit | 127;
+    frame.writeBigUInt64BE(BigInt(length), 2);
   }
-  if (!mask) return Buffer.concat([header, payload]);
-  const key = randomBytes(4);
-  key.copy(header, header.length - 4);
-  const masked = Buffer.allocUnsafe(payload.length);
-  for (let i = 0; i < payload.length; i++) masked[i] = payload[i]! ^ key[i & 3]!;
-  return Buffer.concat([header, masked]);
+  if (!mask) {
+    payload.copy(frame, headerLength);
+    return frame;
+  }
+  // Masking keys from a pool: one crypto call per 1024 frames keeps big frame floods cheap.
+  if (maskPoolAt + 4 > maskPool.length) {
+    maskPool = randomBytes(4096);
+    maskPoolAt = 0;
+  }
+  const keyAt = headerLength - 4;
+  maskPool.copy(frame, keyAt, maskPoolAt, maskPoolAt + 4);
+  maskPoolAt += 4;
+  for (let i = 0; i < payload.length; i++)
+    frame[headerLength + i] = payload[i]! ^ frame[keyAt + (i & 3)]!;
+  return frame;
 }
 
 /** A close frame's payload: 2-byte code and UTF-8 reason. */

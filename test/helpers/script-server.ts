@@ -83,11 +83,16 @@ export class TestClient {
     const queued = this.messages.shift();
     if (queued) return Promise.resolve(queued);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no message within ${timeoutMs} ms`)), timeoutMs);
-      this.waiters.push((message) => {
+      const waiter = (message: { data: Buffer; binary: boolean }) => {
         clearTimeout(timer);
         resolve(message);
-      });
+      };
+      const timer = setTimeout(() => {
+        // Withdraw, so a message arriving later is not swallowed by this expired wait.
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(new Error(`no message within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
     });
   }
 

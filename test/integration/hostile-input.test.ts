@@ -320,6 +320,29 @@ describe("permessage-deflate attacks", () => {
     return out.subarray(0, out.length - 4);
   }
 
+  /**
+   * `mebibytes` MiB of zeros as one permessage-deflate payload, built quickly: a sync-flushed
+   * raw deflate block sequence inflating to 1 MiB, repeated (sync-flushed output ends on a
+   * byte boundary with no final block, so copies concatenate into one valid stream).
+   */
+  function zeroBomb(mebibytes: number): Buffer {
+    const piece = zlib.deflateRawSync(Buffer.alloc(1024 * 1024), {
+      level: 9,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+    });
+    const bomb = Buffer.concat(Array.from({ length: mebibytes }, () => piece));
+    return bomb.subarray(0, bomb.length - 4);
+  }
+
+  it("the bomb builder really inflates to its size", () => {
+    assert.equal(
+      zlib.inflateRawSync(Buffer.concat([zeroBomb(3), Buffer.from([0, 0, 0xff, 0xff])]), {
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      }).length,
+      3 * 1024 * 1024,
+    );
+  });
+
   it("a raw client negotiates compression and a compressed message is echoed", async () => {
     const server = await echoServer({ perMessageDeflate: true });
     const raw = await openRaw(server.port, DEFLATE);
@@ -331,7 +354,7 @@ describe("permessage-deflate attacks", () => {
 
   it("a decompression bomb (100 MiB from a ~100 KiB frame) → 1009 with bounded memory", async () => {
     const server = await echoServer({ perMessageDeflate: true, maxPayload: 1024 * 1024 });
-    const bomb = compress(Buffer.alloc(100 * 1024 * 1024));
+    const bomb = zeroBomb(100);
     assert.ok(bomb.length < 200 * 1024, `bomb is ${bomb.length} bytes`);
     const before = process.memoryUsage().arrayBuffers;
     await expectClose(
@@ -353,7 +376,7 @@ describe("permessage-deflate attacks", () => {
 
   it("a bomb spread over many compressed fragments → 1009", async () => {
     const server = await echoServer({ perMessageDeflate: true, maxPayload: 1024 * 1024 });
-    const bomb = compress(Buffer.alloc(20 * 1024 * 1024));
+    const bomb = zeroBomb(20);
     const frames: Buffer[] = [];
     const size = Math.ceil(bomb.length / 10);
     for (let i = 0; i < 10; i++) {

@@ -194,6 +194,16 @@ describe("our server ↔ ws client: permessage-deflate parameters", () => {
     for (let i = 0; i < 3; i++) await roundTrip(peer, "abcabcabc".repeat(1000));
   });
 
+  it("server options limit the client's window and context takeover, and ws complies", async () => {
+    const { url } = await startEchoServer(resources, {
+      perMessageDeflate: { clientNoContextTakeover: true, clientMaxWindowBits: 10, threshold: 0 },
+    });
+    const peer = await openWs(url, { perMessageDeflate: { threshold: 0 } });
+    assert.match(peer.extensions, /client_no_context_takeover/);
+    assert.match(peer.extensions, /client_max_window_bits=10/);
+    for (let i = 0; i < 3; i++) await roundTrip(peer, "0123456789".repeat(3000));
+  });
+
   it("does not negotiate compression when the server has it off", async () => {
     const { url } = await startEchoServer(resources);
     const peer = await openWs(url, { perMessageDeflate: true });

@@ -268,6 +268,7 @@ describe("backpressure (maxBufferedBytes)", () => {
     const chunk = Buffer.alloc(64 * 1024, 0x61);
     let maxSeen = 0;
     let sent = 0;
+    const statuses = new Set<number>();
     const { server, port, log } = await startServer(resources, {
       maxBufferedBytes,
       closeTimeout: 3000,
@@ -281,7 +282,9 @@ describe("backpressure (maxBufferedBytes)", () => {
     await new Promise<void>((resolve) => {
       const pump = () => {
         for (let i = 0; i < 16; i++) {
-          if (client.send(chunk) === 2 /* Dropped */) return resolve();
+          const status = client.send(chunk);
+          statuses.add(status);
+          if (status === 2 /* Dropped */) return resolve();
           sent += chunk.length;
           maxSeen = Math.max(maxSeen, client.bufferedAmount);
         }
@@ -298,6 +301,7 @@ describe("backpressure (maxBufferedBytes)", () => {
     assert.ok(maxSeen < maxBufferedBytes + 17 * chunk.length, `buffered up to ${maxSeen} bytes`);
     assert.ok(grown < 64 * 1024 * 1024, `memory grew by ${grown} bytes`);
     assert.ok(sent > maxBufferedBytes, "the kernel buffers filled first");
+    assert.deepEqual([...statuses].sort(), [0, 1, 2], "send said Success, then Backpressure, then Dropped");
     // The client now reads: everything already handed to the socket, then the close frame 1008.
     raw.resume();
     const result = await raw.readUntilClose(3000);

@@ -10,15 +10,25 @@ import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import type { ServerClient } from "../../src/server/server-client.js";
 import { Resources, sleep, startServer, waitUntil, withTimeout } from "../helpers/net-helpers.js";
-import { openClient, type RunningScript, startScript, type TestClient } from "../helpers/script-server.js";
+import {
+  openClient,
+  type RunningScript,
+  startScript,
+  type TestClient,
+} from "../helpers/script-server.js";
 
-const fixture = (name: string) => fileURLToPath(new URL(`../../../test/fixtures/openresty/${name}`, import.meta.url));
+const fixture = (name: string) =>
+  fileURLToPath(new URL(`../../../test/fixtures/openresty/${name}`, import.meta.url));
 
 /** Resolves once the script's log has a line matching `pattern`. */
 async function waitForLog(script: RunningScript, pattern: RegExp, ms = 2000): Promise<string> {
   let found: string | undefined;
   await waitUntil(
-    () => (found = script.log().split("\n").find((line) => pattern.test(line))) !== undefined,
+    () =>
+      (found = script
+        .log()
+        .split("\n")
+        .find((line) => pattern.test(line))) !== undefined,
     ms,
     `a log line matching ${pattern}`,
   );
@@ -73,7 +83,11 @@ describe("OpenResty style: the tutorial's scripts, unmodified", () => {
   it("broadcast: every text message reaches every client, the sender included", async () => {
     const script = await startScript(fixture("broadcast.lua"));
     try {
-      const clients = [await openClient(script.url), await openClient(script.url), await openClient(script.url)];
+      const clients = [
+        await openClient(script.url),
+        await openClient(script.url),
+        await openClient(script.url),
+      ];
       clients[1]!.send("hello everyone");
       for (const client of clients) assert.equal(await client.next(), "hello everyone");
       clients[2]!.send("second");
@@ -87,7 +101,11 @@ describe("OpenResty style: the tutorial's scripts, unmodified", () => {
   it("chat: a message reaches every other client, not its sender", async () => {
     const script = await startScript(fixture("chat.lua"));
     try {
-      const [a, b, c] = [await openClient(script.url), await openClient(script.url), await openClient(script.url)];
+      const [a, b, c] = [
+        await openClient(script.url),
+        await openClient(script.url),
+        await openClient(script.url),
+      ];
       a.send("hi from a");
       assert.equal(await b.next(), "hi from a");
       assert.equal(await c.next(), "hi from a");
@@ -145,7 +163,11 @@ describe("OpenResty style: resty.websocket.server", () => {
     client.ws.send("cd", { fin: false });
     client.ws.send("ef", { fin: true });
     assert.deepEqual(JSON.parse(await client.next()), { data: "ab", typ: "text", err: "again" });
-    assert.deepEqual(JSON.parse(await client.next()), { data: "cd", typ: "continuation", err: "again" });
+    assert.deepEqual(JSON.parse(await client.next()), {
+      data: "cd",
+      typ: "continuation",
+      err: "again",
+    });
     assert.deepEqual(JSON.parse(await client.next()), { data: "ef", typ: "continuation" });
     client.ws.send(Buffer.from("xy"), { binary: true, fin: true });
     assert.deepEqual(JSON.parse(await client.next()), { data: "xy", typ: "binary" });
@@ -168,7 +190,11 @@ describe("OpenResty style: resty.websocket.server", () => {
   it("recv_frame: the client's close frame gives reason, 'close' and code; the script's close reply ends it", async () => {
     const client = await openClient(`${script.url}?mode=report`);
     client.ws.close(4000, "going away now");
-    assert.deepEqual(JSON.parse(await client.next()), { data: "going away now", typ: "close", err: 4000 });
+    assert.deepEqual(JSON.parse(await client.next()), {
+      data: "going away now",
+      typ: "close",
+      err: 4000,
+    });
     assert.deepEqual(await closedWithin(client), { code: 1000, reason: "bye" });
 
     const empty = await openClient(`${script.url}?mode=report`);
@@ -179,7 +205,10 @@ describe("OpenResty style: resty.websocket.server", () => {
 
   it("recv_frame: a read timeout is 'failed to receive the first 2 bytes: timeout' and not fatal", async () => {
     const client = await openClient(`${script.url}?mode=report&timeout=150`);
-    assert.deepEqual(JSON.parse(await client.next()), { err: "failed to receive the first 2 bytes: timeout", fatal: false });
+    assert.deepEqual(JSON.parse(await client.next()), {
+      err: "failed to receive the first 2 bytes: timeout",
+      fatal: false,
+    });
     client.send("still alive");
     let answer = JSON.parse(await client.next());
     while (answer.err !== undefined) answer = JSON.parse(await client.next());
@@ -208,7 +237,10 @@ describe("OpenResty style: resty.websocket.server", () => {
 
   it("set_timeout changes the read timeout", async () => {
     const client = await openClient(script.url);
-    assert.deepEqual(await ask(client, "settimeout"), { err: "failed to receive the first 2 bytes: timeout", fatal: false });
+    assert.deepEqual(await ask(client, "settimeout"), {
+      err: "failed to receive the first 2 bytes: timeout",
+      fatal: false,
+    });
     client.close();
   });
 
@@ -248,7 +280,10 @@ describe("OpenResty style: resty.websocket.server", () => {
     it(`a failed send ('${error}') makes wb fatal`, async () => {
       const client = await openClient(`${script.url}?x=1${query}`);
       client.send(`try ${name}`);
-      await waitForLog(script, new RegExp(`try ${name}: nil ${error} fatal=true after=nil fatal error already happened`));
+      await waitForLog(
+        script,
+        new RegExp(`try ${name}: nil ${error} fatal=true after=nil fatal error already happened`),
+      );
       client.close();
     });
   }
@@ -325,7 +360,10 @@ describe("OpenResty style: resty.websocket.server", () => {
     const failing = await openClient(script.url);
     failing.send("error");
     assert.equal((await closedWithin(failing)).code, 1011);
-    const line = await waitForLog(script, /Lua error in the OpenResty handler: api\.lua:\d+: attempt to index a nil value/);
+    const line = await waitForLog(
+      script,
+      /Lua error in the OpenResty handler: api\.lua:\d+: attempt to index a nil value/,
+    );
     assert.match(line, /traceback=/);
     assert.match(line, /script=api\.lua/);
     other.send("echo still here");
@@ -357,7 +395,10 @@ describe("OpenResty style: the ngx API", () => {
   it("ngx.shared dictionaries are shared between connections", async () => {
     const a = await openClient(script.url);
     const b = await openClient(script.url);
-    assert.deepEqual(await ask(a, "shared_set greeting hello there"), { ok: true, forcible: false });
+    assert.deepEqual(await ask(a, "shared_set greeting hello there"), {
+      ok: true,
+      forcible: false,
+    });
     assert.deepEqual(await ask(b, "shared_get greeting"), { value: "hello there" });
     a.close();
     b.close();
@@ -418,7 +459,10 @@ describe("OpenResty style: the ngx API", () => {
       "timer:false:fired:false:API disabled in the context of ngx.timer:API disabled in the context of ngx.timer:timer ctx",
     );
     client.send("every");
-    assert.deepEqual([await client.next(), await client.next(), await client.next()], ["tick 1", "tick 2", "tick 3"]);
+    assert.deepEqual(
+      [await client.next(), await client.next(), await client.next()],
+      ["tick 1", "tick 2", "tick 3"],
+    );
     client.close();
   });
 
@@ -432,7 +476,10 @@ describe("OpenResty style: the ngx API", () => {
   it("ngx.var and ngx.req", async () => {
     const client = await openClient(`${script.url}chat/room?x=1&y=a%20b&flag&y=2`, {
       // node:http sends an array value as repeated header lines.
-      headers: { "X-Custom": "abc", "X-Multi": ["one", "two"] } as unknown as Record<string, string>,
+      headers: { "X-Custom": "abc", "X-Multi": ["one", "two"] } as unknown as Record<
+        string,
+        string
+      >,
     });
     const r = await ask(client, "var");
     assert.equal(r.uri, "/chat/room");
@@ -497,7 +544,8 @@ describe("OpenResty style: the ngx API", () => {
     assert.equal(r.encode_args, "a=1%202");
     assert.deepEqual(r.decode_args, { a: ["1", "2"], b: true, c: "A" });
     assert.equal(r.null, true);
-    for (const key of ["time_is_int", "now_close", "today", "localtime", "utctime"]) assert.equal(r[key], true, key);
+    for (const key of ["time_is_int", "now_close", "today", "localtime", "utctime"])
+      assert.equal(r[key], true, key);
     assert.equal(r.http_time, "Thu, 01 Jan 1970 00:00:00 GMT");
     assert.equal(r.cookie_time, "Thu, 01-Jan-70 00:00:00 GMT");
     assert.equal(r.parse_http_time, 60);
@@ -518,7 +566,10 @@ describe("OpenResty style: the ngx API", () => {
   it("ngx.log levels and print reach the server log with the script position", async () => {
     const client = await openClient(script.url);
     assert.deepEqual(await ask(client, "log"), { logged: true });
-    assert.match(await waitForLog(script, /custom error 42 nil true 1\.5/), /ERROR.*at=api\.lua:\d+/);
+    assert.match(
+      await waitForLog(script, /custom error 42 nil true 1\.5/),
+      /ERROR.*at=api\.lua:\d+/,
+    );
     assert.match(await waitForLog(script, /custom warning/), /WARN/);
     assert.match(await waitForLog(script, /custom info/), /INFO/);
     assert.match(await waitForLog(script, /printed 7/), /INFO/);
@@ -544,7 +595,10 @@ describe("OpenResty style: the ngx API", () => {
       const client = await openClient(threads.url);
       client.send("boom");
       assert.match(await client.next(), /^false thread-error\.lua:\d+: light thread failed$/);
-      await waitForLog(threads, /Lua error in an ngx\.thread: thread-error\.lua:\d+: light thread failed/);
+      await waitForLog(
+        threads,
+        /Lua error in an ngx\.thread: thread-error\.lua:\d+: light thread failed/,
+      );
       client.send("still");
       assert.equal(await client.next(), "still");
       client.send("exit-in-thread");
@@ -558,7 +612,7 @@ describe("OpenResty style: the ngx API", () => {
   it("timers fire early at shutdown with premature = true and ngx.worker.exiting()", async () => {
     const timers = await startScript(fixture("timer.lua"));
     const client = await openClient(timers.url);
-    assert.equal(await client.next(), "armed true");
+    assert.equal(await client.next(), "armed true, response header already sent");
     await timers.stop();
     assert.match(timers.log(), /timer long premature=true exiting=true/);
     assert.match(timers.log(), /new timer while exiting: nil process exiting/);
@@ -593,7 +647,9 @@ describe("OpenResty style: resty.websocket.client", () => {
   it("connect errors: refused, bad URI", async () => {
     const relay = await startScript(fixture("client.lua"));
     resources.add(relay, (r) => r.stop());
-    const refused = await openClient(`${relay.url}?target=${encodeURIComponent("ws://127.0.0.1:1/")}`);
+    const refused = await openClient(
+      `${relay.url}?target=${encodeURIComponent("ws://127.0.0.1:1/")}`,
+    );
     assert.equal(await refused.next(), "connect failed: failed to connect: connection refused");
     const bad = await openClient(`${relay.url}?target=${encodeURIComponent("http://127.0.0.1/")}`);
     assert.equal(await bad.next(), "connect failed: bad websocket uri");

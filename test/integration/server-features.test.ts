@@ -289,6 +289,39 @@ describe("hooks", () => {
   });
 });
 
+describe("ping and pong", () => {
+  it("server pings reach the ws client, whose automatic pongs reach onPong", async () => {
+    const pongs: string[] = [];
+    const clients: ServerClient[] = [];
+    const { url } = await startServer(resources, {}, (server) =>
+      server.addHooks({
+        onConnect: (client) => clients.push(client),
+        onPong: (_client, payload) => void pongs.push(payload.toString()),
+      }),
+    );
+    const peer = await openWs(url);
+    const pings: string[] = [];
+    peer.ws.on("ping", (payload: Buffer) => pings.push(payload.toString()));
+    await waitUntil(() => clients.length === 1, 1000, "the client");
+    assert.equal(clients[0]!.ping("hello?"), 0 /* Success */);
+    await waitUntil(() => pongs.length === 1, 2000, "the pong");
+    assert.deepEqual(pings, ["hello?"]);
+    assert.deepEqual(pongs, ["hello?"]);
+  });
+
+  it("client pings reach onPing and are answered with a pong automatically", async () => {
+    const pings: string[] = [];
+    const { url } = await startServer(resources, {}, (server) =>
+      server.addHooks({ onPing: (_client, payload) => void pings.push(payload.toString()) }),
+    );
+    const peer = await openWs(url);
+    const pong = new Promise<string>((resolve) => peer.ws.once("pong", (payload: Buffer) => resolve(payload.toString())));
+    peer.ws.ping("ping ✓");
+    assert.equal(await pong, "ping ✓");
+    assert.deepEqual(pings, ["ping ✓"]);
+  });
+});
+
 describe("graceful shutdown", () => {
   it("server.close() runs onShutdown, then closes every client with 1001, and stops listening", async () => {
     const events: string[] = [];

@@ -943,16 +943,12 @@ ngx.location = {
   capture = function() error("ngx.location.capture is not supported by moonsocket", 2) end,
 }
 
--- LuaJIT-only features fail with a clear message (the shared library leaves them absent).
+-- `require "ffi"` fails with a clear message (the shared library leaves it absent). `setfenv`
+-- stays absent rather than erroring: scripts test `if setfenv then` and fall back to _ENV.
 if package.preload.ffi == nil and package.loaded.ffi == nil then
   package.preload.ffi = function()
     error("module 'ffi' is LuaJIT-only and not supported by moonsocket (Lua 5.4)", 2)
   end
-end
-if rawget(G, "setfenv") == nil then
-  rawset(G, "setfenv", function()
-    error("setfenv is not supported by moonsocket (Lua 5.4 has no function environments; use _ENV)", 2)
-  end)
 end
 
 G.ngx = ngx

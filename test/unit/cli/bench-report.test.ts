@@ -73,6 +73,7 @@ describe("bench report", () => {
       /cpu \(% of one core\)\s+bench 60% {2}server 99% {2}others 10% {2}\(2 cores\)\n/,
     );
     assert.match(text, /messages per server CPU-s\s+101,010\n/);
+    assert.match(text, /messages per bench CPU-s\s+166,667\n/);
     assert.doesNotMatch(text, /note:/);
   });
 
@@ -104,6 +105,8 @@ describe("bench report", () => {
     assert.equal(isBenchLimited(busy), false);
     assert.match(describeCaveats(busy)[0]!, /other processes used 150%.*--pid/);
     assert.match(formatSummary(busy), /\nnote: other processes used 150%/);
+    const shared = result({ cpu: { bench: 35, server: 40, others: 150, cores: 2 } });
+    assert.match(describeCaveats(shared)[0]!, /about as much CPU as the server.*per server CPU-second/);
   });
 
   it("writes one JSON line with the figures, the CPU, the verdict and the connect error as text", () => {
@@ -127,6 +130,7 @@ describe("bench report", () => {
     });
     assert.equal(parsed.connectError, "connect ECONNREFUSED");
     assert.equal(parsed.benchLimited, false);
+    assert.equal(parsed.messagesPerBenchCpuSecond, 166_667);
     assert.equal(parsed.ok, false);
   });
 

@@ -9,7 +9,12 @@ import { execRegex, RegexError, substituteRegex } from "../../../src/lua/openres
 const b = (text: string, encoding: BufferEncoding = "latin1") => Buffer.from(text, encoding);
 
 /** The captures of the first match from byte `start`, as latin1 strings (false when unmatched). */
-function captures(subject: string, pattern: string, options = "", start = 0): Array<string | false> | null {
+function captures(
+  subject: string,
+  pattern: string,
+  options = "",
+  start = 0,
+): Array<string | false> | null {
   const m = execRegex(b(subject), b(pattern), options, start);
   if (m === null) return null;
   const out: Array<string | false> = [];
@@ -22,7 +27,11 @@ function captures(subject: string, pattern: string, options = "", start = 0): Ar
 
 describe("execRegex", () => {
   it("matches bytes: NUL and invalid UTF-8 are characters like any other", () => {
-    assert.deepEqual(captures("a\x00\xff\xfeb", "a(.)(..)b"), ["a\x00\xff\xfeb", "\x00", "\xff\xfe"]);
+    assert.deepEqual(captures("a\x00\xff\xfeb", "a(.)(..)b"), [
+      "a\x00\xff\xfeb",
+      "\x00",
+      "\xff\xfe",
+    ]);
   });
 
   it("positions are byte offsets, also in UTF-8 mode", () => {
@@ -77,20 +86,34 @@ describe("execRegex", () => {
 
   it("refuses what RegExp cannot do, with an error naming it", () => {
     for (const pattern of ["a*+", "(?>a)", "(?R)", "(?(1)a|b)", "a(?i)b", "\\G", "(*SKIP)"]) {
-      assert.throws(() => execRegex(b("a"), b(pattern), "", 0), (error: unknown) => {
-        assert.ok(error instanceof RegexError && !error.raise, pattern);
-        assert.match(error.message, /^failed to compile regex/);
-        return true;
-      });
+      assert.throws(
+        () => execRegex(b("a"), b(pattern), "", 0),
+        (error: unknown) => {
+          assert.ok(error instanceof RegexError && !error.raise, pattern);
+          assert.match(error.message, /^failed to compile regex/);
+          return true;
+        },
+      );
     }
     assert.throws(() => execRegex(b("a"), b("("), "", 0), /failed to compile regex "\(": /);
-    assert.throws(() => execRegex(b("a"), b("a"), "q", 0), (error: unknown) => error instanceof RegexError && error.raise);
+    assert.throws(
+      () => execRegex(b("a"), b("a"), "q", 0),
+      (error: unknown) => error instanceof RegexError && error.raise,
+    );
   });
 });
 
 describe("substituteRegex", () => {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: ngx.re's template syntax, not JavaScript's.
   it("expands $0, $n, ${n}, ${name} and $$", () => {
-    const [out, n] = substituteRegex(b("john smith"), b("(?<first>\\w+) (\\w+)"), b("$2, ${first} ($0) $$1"), "", false);
+    const [out, n] = substituteRegex(
+      b("john smith"),
+      b("(?<first>\\w+) (\\w+)"),
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: ngx.re's template syntax.
+      b("$2, ${first} ($0) $$1"),
+      "",
+      false,
+    );
     assert.equal(out.toString(), "smith, john (john smith) $1");
     assert.equal(n, 1);
   });
@@ -101,6 +124,9 @@ describe("substituteRegex", () => {
   });
 
   it("refuses a bad template", () => {
-    assert.throws(() => substituteRegex(b("a"), b("a"), b("$x"), "", true), /invalid capturing variable name/);
+    assert.throws(
+      () => substituteRegex(b("a"), b("a"), b("$x"), "", true),
+      /invalid capturing variable name/,
+    );
   });
 });

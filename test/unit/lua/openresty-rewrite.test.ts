@@ -17,7 +17,9 @@ describe("rewriteOpenRestyScript", () => {
   });
 
   it("shares a top-level `local NAME = {}`, with or without a comment", () => {
-    const out = rewriteOpenRestyScript("-- chat\nlocal clients = {}\nlocal rooms = { }  -- by name\r\nx()");
+    const out = rewriteOpenRestyScript(
+      "-- chat\nlocal clients = {}\nlocal rooms = { }  -- by name\r\nx()",
+    );
     assert.deepEqual(out.split("\n"), [
       `${PREFIX}-- chat`,
       'local clients = __ngx_shared("clients")',
@@ -27,11 +29,21 @@ describe("rewriteOpenRestyScript", () => {
   });
 
   it("also on line 1", () => {
-    assert.equal(rewriteOpenRestyScript("local clients = {}"), `${PREFIX}local clients = __ngx_shared("clients")`);
+    assert.equal(
+      rewriteOpenRestyScript("local clients = {}"),
+      `${PREFIX}local clients = __ngx_shared("clients")`,
+    );
   });
 
   it("leaves other declarations alone: indented, non-empty tables, several names, other values", () => {
-    const lines = ["  local a = {}", "local b = {1}", "local c, d = {}, {}", "local e = {} x = 1", "local f = setmetatable({}, nil)", "locals = {}"];
+    const lines = [
+      "  local a = {}",
+      "local b = {1}",
+      "local c, d = {}, {}",
+      "local e = {} x = 1",
+      "local f = setmetatable({}, nil)",
+      "locals = {}",
+    ];
     const out = rewriteOpenRestyScript(lines.join("\n")).split("\n");
     assert.deepEqual(out.slice(1), lines.slice(1));
     assert.equal(out[0], PREFIX + lines[0]);
@@ -57,7 +69,10 @@ describe("rewriteOpenRestyScript", () => {
   });
 
   it("turns a #! first line into a comment and drops a UTF-8 byte order mark", () => {
-    assert.equal(rewriteOpenRestyScript("#!/usr/bin/env lua\nx()"), `${PREFIX}--#!/usr/bin/env lua\nx()`);
+    assert.equal(
+      rewriteOpenRestyScript("#!/usr/bin/env lua\nx()"),
+      `${PREFIX}--#!/usr/bin/env lua\nx()`,
+    );
     assert.equal(rewriteOpenRestyScript("\xef\xbb\xbfx()"), `${PREFIX}x()`);
   });
 });
