@@ -3,21 +3,50 @@
  * protocol core.
  * @module
  */
-export { connect, Message, WebSocketClient, type ClientOptions, type CloseInfo } from "./client/client.js";
+export {
+  type ClientOptions,
+  type CloseInfo,
+  connect,
+  Message,
+  WebSocketClient,
+} from "./client/client.js";
 export { CloseCode, isValidCloseCode } from "./protocol/close-code.js";
 export type { MessageCompressor } from "./protocol/compression.js";
-export { Connection, ConnectionState, DEFAULT_MAX_PAYLOAD, type ConnectionEvents, type ConnectionOptions } from "./protocol/connection.js";
-export { ClosedError, HandshakeError, MoonsocketError, ProtocolError, StateError } from "./protocol/errors.js";
+export {
+  Connection,
+  type ConnectionEvents,
+  type ConnectionOptions,
+  ConnectionState,
+  DEFAULT_MAX_PAYLOAD,
+} from "./protocol/connection.js";
+export {
+  ClosedError,
+  HandshakeError,
+  MoonsocketError,
+  ProtocolError,
+  StateError,
+} from "./protocol/errors.js";
 export { encodeFrame } from "./protocol/frame.js";
-export { FrameParser, type FrameHandler } from "./protocol/frame-parser.js";
-export { buildUpgradeResponse, computeAcceptKey, parseUpgradeRequest, parseUpgradeResponse } from "./protocol/handshake.js";
+export { type FrameHandler, FrameParser } from "./protocol/frame-parser.js";
+export {
+  buildUpgradeResponse,
+  computeAcceptKey,
+  parseUpgradeRequest,
+  parseUpgradeResponse,
+} from "./protocol/handshake.js";
 export { Opcode } from "./protocol/opcode.js";
-export { acceptDeflateOffer, buildDeflateOffer, parseExtensions, type DeflateOptions, type DeflateParams } from "./protocol/permessage-deflate.js";
+export {
+  acceptDeflateOffer,
+  buildDeflateOffer,
+  type DeflateOptions,
+  type DeflateParams,
+  parseExtensions,
+} from "./protocol/permessage-deflate.js";
 export { isValidUtf8, Utf8Validator } from "./protocol/utf8.js";
 export type { ServerHooks } from "./server/hooks.js";
 export { createLogger, type Logger } from "./server/logger.js";
 export { MetricsRegistry } from "./server/metrics.js";
+export { readTlsFiles, WebSocketServer } from "./server/server.js";
 export { SendStatus, ServerClient } from "./server/server-client.js";
 export { SERVER_DEFAULTS, type ServerOptions } from "./server/server-options.js";
-export { readTlsFiles, WebSocketServer } from "./server/server.js";
 export { ZlibCompressor } from "./transport/zlib-compressor.js";

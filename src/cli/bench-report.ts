@@ -73,7 +73,11 @@ export function formatSummary(result: BenchResult): string {
     (result.mode === "broadcast" && result.broadcast !== null && result.broadcast.intervalMs > 0
       ? `one message every ${result.broadcast.intervalMs} ms`
       : `${result.mode === "broadcast" ? "outstanding" : "pipeline"} ${result.pipeline}`) +
-    `, ${result.size} B ${kind}, ${formatSeconds(result.durationMs)} measured after ${formatSeconds(result.warmupMs)} warm-up`;
+    `, ${result.size} B ${kind}, ${formatSeconds(result.durationMs)} measured after ${formatSeconds(result.warmupMs)} warm-up` +
+    // Stopped early (Ctrl-C) or the clock started late: say what the rates are based on.
+    (Math.abs(result.measuredMs - result.durationMs) > result.durationMs * 0.05
+      ? ` (measured ${(result.measuredMs / 1000).toFixed(1)}s)`
+      : "");
   const rate = result.mode === "broadcast" ? "deliveries/s" : "messages/s";
   rows.push([rate, formatCount(result.messagesPerSecond)]);
   rows.push(["MB/s (payload, one way)", result.megabytesPerSecond.toFixed(2)]);
@@ -113,7 +117,8 @@ export function formatSummary(result: BenchResult): string {
     ]);
   }
   const perBenchCpu = messagesPerBenchCpuSecond(result);
-  if (perBenchCpu !== null) rows.push([`${rate.replace("/s", "")} per bench CPU-s`, formatCount(perBenchCpu)]);
+  if (perBenchCpu !== null)
+    rows.push([`${rate.replace("/s", "")} per bench CPU-s`, formatCount(perBenchCpu)]);
   if (result.firstError !== null) rows.push(["first problem", result.firstError]);
 
   const width = Math.max(...rows.map(([name]) => name.length));

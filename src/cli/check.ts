@@ -25,10 +25,19 @@ export interface Finding {
 
 const UNSUPPORTED: ReadonlyArray<[RegExp, string]> = [
   [/\brequire\s*\(?\s*["']ffi["']/, "LuaJIT's ffi is not available (moonsocket runs Lua 5.4)"],
-  [/\b(setfenv|getfenv)\s*\(/, "setfenv/getfenv do not exist in Lua 5.4: use _ENV or load(chunk, name, 't', env)"],
+  [
+    /\b(setfenv|getfenv)\s*\(/,
+    "setfenv/getfenv do not exist in Lua 5.4: use _ENV or load(chunk, name, 't', env)",
+  ],
   [/\bio\s*\.\s*\w+/, "the io library is not available in the sandbox"],
-  [/\bos\s*\.\s*(execute|exit|remove|rename|tmpname|getenv|setlocale)\b/, "this os function is not available in the sandbox"],
-  [/\bdebug\s*\.\s*(?!traceback\b)\w+/, "the debug library is not available in the sandbox (only debug.traceback)"],
+  [
+    /\bos\s*\.\s*(execute|exit|remove|rename|tmpname|getenv|setlocale)\b/,
+    "this os function is not available in the sandbox",
+  ],
+  [
+    /\bdebug\s*\.\s*(?!traceback\b)\w+/,
+    "the debug library is not available in the sandbox (only debug.traceback)",
+  ],
   [/\bpackage\s*\.\s*loadlib\b/, "package.loadlib is not available in the sandbox"],
   [/\bstring\s*\.\s*dump\b/, "string.dump is not available in the sandbox"],
 ];
@@ -44,13 +53,25 @@ export function lintScript(source: string, style: ScriptStyle): Finding[] {
   });
   const code = lines.join("\n");
   if (style === "callback" && !/\bfunction\s+main\s*\(|\bmain\s*=\s*function\b/.test(code)) {
-    findings.push({ line: 1, severity: "warning", message: "no main(clientId, message) is defined: messages will be ignored" });
+    findings.push({
+      line: 1,
+      severity: "warning",
+      message: "no main(clientId, message) is defined: messages will be ignored",
+    });
   }
   if (style === "openresty" && !/recv_frame/.test(code)) {
-    findings.push({ line: 1, severity: "warning", message: "the script never calls wb:recv_frame(): incoming frames are never read" });
+    findings.push({
+      line: 1,
+      severity: "warning",
+      message: "the script never calls wb:recv_frame(): incoming frames are never read",
+    });
   }
   if (style === "coroutine" && !/\.listen\s*[{(]|\.connect\s*\(/.test(code)) {
-    findings.push({ line: 1, severity: "warning", message: "the script neither listens (http.listen) nor connects: it serves nothing" });
+    findings.push({
+      line: 1,
+      severity: "warning",
+      message: "the script neither listens (http.listen) nor connects: it serves nothing",
+    });
   }
   return findings;
 }
@@ -67,7 +88,9 @@ export async function runCheck(argv: readonly string[]): Promise<number> {
   try {
     source = readFileSync(path, "utf8");
   } catch (error) {
-    throw new ArgsError(`moonsocket check: cannot read '${path}': ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new ArgsError(
+      `moonsocket check: cannot read '${path}': ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
   }
   const name = basename(path);
   const style = detectStyle(source);
@@ -76,14 +99,19 @@ export async function runCheck(argv: readonly string[]): Promise<number> {
     engine.load(source, `@${path}`).release();
   } catch (error) {
     const message = error instanceof LuaError ? error.message : String(error);
-    process.stdout.write(`${message.replace(/^@/, "")}\n${name}: syntax error, the script would not load\n`);
+    process.stdout.write(
+      `${message.replace(/^@/, "")}\n${name}: syntax error, the script would not load\n`,
+    );
     return 1;
   } finally {
     engine.close();
   }
   const findings = lintScript(source, style);
-  for (const finding of findings) process.stdout.write(`${path}:${finding.line}: ${finding.severity}: ${finding.message}\n`);
+  for (const finding of findings)
+    process.stdout.write(`${path}:${finding.line}: ${finding.severity}: ${finding.message}\n`);
   const warnings = findings.filter((finding) => finding.severity === "warning").length;
-  process.stdout.write(`${name}: OK (${style} style${warnings > 0 ? `, ${warnings} warning${warnings === 1 ? "" : "s"}` : ""})\n`);
+  process.stdout.write(
+    `${name}: OK (${style} style${warnings > 0 ? `, ${warnings} warning${warnings === 1 ? "" : "s"}` : ""})\n`,
+  );
   return values.strict && warnings > 0 ? 1 : 0;
 }

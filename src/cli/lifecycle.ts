@@ -1,10 +1,17 @@
 import type { WebSocketServer } from "../server/server.js";
 
 /** Explains a listen error in the user's terms (a port in use, a privileged port). */
-export function describeListenError(error: NodeJS.ErrnoException, port: number, host: string): string {
-  if (error.code === "EADDRINUSE") return `port ${port} on ${host} is already in use: stop the other server or pick another port with --port`;
-  if (error.code === "EACCES") return `no permission to listen on port ${port}: use a port above 1023`;
-  if (error.code === "EADDRNOTAVAIL" || error.code === "ENOTFOUND") return `cannot listen on ${host}: no such local address (try --host 127.0.0.1)`;
+export function describeListenError(
+  error: NodeJS.ErrnoException,
+  port: number,
+  host: string,
+): string {
+  if (error.code === "EADDRINUSE")
+    return `port ${port} on ${host} is already in use: stop the other server or pick another port with --port`;
+  if (error.code === "EACCES")
+    return `no permission to listen on port ${port}: use a port above 1023`;
+  if (error.code === "EADDRNOTAVAIL" || error.code === "ENOTFOUND")
+    return `cannot listen on ${host}: no such local address (try --host 127.0.0.1)`;
   return error.message;
 }
 
@@ -12,12 +19,18 @@ export function describeListenError(error: NodeJS.ErrnoException, port: number, 
  * Starts `server`, prints where it listens, and on SIGINT/SIGTERM shuts it down gracefully
  * (clients closed with 1001). Resolves with the process exit code.
  */
-export async function runUntilSignal(server: WebSocketServer, command: string, banner?: (url: string) => string): Promise<number> {
+export async function runUntilSignal(
+  server: WebSocketServer,
+  command: string,
+  banner?: (url: string) => string,
+): Promise<number> {
   try {
     await server.listen();
   } catch (error) {
     const { port, host } = server.options;
-    process.stderr.write(`moonsocket ${command}: ${describeListenError(error as NodeJS.ErrnoException, port, host)}\n`);
+    process.stderr.write(
+      `moonsocket ${command}: ${describeListenError(error as NodeJS.ErrnoException, port, host)}\n`,
+    );
     return 1;
   }
   const url = server.url;

@@ -8,12 +8,24 @@ import { runConnect } from "./connect.js";
 import { runEcho } from "./echo.js";
 import { runServe } from "./serve.js";
 
-const COMMANDS: Record<string, { summary: string; run: (argv: readonly string[]) => Promise<number> }> = {
+const COMMANDS: Record<
+  string,
+  { summary: string; run: (argv: readonly string[]) => Promise<number> }
+> = {
   serve: { summary: "serve WebSockets whose logic is a Lua script", run: (argv) => runServe(argv) },
   check: { summary: "check a Lua script's syntax and style without running it", run: runCheck },
-  echo: { summary: "run the built-in echo server (conformance, benchmarks, client testing)", run: runEcho },
-  connect: { summary: "connect to a WebSocket server: type lines to send, see what arrives", run: runConnect },
-  bench: { summary: "load-test a WebSocket server (echo or broadcast) and report rate and latency", run: runBench },
+  echo: {
+    summary: "run the built-in echo server (conformance, benchmarks, client testing)",
+    run: runEcho,
+  },
+  connect: {
+    summary: "connect to a WebSocket server: type lines to send, see what arrives",
+    run: runConnect,
+  },
+  bench: {
+    summary: "load-test a WebSocket server (echo or broadcast) and report rate and latency",
+    run: runBench,
+  },
 };
 
 /** The built-in demo: the chat example, shipped in the package. */
@@ -23,7 +35,9 @@ const DEMO = {
 };
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  const pkg = JSON.parse(
+    readFileSync(new URL("../../../package.json", import.meta.url), "utf8"),
+  ) as { version: string };
   return pkg.version;
 }
 
@@ -58,7 +72,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = COMMANDS[first];
   if (command === undefined) {
-    process.stderr.write(`moonsocket: unknown command '${first}'; run 'moonsocket --help' for the list\n`);
+    process.stderr.write(
+      `moonsocket: unknown command '${first}'; run 'moonsocket --help' for the list\n`,
+    );
     return 2;
   }
   return command.run(rest);
@@ -74,7 +90,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`${error.message}\n`);
       process.exit(error.exitCode);
     }
-    process.stderr.write(`moonsocket: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `moonsocket: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exit(1);
   },
 );

@@ -1,4 +1,4 @@
-import { existsSync, watch } from "node:fs";
+import { existsSync, unwatchFile, watchFile } from "node:fs";
 import { LuaError } from "../lua/engine.js";
 import { ScriptApp } from "../lua/script-app.js";
 import { createLogger } from "../server/logger.js";
@@ -12,39 +12,62 @@ export const SERVE_COMMAND = defineCommand({
   description:
     "Serve WebSockets whose logic is a Lua script. The style is detected from the script: callback " +
     "(main/on_connect/_send), coroutine (silly) or OpenResty (resty.websocket.server).",
-  positionals: [{ name: "script.lua", description: "the Lua script (default: the built-in chat demo)" }],
+  positionals: [
+    { name: "script.lua", description: "the Lua script (default: the built-in chat demo)" },
+  ],
   options: {
     ...SERVER_FLAGS,
-    cpuBudget: { type: "duration", min: 1, default: 1000, description: "CPU time a Lua handler may run before it is stopped with an error" },
-    memoryLimit: { type: "bytes", min: 1024 * 1024, default: 256 * 1024 * 1024, description: "memory cap of the Lua state" },
+    cpuBudget: {
+      type: "duration",
+      min: 1,
+      default: 1000,
+      description: "CPU time a Lua handler may run before it is stopped with an error",
+    },
+    memoryLimit: {
+      type: "bytes",
+      min: 1024 * 1024,
+      default: 256 * 1024 * 1024,
+      description: "memory cap of the Lua state",
+    },
     watch: { type: "boolean", description: "reload the script when its file changes" },
   },
   examples: ["moonsocket serve app.lua", "moonsocket serve chat.lua --static public --port 8080"],
 });
 
 /** `moonsocket serve`: resolves with the exit code once the server has shut down. */
-export async function runServe(argv: readonly string[], defaults?: { script: string; staticDir: string }): Promise<number> {
+export async function runServe(
+  argv: readonly string[],
+  defaults?: { script: string; staticDir: string },
+): Promise<number> {
   const { help, values, positionals } = parseCommandArgs(SERVE_COMMAND, argv);
   if (help) {
     process.stdout.write(formatHelp(SERVE_COMMAND));
     return 0;
   }
   const scriptPath = positionals[0] ?? defaults?.script;
-  if (scriptPath === undefined) throw new ArgsError("moonsocket serve: missing script.lua; see 'moonsocket serve --help'");
-  if (!existsSync(scriptPath)) throw new ArgsError(`moonsocket serve: no such script '${scriptPath}'`);
-  const flagValues = values as unknown as ServerFlagValues & { cpuBudget: number; memoryLimit: number; watch: boolean };
-  if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined) flagValues.static = defaults.staticDir;
+  if (scriptPath === undefined)
+    throw new ArgsError("moonsocket serve: missing script.lua; see 'moonsocket serve --help'");
+  if (!existsSync(scriptPath))
+    throw new ArgsError(`moonsocket serve: no such script '${scriptPath}'`);
+  const flagValues = values as unknown as ServerFlagValues & {
+    cpuBudget: number;
+    memoryLimit: number;
+    watch: boolean;
+  };
+  if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
+    flagValues.static = defaults.staticDir;
   const serverOptions = toServerOptions("serve", flagValues);
   const logger = serverOptions.logger ?? createLogger();
+  const appOptions = {
+    scriptPath,
+    serverOptions,
+    cpuBudgetMs: flagValues.cpuBudget,
+    memoryLimitBytes: flagValues.memoryLimit,
+    logger,
+    metrics: new MetricsRegistry(),
+  };
   const load = async (): Promise<ScriptApp> =>
-    ScriptApp.create({
-      scriptPath,
-      serverOptions,
-      cpuBudgetMs: flagValues.cpuBudget,
-      memoryLimitBytes: flagValues.memoryLimit,
-      logger,
-      metrics: new MetricsRegistry(),
-    });
+    ScriptApp.create({ ...appOptions, metrics: new MetricsRegistry() });
   let app: ScriptApp;
   try {
     app = await load();
@@ -64,6 +87,7 @@ export async function runServe(argv: readonly string[], defaults?: { script: str
     const stop = async () => {
       if (stopping) process.exit(1);
       stopping = true;
+      unwatchFile(scriptPath);
       await Promise.all(app.servers.map((server) => server.close()));
       app.dispose();
       resolve(0);
@@ -72,12 +96,30 @@ export async function runServe(argv: readonly string[], defaults?: { script: str
     process.on("SIGTERM", () => void stop());
     if (flagValues.watch) {
       let timer: NodeJS.Timeout | null = null;
-      watch(scriptPath, () => {
+      // Polling survives editors that save by renaming a new file over the old one.
+      watchFile(scriptPath, { interval: 300 }, () => {
         if (timer) clearTimeout(timer);
         timer = setTimeout(async () => {
           if (reloading || stopping) return;
           reloading = true;
           logger.info("script changed, reloading", { script: scriptPath });
+          try {
+            if (
+              await app.reload({
+                ...appOptions,
+                metrics: app.servers[0]?.metricsRegistry ?? appOptions.metrics,
+              })
+            ) {
+              logger.info("script reloaded; connections kept", { script: scriptPath });
+              reloading = false;
+              return;
+            }
+          } catch (error) {
+            logger.error(`reload failed, keeping the running script: ${describeLoadError(error)}`);
+            reloading = false;
+            return;
+          }
+          // This style cannot swap scripts under live connections: restart it.
           let next: ScriptApp;
           try {
             next = await load();
@@ -90,6 +132,7 @@ export async function runServe(argv: readonly string[], defaults?: { script: str
           app.dispose();
           app = next;
           await startApp(app, serverOptions.port ?? 8085, serverOptions.host ?? "127.0.0.1");
+          logger.info("script restarted", { script: scriptPath });
           reloading = false;
         }, 100);
       });
@@ -101,11 +144,15 @@ async function startApp(app: ScriptApp, port: number, host: string): Promise<boo
   try {
     for (const server of app.servers) {
       await server.listen();
-      process.stdout.write(`moonsocket serve listening on ${server.url} (open ${server.url.replace(/^ws/, "http")} in a browser)\n`);
+      process.stdout.write(
+        `moonsocket serve listening on ${server.url} (open ${server.url.replace(/^ws/, "http")} in a browser)\n`,
+      );
     }
     return true;
   } catch (error) {
-    process.stderr.write(`moonsocket serve: ${describeListenError(error as NodeJS.ErrnoException, port, host)}\n`);
+    process.stderr.write(
+      `moonsocket serve: ${describeListenError(error as NodeJS.ErrnoException, port, host)}\n`,
+    );
     return false;
   }
 }

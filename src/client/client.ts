@@ -4,7 +4,11 @@ import tls from "node:tls";
 import { CloseCode } from "../protocol/close-code.js";
 import { ClosedError, HandshakeError, type ProtocolError, StateError } from "../protocol/errors.js";
 import { generateKey, parseUpgradeResponse } from "../protocol/handshake.js";
-import { acceptDeflateResponse, buildDeflateOffer, type DeflateOptions } from "../protocol/permessage-deflate.js";
+import {
+  acceptDeflateResponse,
+  buildDeflateOffer,
+  type DeflateOptions,
+} from "../protocol/permessage-deflate.js";
 import { SocketTransport, type TransportHandler } from "../transport/socket-transport.js";
 import { ZlibCompressor } from "../transport/zlib-compressor.js";
 import { parseResponseHead } from "./http-response.js";
@@ -85,7 +89,10 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
   pongListener: ((payload: Buffer) => void) | null = null;
   private transport!: SocketTransport;
   private readonly queue: Message[] = [];
-  private readonly waiting: Array<{ resolve: (result: IteratorResult<Message>) => void; reject: (error: Error) => void }> = [];
+  private readonly waiting: Array<{
+    resolve: (result: IteratorResult<Message>) => void;
+    reject: (error: Error) => void;
+  }> = [];
   private closeInfo: CloseInfo | null = null;
   private resolveClosed!: (info: CloseInfo) => void;
   private readonly maxQueued: number;
@@ -121,23 +128,30 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
 
   /** Sends text (a string) or binary (a Buffer/Uint8Array, unless `binary` is false). Throws ClosedError once closing. */
   send(data: string | Buffer | Uint8Array, binary = typeof data !== "string"): void {
-    const payload = typeof data === "string" || Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    if (!this.transport.send(payload, binary)) throw new ClosedError("cannot send: the connection is closing or closed");
+    const payload =
+      typeof data === "string" || Buffer.isBuffer(data)
+        ? data
+        : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (!this.transport.send(payload, binary))
+      throw new ClosedError("cannot send: the connection is closing or closed");
   }
 
   /** Sends a raw frame (frame-mode callers). */
   sendFrame(opcode: number, payload: Buffer, fin = true): void {
-    if (!this.transport.connection.sendFrame(opcode, payload, fin)) throw new ClosedError("cannot send: the connection is closing or closed");
+    if (!this.transport.connection.sendFrame(opcode, payload, fin))
+      throw new ClosedError("cannot send: the connection is closing or closed");
   }
 
   /** Sends a ping (payload ≤ 125 bytes). */
   ping(payload: string | Buffer = ""): void {
-    if (!this.transport.connection.ping(payload)) throw new ClosedError("cannot ping: the connection is closing or closed");
+    if (!this.transport.connection.ping(payload))
+      throw new ClosedError("cannot ping: the connection is closing or closed");
   }
 
   /** Sends a pong (payload ≤ 125 bytes). */
   pong(payload: string | Buffer = ""): void {
-    if (!this.transport.connection.pong(payload)) throw new ClosedError("cannot pong: the connection is closing or closed");
+    if (!this.transport.connection.pong(payload))
+      throw new ClosedError("cannot pong: the connection is closing or closed");
   }
 
   /**
@@ -174,7 +188,11 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
   /** Resolves with the next message; rejects with ClosedError if the connection closes first. */
   async receive(): Promise<Message> {
     const result = await this.next();
-    if (result.done) throw new ClosedError(`connection closed (${this.closeInfo?.code ?? 1006})`, this.closeInfo?.code ?? 1006);
+    if (result.done)
+      throw new ClosedError(
+        `connection closed (${this.closeInfo?.code ?? 1006})`,
+        this.closeInfo?.code ?? 1006,
+      );
     return result.value;
   }
 
@@ -226,13 +244,20 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
 }
 
 /** Connects to a ws:// or wss:// URL and completes the opening handshake. Rejects with HandshakeError or a socket error. */
-export async function connect(url: string | URL, options: ClientOptions = {}): Promise<WebSocketClient> {
+export async function connect(
+  url: string | URL,
+  options: ClientOptions = {},
+): Promise<WebSocketClient> {
   const target = typeof url === "string" ? new URL(url) : url;
   const secure = target.protocol === "wss:" || target.protocol === "https:";
   if (!secure && target.protocol !== "ws:" && target.protocol !== "http:") {
-    throw new StateError(`unsupported URL scheme ${target.protocol} (use ws:// or wss://)`, "ERR_WS_URL");
+    throw new StateError(
+      `unsupported URL scheme ${target.protocol} (use ws:// or wss://)`,
+      "ERR_WS_URL",
+    );
   }
-  if (target.hash !== "") throw new StateError("a WebSocket URL must not have a fragment (#…)", "ERR_WS_URL");
+  if (target.hash !== "")
+    throw new StateError("a WebSocket URL must not have a fragment (#…)", "ERR_WS_URL");
   const host = target.hostname.replace(/^\[|\]$/g, "");
   const port = Number(target.port || (secure ? 443 : 80));
   const key = generateKey(randomBytes);
@@ -257,49 +282,60 @@ export async function connect(url: string | URL, options: ClientOptions = {}): P
   if (protocols.length > 0) request += `Sec-WebSocket-Protocol: ${protocols.join(", ")}\r\n`;
   if (deflate !== null) request += `Sec-WebSocket-Extensions: ${buildDeflateOffer(deflate)}\r\n`;
   for (const [name, value] of Object.entries(options.headers ?? {})) {
-    if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) throw new StateError(`header ${name} contains a line break`, "ERR_WS_HEADER");
+    if (/[\r\n]/.test(name) || /[\r\n]/.test(value))
+      throw new StateError(`header ${name} contains a line break`, "ERR_WS_HEADER");
     request += `${name}: ${value}\r\n`;
   }
   request += "\r\n";
 
-  const head = await new Promise<ReturnType<typeof parseResponseHead> & object>((resolve, reject) => {
-    let received: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => fail(new HandshakeError(0, `opening handshake timed out after ${handshakeTimeout} ms`)), handshakeTimeout);
-    const cleanup = () => {
-      clearTimeout(timer);
-      socket.off("data", onData);
-      socket.off("error", fail);
-      socket.off("close", onClose);
-    };
-    const fail = (error: Error) => {
-      cleanup();
-      socket.destroy();
-      reject(error);
-    };
-    const onClose = () => fail(new HandshakeError(0, "connection closed during the opening handshake"));
-    const onData = (chunk: Buffer) => {
-      received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
-      try {
-        const parsed = parseResponseHead(received, options.maxHeaderBytes ?? 16384);
-        if (parsed === null) return;
+  const head = await new Promise<ReturnType<typeof parseResponseHead> & object>(
+    (resolve, reject) => {
+      let received: Buffer = Buffer.alloc(0);
+      const timer = setTimeout(
+        () =>
+          fail(new HandshakeError(0, `opening handshake timed out after ${handshakeTimeout} ms`)),
+        handshakeTimeout,
+      );
+      const cleanup = () => {
+        clearTimeout(timer);
+        socket.off("data", onData);
+        socket.off("error", fail);
+        socket.off("close", onClose);
+      };
+      const fail = (error: Error) => {
         cleanup();
-        socket.pause();
-        resolve(parsed);
-      } catch (error) {
-        fail(new HandshakeError(0, (error as Error).message));
-      }
-    };
-    socket.on("data", onData);
-    socket.on("error", fail);
-    socket.on("close", onClose);
-    socket.once(secure ? "secureConnect" : "connect", () => socket.write(request));
-  });
+        socket.destroy();
+        reject(error);
+      };
+      const onClose = () =>
+        fail(new HandshakeError(0, "connection closed during the opening handshake"));
+      const onData = (chunk: Buffer) => {
+        received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
+        try {
+          const parsed = parseResponseHead(received, options.maxHeaderBytes ?? 16384);
+          if (parsed === null) return;
+          cleanup();
+          socket.pause();
+          resolve(parsed);
+        } catch (error) {
+          fail(new HandshakeError(0, (error as Error).message));
+        }
+      };
+      socket.on("data", onData);
+      socket.on("error", fail);
+      socket.on("close", onClose);
+      socket.once(secure ? "secureConnect" : "connect", () => socket.write(request));
+    },
+  );
 
   try {
     const accepted = parseUpgradeResponse(head.status, head.headers, key, protocols);
     const params = deflate !== null ? acceptDeflateResponse(accepted.extensions, deflate) : null;
     if (deflate === null && accepted.extensions.trim() !== "") {
-      throw new HandshakeError(0, `server accepted an extension that was not offered: ${accepted.extensions}`);
+      throw new HandshakeError(
+        0,
+        `server accepted an extension that was not offered: ${accepted.extensions}`,
+      );
     }
     const client = new WebSocketClient(accepted.protocol, accepted.extensions, options);
     const transport = new SocketTransport(

@@ -3,9 +3,9 @@ import type { IncomingMessage } from "node:http";
 import { CloseCode, isValidCloseCode } from "../protocol/close-code.js";
 import { isValidUtf8 } from "../protocol/utf8.js";
 import type { ServerHooks } from "../server/hooks.js";
+import type { WebSocketServer } from "../server/server.js";
 import type { ServerClient } from "../server/server-client.js";
 import { SendStatus } from "../server/server-client.js";
-import type { WebSocketServer } from "../server/server.js";
 import { type HostFunction, type LuaArgs, type LuaRef, luaMulti } from "./engine.js";
 import type { LuaHost } from "./lua-host.js";
 
@@ -90,13 +90,16 @@ export class CallbackStyle implements ServerHooks {
     this.onStartupFn = this.functionGlobal("on_startup");
     this.onShutdownFn = this.functionGlobal("on_shutdown");
     if (this.main === null) {
-      this.host.logger.warn("the script defines no main(clientId, message): messages are ignored", { script: this.host.scriptName });
+      this.host.logger.warn("the script defines no main(clientId, message): messages are ignored", {
+        script: this.host.scriptName,
+      });
     }
   }
 
   private functionGlobal(name: string): LuaRef | null {
     const value = this.host.engine.getGlobal(name);
-    if (value !== null && typeof value === "object" && "type" in value && value.type === "function") return value as LuaRef;
+    if (value !== null && typeof value === "object" && "type" in value && value.type === "function")
+      return value as LuaRef;
     return null;
   }
 
@@ -117,7 +120,16 @@ export class CallbackStyle implements ServerHooks {
   }
 
   private result(status: SendStatus) {
-    return status === SendStatus.Dropped ? luaMulti(false, "no such client or connection closed") : true;
+    return status === SendStatus.Dropped
+      ? luaMulti(false, "no such client or connection closed")
+      : true;
+  }
+
+  /** Calls on_connect for every client already connected (after a reload). */
+  introduceClients(server: WebSocketServer): void {
+    for (const client of server.allClients()) {
+      if (client.open && client.connected) this.onConnect(client);
+    }
   }
 
   // ---- ServerHooks ------------------------------------------------------------------------
@@ -130,7 +142,7 @@ export class CallbackStyle implements ServerHooks {
     if (this.onShutdownFn) this.host.callProtected("on_shutdown", this.onShutdownFn);
   }
 
-  onConnect(client: ServerClient, _request: IncomingMessage): void {
+  onConnect(client: ServerClient, _request?: IncomingMessage): void {
     if (this.onConnectFn && !this.host.callProtected("on_connect", this.onConnectFn, client.id)) {
       client.close(CloseCode.InternalError, "internal server error");
     }
@@ -148,6 +160,7 @@ export class CallbackStyle implements ServerHooks {
   }
 
   onDisconnect(client: ServerClient, code: number, reason: string): void {
-    if (this.onDisconnectFn) this.host.callProtected("on_disconnect", this.onDisconnectFn, client.id, code, reason);
+    if (this.onDisconnectFn)
+      this.host.callProtected("on_disconnect", this.onDisconnectFn, client.id, code, reason);
   }
 }

@@ -37,6 +37,10 @@ export interface LuaEngineOptions {
    * {@link LuaEngine.run} …), in milliseconds of wall time. When it is spent the running Lua code
    * gets the error `"cpu budget exceeded"`, raised again on every instruction until control is
    * back in the host, so `pcall` cannot swallow it. Default 1000.
+   *
+   * The budget is checked every 1000 VM instructions; the clock starts at the first check. A
+   * single call into a C library function (a pathological `string.find` pattern, a 100 MB
+   * `string.rep`) cannot be interrupted and may overrun it.
    */
   readonly cpuBudgetMs?: number;
   /**
@@ -295,6 +299,14 @@ export class LuaError extends MoonsocketError {
 /**
  * Creates a sandboxed Lua 5.4 engine. See {@link LuaEngineOptions} for limits and defaults.
  *
+ * Sandbox: no `io`, `dofile`, `loadfile`, `string.dump`, `package.loadlib` or C searchers; `os`
+ * keeps `clock`, `date`, `difftime`, `time`; `debug` keeps `traceback`; `load`/`loadstring` take
+ * text chunks only; `collectgarbage` takes `"collect"`, `"count"`, `"step"`, `"isrunning"`;
+ * `setmetatable` refuses `__gc` (finalizers run with hooks off, out of the budget's reach);
+ * `require` reads {@link LuaEngineOptions.scriptDir} and {@link LuaEngine.preload}ed modules;
+ * `print` and `warn` go to {@link LuaEngineOptions.log}.
+ *
+ * @throws {RangeError} when a limit is not a positive number.
  * @example
  * ```ts
  * const lua = await createLuaEngine({ cpuBudgetMs: 100, scriptDir: "./app" });

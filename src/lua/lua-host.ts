@@ -1,7 +1,13 @@
 import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "../server/logger.js";
 import type { Counter, MetricsRegistry } from "../server/metrics.js";
-import { createLuaEngine, type HostFunction, type LuaEngine, LuaError, type LuaRef } from "./engine.js";
+import {
+  createLuaEngine,
+  type HostFunction,
+  type LuaEngine,
+  LuaError,
+  type LuaRef,
+} from "./engine.js";
 import { readRuntimeFile } from "./runtime-files.js";
 
 /** Settings of the Lua side. Durations in milliseconds, sizes in bytes. */
@@ -50,15 +56,19 @@ export class LuaHost {
     const engine = await createLuaEngine({
       scriptDir: dirname(resolve(options.scriptPath)),
       ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
-      ...(options.memoryLimitBytes !== undefined ? { memoryLimitBytes: options.memoryLimitBytes } : {}),
+      ...(options.memoryLimitBytes !== undefined
+        ? { memoryLimitBytes: options.memoryLimitBytes }
+        : {}),
       log: (level, message) => logger[level](message, { source: "lua" }),
     });
     let errors: Counter | null = null;
     if (options.metrics !== undefined) {
-      errors = (options.metrics.get("moonsocket_lua_errors_total") as Counter | undefined) ?? options.metrics.counter({
-        name: "moonsocket_lua_errors_total",
-        help: "Lua errors and limit hits (CPU budget, memory cap) in the script.",
-      });
+      errors =
+        (options.metrics.get("moonsocket_lua_errors_total") as Counter | undefined) ??
+        options.metrics.counter({
+          name: "moonsocket_lua_errors_total",
+          help: "Lua errors and limit hits (CPU budget, memory cap) in the script.",
+        });
     }
     const host = new LuaHost(engine, options, errors);
     host.installLibrary();
@@ -72,10 +82,13 @@ export class LuaHost {
     engine.preload("cjson.safe", "return require('cjson').safe()", "=cjson.safe");
     const log: HostFunction = (args) => {
       const level = args.string(1);
-      if (!(LOG_LEVELS as readonly string[]).includes(level)) args.argError(1, "log level must be debug, info, warn or error");
+      if (!(LOG_LEVELS as readonly string[]).includes(level))
+        args.argError(1, "log level must be debug, info, warn or error");
       const parts: string[] = [];
       for (let i = 2; i <= args.count; i++) parts.push(args.string(i));
-      this.logger[level as (typeof LOG_LEVELS)[number]](parts.join(""), { source: this.scriptName });
+      this.logger[level as (typeof LOG_LEVELS)[number]](parts.join(""), {
+        source: this.scriptName,
+      });
       return undefined;
     };
     engine.registerFunction("__moonsocket", "log", log);
@@ -86,7 +99,9 @@ export class LuaHost {
       if (!(ms >= 0)) args.argError(1, "delay must be a number of milliseconds >= 0");
       return this.setTimer(ms, args.ref(2), args.boolean(3));
     });
-    engine.registerFunction("__moonsocket", "cancel_timer", (args) => this.cancelTimer(args.integer(1)));
+    engine.registerFunction("__moonsocket", "cancel_timer", (args) =>
+      this.cancelTimer(args.integer(1)),
+    );
     engine.run(readRuntimeFile("moonsocket.lua"), "=moonsocket");
   }
 
@@ -115,7 +130,11 @@ export class LuaHost {
   }
 
   /** Calls a Lua function; a Lua error is logged (script, line, traceback) and returned as false. */
-  callProtected(context: string, fn: LuaRef, ...args: Parameters<LuaEngine["call"]> extends [LuaRef, ...infer R] ? R : never): boolean {
+  callProtected(
+    context: string,
+    fn: LuaRef,
+    ...args: Parameters<LuaEngine["call"]> extends [LuaRef, ...infer R] ? R : never
+  ): boolean {
     try {
       this.engine.call(fn, ...args);
       return true;
@@ -136,7 +155,10 @@ export class LuaHost {
         ...(error.traceback ? { traceback: error.traceback } : {}),
       });
     } else {
-      this.logger.error(`error in ${context}: ${error instanceof Error ? error.message : String(error)}`, { script: this.scriptName, ...fields });
+      this.logger.error(
+        `error in ${context}: ${error instanceof Error ? error.message : String(error)}`,
+        { script: this.scriptName, ...fields },
+      );
     }
   }
 

@@ -35,7 +35,9 @@ export class SchedulerBridge {
     this.host = host;
     const engine = host.engine;
     const primitives = {
-      set_timer: host.engine.createRef((args) => host.setTimer(args.number(1), args.ref(2), args.boolean(3))),
+      set_timer: host.engine.createRef((args) =>
+        host.setTimer(args.number(1), args.ref(2), args.boolean(3)),
+      ),
       cancel_timer: host.engine.createRef((args) => host.cancelTimer(args.integer(1))),
       failed: host.engine.createRef((args) => {
         const message = args.string(2);
@@ -51,7 +53,10 @@ export class SchedulerBridge {
     this.postFn = table.post as LuaRef;
     this.openFn = table.open_socket as LuaRef;
     this.forgetFn = table.forget_socket as LuaRef;
-    this.currentContextFn = engine.load("return require('moonsocket.scheduler').current_context", "=scheduler-context");
+    this.currentContextFn = engine.load(
+      "return require('moonsocket.scheduler').current_context",
+      "=scheduler-context",
+    );
     host.afterEvent = () => this.run();
     this.onFailure = onFailure;
   }
@@ -96,7 +101,12 @@ export class SchedulerBridge {
   }
 
   /** Queues an event for socket `handle` and runs the scheduler. */
-  deliver(handle: number, kind: number, data: Buffer | string | null, extra: number | string | boolean | null = null): void {
+  deliver(
+    handle: number,
+    kind: number,
+    data: Buffer | string | null,
+    extra: number | string | boolean | null = null,
+  ): void {
     this.host.engine.call(this.postFn, handle, kind, data, extra);
     this.run();
   }

@@ -28,13 +28,18 @@ export interface StyleRuntime {
   load(): Promise<void> | void;
   /** Releases the style's own resources (after the servers closed). */
   dispose(): void;
+  /**
+   * Loads a new version of the script into `host` on the same servers, keeping connections
+   * open; absent when the style cannot (then the app is restarted instead).
+   */
+  reloadInto?(host: LuaHost): StyleRuntime;
 }
 
 /** A Lua script serving WebSockets: the Lua state, its style and its server(s). */
 export class ScriptApp {
   readonly style: ScriptStyle;
-  readonly host: LuaHost;
-  private readonly runtime: StyleRuntime;
+  host: LuaHost;
+  private runtime: StyleRuntime;
 
   private constructor(style: ScriptStyle, host: LuaHost, runtime: StyleRuntime) {
     this.style = style;
@@ -51,7 +56,9 @@ export class ScriptApp {
       logger: options.logger,
       metrics: options.metrics,
       ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
-      ...(options.memoryLimitBytes !== undefined ? { memoryLimitBytes: options.memoryLimitBytes } : {}),
+      ...(options.memoryLimitBytes !== undefined
+        ? { memoryLimitBytes: options.memoryLimitBytes }
+        : {}),
     });
     try {
       const runtime = await createRuntime(style, host, options);
@@ -61,6 +68,41 @@ export class ScriptApp {
       host.close();
       throw error;
     }
+  }
+
+  /**
+   * Loads the script again (after an edit). The callback style keeps every connection open
+   * and swaps the script in place (resolves true); other styles cannot, and resolve false:
+   * the caller restarts them. A script that fails to load leaves the running one in place
+   * and rejects with the error.
+   */
+  async reload(options: ScriptAppOptions): Promise<boolean> {
+    if (
+      this.runtime.reloadInto === undefined ||
+      detectStyle(readFileSync(options.scriptPath, "utf8")) !== this.style
+    )
+      return false;
+    const host = await LuaHost.create({
+      scriptPath: options.scriptPath,
+      logger: options.logger,
+      metrics: options.metrics,
+      ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
+      ...(options.memoryLimitBytes !== undefined
+        ? { memoryLimitBytes: options.memoryLimitBytes }
+        : {}),
+    });
+    let runtime: StyleRuntime;
+    try {
+      runtime = this.runtime.reloadInto(host);
+    } catch (error) {
+      host.close();
+      throw error;
+    }
+    this.runtime.dispose();
+    this.host.close();
+    this.host = host;
+    this.runtime = runtime;
+    return true;
   }
 
   /** The servers to listen on. */
@@ -75,14 +117,40 @@ export class ScriptApp {
   }
 }
 
-async function createRuntime(style: ScriptStyle, host: LuaHost, options: ScriptAppOptions): Promise<StyleRuntime> {
-  const serverOptions: ServerOptions = { ...options.serverOptions, logger: options.logger, metrics: options.metrics };
+/** The callback style's runtime: one server; reloads swap the hooks and keep every client. */
+function callbackRuntime(server: WebSocketServer, callbacks: CallbackStyle): StyleRuntime {
+  return {
+    servers: [server],
+    load: () => callbacks.load(server),
+    dispose: () => {},
+    reloadInto(host: LuaHost): StyleRuntime {
+      const next = new CallbackStyle(host);
+      next.load(server);
+      server.replaceHooks(callbacks, next);
+      // The new script has not seen the clients that are already here: introduce them, so
+      // that on_disconnect still only follows an on_connect of the same script.
+      next.introduceClients(server);
+      return callbackRuntime(server, next);
+    },
+  };
+}
+
+async function createRuntime(
+  style: ScriptStyle,
+  host: LuaHost,
+  options: ScriptAppOptions,
+): Promise<StyleRuntime> {
+  const serverOptions: ServerOptions = {
+    ...options.serverOptions,
+    logger: options.logger,
+    metrics: options.metrics,
+  };
   switch (style) {
     case "callback": {
       const server = new WebSocketServer(serverOptions);
       const callbacks = new CallbackStyle(host);
       server.addHooks(callbacks);
-      return { servers: [server], load: () => callbacks.load(server), dispose: () => {} };
+      return callbackRuntime(server, callbacks);
     }
     case "openresty": {
       const { OpenRestyStyle } = await import("./openresty-style.js");

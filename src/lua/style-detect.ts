@@ -18,13 +18,12 @@ export function detectStyle(source: string): ScriptStyle {
     if (name === "silly" || name.startsWith("silly.")) silly = true;
   }
   if (silly) return "coroutine";
-  if (/\bngx\s*\.\s*(?:log|exit|sleep|say|var|req|thread|timer|shared|now|time)\b/.test(code)) return "openresty";
+  if (/\bngx\s*\.\s*(?:log|exit|sleep|say|var|req|thread|timer|shared|now|time)\b/.test(code))
+    return "openresty";
   return "callback";
 }
 
 /** Removes Lua comments (`--` to end of line, `--[[ … ]]` / `--[==[ … ]==]` blocks); strings are left alone. */
 export function stripComments(source: string): string {
-  return source
-    .replace(/--\[(=*)\[[\s\S]*?\]\1\]/g, "")
-    .replace(/--[^\n]*/g, "");
+  return source.replace(/--\[(=*)\[[\s\S]*?\]\1\]/g, "").replace(/--[^\n]*/g, "");
 }

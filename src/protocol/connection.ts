@@ -2,7 +2,12 @@ import { randomFillSync } from "node:crypto";
 import { CloseCode, isValidCloseCode } from "./close-code.js";
 import type { MessageCompressor } from "./compression.js";
 import { ProtocolError, StateError } from "./errors.js";
-import { encodeClosePayload, frameHeaderLength, MAX_CONTROL_PAYLOAD, writeFrameHeader } from "./frame.js";
+import {
+  encodeClosePayload,
+  frameHeaderLength,
+  MAX_CONTROL_PAYLOAD,
+  writeFrameHeader,
+} from "./frame.js";
 import { type FrameHandler, FrameParser } from "./frame-parser.js";
 import { applyMask } from "./mask.js";
 import { isControlOpcode, isKnownOpcode, Opcode } from "./opcode.js";
@@ -190,7 +195,10 @@ export class Connection implements FrameHandler {
    */
   close(code?: number, reason = ""): boolean {
     if (code !== undefined && (!Number.isInteger(code) || !isValidCloseCode(code))) {
-      throw new StateError(`invalid close code ${code}: use 1000–1003, 1007–1014 or 3000–4999`, "ERR_WS_CLOSE_CODE");
+      throw new StateError(
+        `invalid close code ${code}: use 1000–1003, 1007–1014 or 3000–4999`,
+        "ERR_WS_CLOSE_CODE",
+      );
     }
     if (code === undefined && reason !== "") {
       throw new StateError("a close reason needs a close code", "ERR_WS_CLOSE_CODE");
@@ -218,7 +226,8 @@ export class Connection implements FrameHandler {
     if (isControlOpcode(opcode)) {
       if (!fin) throw new StateError("control frames must not be fragmented");
       if (opcode === Opcode.Close) {
-        if (payload.length === 1) throw new StateError("a close payload is empty or at least 2 bytes");
+        if (payload.length === 1)
+          throw new StateError("a close payload is empty or at least 2 bytes");
         if (payload.length >= 2) {
           const code = payload.readUInt16BE(0);
           return this.close(code, payload.toString("utf8", 2));
@@ -267,11 +276,19 @@ export class Connection implements FrameHandler {
     this.frameHave = 0;
     if (isControlOpcode(opcode)) return true;
     if (opcode === Opcode.Continuation) {
-      if (this.messageOpcode === 0) return this.fail(CloseCode.ProtocolError, "continuation frame without a message to continue");
+      if (this.messageOpcode === 0)
+        return this.fail(
+          CloseCode.ProtocolError,
+          "continuation frame without a message to continue",
+        );
       // RFC 7692 §6.1: only the first frame of a message carries RSV1.
       if (rsv1) return this.fail(CloseCode.ProtocolError, "RSV1 set on a continuation frame");
     } else {
-      if (this.messageOpcode !== 0) return this.fail(CloseCode.ProtocolError, "a new message started before the previous one ended");
+      if (this.messageOpcode !== 0)
+        return this.fail(
+          CloseCode.ProtocolError,
+          "a new message started before the previous one ended",
+        );
       this.messageOpcode = opcode;
       this.messageCompressed = rsv1;
       this.messageLength = 0;
@@ -279,10 +296,18 @@ export class Connection implements FrameHandler {
     if (this.messageCompressed) {
       // The limit is on the inflated size; the compressed frame only has to be plausible.
       if (length > this.maxPayload + (this.maxPayload >>> 4) + 1024) {
-        return this.fail(CloseCode.MessageTooBig, `message exceeds the ${this.maxPayload}-byte limit`, "ERR_WS_TOO_BIG");
+        return this.fail(
+          CloseCode.MessageTooBig,
+          `message exceeds the ${this.maxPayload}-byte limit`,
+          "ERR_WS_TOO_BIG",
+        );
       }
     } else if (this.messageLength + length > this.maxPayload) {
-      return this.fail(CloseCode.MessageTooBig, `message exceeds the ${this.maxPayload}-byte limit`, "ERR_WS_TOO_BIG");
+      return this.fail(
+        CloseCode.MessageTooBig,
+        `message exceeds the ${this.maxPayload}-byte limit`,
+        "ERR_WS_TOO_BIG",
+      );
     }
     return true;
   }
@@ -313,7 +338,8 @@ export class Connection implements FrameHandler {
     const whole = messageEnd && this.messageLength === 0 && this.frameHave === 0;
     if (!binary) {
       if (whole) {
-        if (!isValidUtf8(piece)) return this.fail(CloseCode.InvalidPayloadData, "text message is not valid UTF-8");
+        if (!isValidUtf8(piece))
+          return this.fail(CloseCode.InvalidPayloadData, "text message is not valid UTF-8");
       } else {
         const utf8 = (this.utf8 ??= new Utf8Validator());
         // §8.1: fail as soon as the bytes so far cannot be the start of valid UTF-8.
@@ -345,10 +371,17 @@ export class Connection implements FrameHandler {
     try {
       inflated = compressor.decompress(frame, messageEnd, this.maxPayload - this.messageLength);
     } catch (error) {
-      return this.fail(CloseCode.InvalidPayloadData, `invalid compressed data: ${(error as Error).message}`);
+      return this.fail(
+        CloseCode.InvalidPayloadData,
+        `invalid compressed data: ${(error as Error).message}`,
+      );
     }
     if (inflated === null) {
-      return this.fail(CloseCode.MessageTooBig, `message exceeds the ${this.maxPayload}-byte limit`, "ERR_WS_TOO_BIG");
+      return this.fail(
+        CloseCode.MessageTooBig,
+        `message exceeds the ${this.maxPayload}-byte limit`,
+        "ERR_WS_TOO_BIG",
+      );
     }
     this.frameHave = 0;
     this.frameBuffer = null;
@@ -453,12 +486,15 @@ export class Connection implements FrameHandler {
   private receiveClose(payload: Buffer): boolean {
     let code: number = CloseCode.NoStatusReceived;
     let reason = "";
-    if (payload.length === 1) return this.fail(CloseCode.ProtocolError, "close frame with a 1-byte payload");
+    if (payload.length === 1)
+      return this.fail(CloseCode.ProtocolError, "close frame with a 1-byte payload");
     if (payload.length >= 2) {
       code = payload.readUInt16BE(0);
-      if (!isValidCloseCode(code)) return this.fail(CloseCode.ProtocolError, `invalid close code ${code}`);
+      if (!isValidCloseCode(code))
+        return this.fail(CloseCode.ProtocolError, `invalid close code ${code}`);
       const reasonBytes = payload.subarray(2);
-      if (!isValidUtf8(reasonBytes)) return this.fail(CloseCode.InvalidPayloadData, "close reason is not valid UTF-8");
+      if (!isValidUtf8(reasonBytes))
+        return this.fail(CloseCode.InvalidPayloadData, "close reason is not valid UTF-8");
       reason = reasonBytes.toString("utf8");
     }
     this.closeCodeReceived = code;
@@ -506,7 +542,10 @@ export class Connection implements FrameHandler {
   private sendControl(opcode: number, payload: Buffer | string): boolean {
     const bytes = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
     if (bytes.length > MAX_CONTROL_PAYLOAD) {
-      throw new StateError("control frame payload is longer than 125 bytes", "ERR_WS_CONTROL_TOO_LONG");
+      throw new StateError(
+        "control frame payload is longer than 125 bytes",
+        "ERR_WS_CONTROL_TOO_LONG",
+      );
     }
     if (!this.canSend) return false;
     this.queueFrame(opcode, bytes, true, false);
@@ -529,7 +568,12 @@ export class Connection implements FrameHandler {
     let first = true;
     while (offset < payload.length) {
       const end = Math.min(payload.length, offset + size);
-      this.queueFrame(first ? opcode : Opcode.Continuation, payload.subarray(offset, end), end === payload.length, first && compressed);
+      this.queueFrame(
+        first ? opcode : Opcode.Continuation,
+        payload.subarray(offset, end),
+        end === payload.length,
+        first && compressed,
+      );
       first = false;
       offset = end;
     }

@@ -43,7 +43,10 @@ export class StateError extends MoonsocketError {
 /** Sending on a connection that is closing or closed. */
 export class ClosedError extends MoonsocketError {
   readonly closeCode: number;
-  constructor(message = "the WebSocket connection is closed", closeCode: number = CloseCode.AbnormalClosure) {
+  constructor(
+    message = "the WebSocket connection is closed",
+    closeCode: number = CloseCode.AbnormalClosure,
+  ) {
     super("ERR_WS_CLOSED", message);
     this.closeCode = closeCode;
   }

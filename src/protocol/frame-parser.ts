@@ -123,7 +123,8 @@ export class FrameParser {
     let length = b1 & 0x7f;
     let p = at + 2;
     if ((b0 & 0x30) !== 0) return this.fail(CloseCode.ProtocolError, "RSV2 and RSV3 must be clear");
-    if (!isKnownOpcode(opcode)) return this.fail(CloseCode.ProtocolError, `invalid opcode ${opcode}`);
+    if (!isKnownOpcode(opcode))
+      return this.fail(CloseCode.ProtocolError, `invalid opcode ${opcode}`);
     if (isControlOpcode(opcode)) {
       // §5.5: control frames are short and never fragmented; RFC 7692 §6.1: never compressed.
       if (!fin) return this.fail(CloseCode.ProtocolError, "control frames must not be fragmented");
@@ -132,7 +133,10 @@ export class FrameParser {
       }
       if (rsv1) return this.fail(CloseCode.ProtocolError, "RSV1 must be clear on control frames");
     } else if (rsv1 && !this.allowRsv1) {
-      return this.fail(CloseCode.ProtocolError, "RSV1 must be clear without a negotiated extension");
+      return this.fail(
+        CloseCode.ProtocolError,
+        "RSV1 must be clear without a negotiated extension",
+      );
     }
     if (masked !== this.expectMasked) {
       return this.fail(
@@ -146,7 +150,8 @@ export class FrameParser {
     } else if (length === 127) {
       const high = source.readUInt32BE(p);
       // §5.2: the most significant bit of a 64-bit length must be 0.
-      if (high & 0x80000000) return this.fail(CloseCode.ProtocolError, "64-bit payload length has its top bit set");
+      if (high & 0x80000000)
+        return this.fail(CloseCode.ProtocolError, "64-bit payload length has its top bit set");
       length = high * 0x100000000 + source.readUInt32BE(p + 4);
       p += 8;
     }

@@ -25,7 +25,9 @@ export interface UpgradeRequest {
 
 /** Sec-WebSocket-Accept for a key (§4.2.2 step 5.4). */
 export function computeAcceptKey(key: string): string {
-  return createHash("sha1").update(key + WEBSOCKET_GUID).digest("base64");
+  return createHash("sha1")
+    .update(key + WEBSOCKET_GUID)
+    .digest("base64");
 }
 
 /** Whether `key` is a well-formed Sec-WebSocket-Key (16 bytes, base64). */
@@ -58,8 +60,15 @@ function hasToken(value: string, token: string): boolean {
  * HandshakeError carrying the HTTP status to answer with: 405 for a method other than GET,
  * 426 (with `Sec-WebSocket-Version: 13`) for another version, 400 for the rest.
  */
-export function parseUpgradeRequest(method: string, httpVersion: string, headers: HeaderMap): UpgradeRequest {
-  if (method !== "GET") throw new HandshakeError(405, `WebSocket handshake must use GET, not ${method}`, { Allow: "GET" });
+export function parseUpgradeRequest(
+  method: string,
+  httpVersion: string,
+  headers: HeaderMap,
+): UpgradeRequest {
+  if (method !== "GET")
+    throw new HandshakeError(405, `WebSocket handshake must use GET, not ${method}`, {
+      Allow: "GET",
+    });
   if (httpVersion !== "1.1" && !/^([2-9]|1\.[1-9])/.test(httpVersion)) {
     throw new HandshakeError(400, `WebSocket handshake needs HTTP/1.1, got HTTP/${httpVersion}`);
   }
@@ -74,17 +83,22 @@ export function parseUpgradeRequest(method: string, httpVersion: string, headers
   if (version !== "13") {
     throw new HandshakeError(
       426,
-      version === "" ? "missing Sec-WebSocket-Version header" : `unsupported Sec-WebSocket-Version ${version}: use 13`,
+      version === ""
+        ? "missing Sec-WebSocket-Version header"
+        : `unsupported Sec-WebSocket-Version ${version}: use 13`,
       { "Sec-WebSocket-Version": "13" },
     );
   }
   const key = headerValue(headers, "sec-websocket-key").trim();
-  if (!isValidKey(key)) throw new HandshakeError(400, "Sec-WebSocket-Key must be 16 bytes in base64");
+  if (!isValidKey(key))
+    throw new HandshakeError(400, "Sec-WebSocket-Key must be 16 bytes in base64");
   const protocols = splitHeaderList(headerValue(headers, "sec-websocket-protocol"));
   for (const protocol of protocols) {
-    if (!TOKEN_PATTERN.test(protocol)) throw new HandshakeError(400, `invalid subprotocol name '${protocol}'`);
+    if (!TOKEN_PATTERN.test(protocol))
+      throw new HandshakeError(400, `invalid subprotocol name '${protocol}'`);
   }
-  if (new Set(protocols).size !== protocols.length) throw new HandshakeError(400, "a subprotocol is offered twice");
+  if (new Set(protocols).size !== protocols.length)
+    throw new HandshakeError(400, "a subprotocol is offered twice");
   return {
     key,
     protocols,
@@ -96,7 +110,11 @@ export function parseUpgradeRequest(method: string, httpVersion: string, headers
 /** Builds the 101 response (§4.2.2), ready to write to the socket. */
 export function buildUpgradeResponse(
   key: string,
-  options: { protocol?: string | undefined; extensions?: string | undefined; headers?: Record<string, string> | undefined } = {},
+  options: {
+    protocol?: string | undefined;
+    extensions?: string | undefined;
+    headers?: Record<string, string> | undefined;
+  } = {},
 ): string {
   let response =
     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
@@ -104,13 +122,18 @@ export function buildUpgradeResponse(
   if (options.protocol) response += `Sec-WebSocket-Protocol: ${options.protocol}\r\n`;
   if (options.extensions) response += `Sec-WebSocket-Extensions: ${options.extensions}\r\n`;
   if (options.headers) {
-    for (const [name, value] of Object.entries(options.headers)) response += `${name}: ${value}\r\n`;
+    for (const [name, value] of Object.entries(options.headers))
+      response += `${name}: ${value}\r\n`;
   }
   return `${response}\r\n`;
 }
 
 /** Builds a plain HTTP error response for a refused handshake, closing the connection. */
-export function buildErrorResponse(status: number, message: string, headers: Record<string, string> = {}): string {
+export function buildErrorResponse(
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): string {
   const body = `${message}\n`;
   let response = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Error"}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`;
   for (const [name, value] of Object.entries(headers)) response += `${name}: ${value}\r\n`;
@@ -152,9 +175,15 @@ export function parseUpgradeResponse(
   key: string,
   offeredProtocols: readonly string[],
 ): UpgradeResponse {
-  if (status !== 101) throw new HandshakeError(status, `server answered ${status} instead of 101 Switching Protocols`);
-  if (!hasToken(headerValue(headers, "upgrade"), "websocket")) throw new HandshakeError(0, "server response lacks 'Upgrade: websocket'");
-  if (!hasToken(headerValue(headers, "connection"), "upgrade")) throw new HandshakeError(0, "server response lacks 'Connection: Upgrade'");
+  if (status !== 101)
+    throw new HandshakeError(
+      status,
+      `server answered ${status} instead of 101 Switching Protocols`,
+    );
+  if (!hasToken(headerValue(headers, "upgrade"), "websocket"))
+    throw new HandshakeError(0, "server response lacks 'Upgrade: websocket'");
+  if (!hasToken(headerValue(headers, "connection"), "upgrade"))
+    throw new HandshakeError(0, "server response lacks 'Connection: Upgrade'");
   if (headerValue(headers, "sec-websocket-accept").trim() !== computeAcceptKey(key)) {
     throw new HandshakeError(0, "server sent a wrong Sec-WebSocket-Accept");
   }

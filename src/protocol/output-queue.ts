@@ -84,7 +84,8 @@ export class OutputQueue {
 
   private closeRun(): void {
     if (this.runSlab !== null) {
-      if (this.runEnd > this.runStart) this.chunks.push(this.runSlab.subarray(this.runStart, this.runEnd));
+      if (this.runEnd > this.runStart)
+        this.chunks.push(this.runSlab.subarray(this.runStart, this.runEnd));
       this.runSlab = null;
     }
   }

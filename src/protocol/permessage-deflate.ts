@@ -52,7 +52,7 @@ export function parseExtensions(header: string): ExtensionOffer[] {
   };
   const readToken = (): string => {
     const start = i;
-    while (i < n && !" \t,;=\"".includes(header[i]!)) i++;
+    while (i < n && !' \t,;="'.includes(header[i]!)) i++;
     const token = header.slice(start, i);
     if (!TOKEN.test(token)) throw malformed(header);
     return token;
@@ -98,7 +98,10 @@ export function parseExtensions(header: string): ExtensionOffer[] {
 }
 
 function malformed(header: string, detail = "malformed"): HandshakeError {
-  return new HandshakeError(400, `invalid Sec-WebSocket-Extensions (${detail}): ${header.slice(0, 200)}`);
+  return new HandshakeError(
+    400,
+    `invalid Sec-WebSocket-Extensions (${detail}): ${header.slice(0, 200)}`,
+  );
 }
 
 /**
@@ -114,12 +117,15 @@ export function acceptDeflateOffer(
     if (offer.name !== "permessage-deflate") continue;
     const params = readOffer(offer);
     if (params === null) continue;
-    const serverNoContextTakeover = params.serverNoContextTakeover || options.serverNoContextTakeover === true;
-    const clientNoContextTakeover = params.clientNoContextTakeover || options.clientNoContextTakeover === true;
+    const serverNoContextTakeover =
+      params.serverNoContextTakeover || options.serverNoContextTakeover === true;
+    const clientNoContextTakeover =
+      params.clientNoContextTakeover || options.clientNoContextTakeover === true;
     const configuredServerBits = options.serverMaxWindowBits ?? 15;
     const serverBits = Math.min(params.serverMaxWindowBits ?? 15, configuredServerBits);
     // §7.1.2.2: the server may only limit the client's window when the client said it can.
-    if (params.clientMaxWindowBits === undefined && (options.clientMaxWindowBits ?? 15) < 15) continue;
+    if (params.clientMaxWindowBits === undefined && (options.clientMaxWindowBits ?? 15) < 15)
+      continue;
     const clientBits = Math.min(
       params.clientMaxWindowBits === true ? 15 : (params.clientMaxWindowBits ?? 15),
       options.clientMaxWindowBits ?? 15,
@@ -127,8 +133,10 @@ export function acceptDeflateOffer(
     let response = "permessage-deflate";
     if (serverNoContextTakeover) response += "; server_no_context_takeover";
     if (clientNoContextTakeover) response += "; client_no_context_takeover";
-    if (params.serverMaxWindowBits !== undefined || serverBits < 15) response += `; server_max_window_bits=${serverBits}`;
-    if (params.clientMaxWindowBits !== undefined && clientBits < 15) response += `; client_max_window_bits=${clientBits}`;
+    if (params.serverMaxWindowBits !== undefined || serverBits < 15)
+      response += `; server_max_window_bits=${serverBits}`;
+    if (params.clientMaxWindowBits !== undefined && clientBits < 15)
+      response += `; client_max_window_bits=${clientBits}`;
     return {
       params: {
         serverNoContextTakeover,
@@ -204,14 +212,18 @@ export function buildDeflateOffer(options: DeflateOptions): string {
  * (§7.1: the client fails the handshake on anything it did not offer or cannot honour) and
  * returns the parameters in force, or null when the server declined compression.
  */
-export function acceptDeflateResponse(header: string, options: DeflateOptions): DeflateParams | null {
+export function acceptDeflateResponse(
+  header: string,
+  options: DeflateOptions,
+): DeflateParams | null {
   if (header.trim() === "") return null;
   const offers = parseExtensions(header);
   if (offers.length !== 1 || offers[0]!.name !== "permessage-deflate") {
     throw new HandshakeError(0, `server accepted an extension that was not offered: ${header}`);
   }
   const params = readOffer(offers[0]!);
-  if (params === null) throw new HandshakeError(0, `server sent invalid permessage-deflate parameters: ${header}`);
+  if (params === null)
+    throw new HandshakeError(0, `server sent invalid permessage-deflate parameters: ${header}`);
   if (params.clientMaxWindowBits === true) {
     throw new HandshakeError(0, "server sent client_max_window_bits without a value");
   }
@@ -224,10 +236,12 @@ export function acceptDeflateResponse(header: string, options: DeflateOptions): 
   }
   const offeredClientBits = options.clientMaxWindowBits ?? 15;
   const clientBits = params.clientMaxWindowBits ?? offeredClientBits;
-  if (clientBits > offeredClientBits) throw new HandshakeError(0, "server sent a client_max_window_bits larger than offered");
+  if (clientBits > offeredClientBits)
+    throw new HandshakeError(0, "server sent a client_max_window_bits larger than offered");
   return {
     serverNoContextTakeover: params.serverNoContextTakeover,
-    clientNoContextTakeover: params.clientNoContextTakeover || options.clientNoContextTakeover === true,
+    clientNoContextTakeover:
+      params.clientNoContextTakeover || options.clientNoContextTakeover === true,
     serverMaxWindowBits: params.serverMaxWindowBits ?? 15,
     clientMaxWindowBits: clientBits,
   };

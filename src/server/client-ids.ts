@@ -22,7 +22,8 @@ export class ClientIds {
 
   /** Returns `id` to the pool. Releasing an id that is not in use is a bug and throws. */
   release(id: number): void {
-    if (!Number.isInteger(id) || id < 0 || id >= this.next) throw new RangeError(`client id ${id} was never handed out`);
+    if (!Number.isInteger(id) || id < 0 || id >= this.next)
+      throw new RangeError(`client id ${id} was never handed out`);
     if (id === this.next - 1) {
       // Shrink the high-water mark instead of growing the heap when the top id leaves.
       this.next--;

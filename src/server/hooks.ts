@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import type { ServerClient } from "./server-client.js";
 import type { WebSocketServer } from "./server.js";
+import type { ServerClient } from "./server-client.js";
 
 /**
  * Application hooks, the TypeScript counterpart of WebSocketServer's C++ `wsHookInterface`.

@@ -1,6 +1,10 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { ProtocolError } from "../protocol/errors.js";
-import type { LimitKind, SocketTransport, TransportHandler } from "../transport/socket-transport.js";
+import type {
+  LimitKind,
+  SocketTransport,
+  TransportHandler,
+} from "../transport/socket-transport.js";
 
 /** What `send` did with a message (uWebSockets' convention: a status, not an exception). */
 export const SendStatus = {
@@ -81,7 +85,10 @@ export class ServerClient implements TransportHandler {
 
   /** Sends a text message (string, or a Buffer with `binary` false) or a binary one. */
   send(data: string | Buffer | Uint8Array, binary = typeof data !== "string"): SendStatus {
-    const payload = typeof data === "string" || Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const payload =
+      typeof data === "string" || Buffer.isBuffer(data)
+        ? data
+        : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (!this.transport.send(payload, binary)) return SendStatus.Dropped;
     // moonsocket_messages_sent_total counts every message sent, not only broadcasts.
     this.owner.metrics.messagesSent.inc();
@@ -92,7 +99,9 @@ export class ServerClient implements TransportHandler {
   sendPrebuilt(frame: Buffer, data: Buffer, binary: boolean): SendStatus {
     const transport = this.transport;
     // A compressing connection has its own deflate context, so it frames for itself.
-    const sent = transport.connection.compressed ? transport.send(data, binary) : transport.sendPrebuilt(frame);
+    const sent = transport.connection.compressed
+      ? transport.send(data, binary)
+      : transport.sendPrebuilt(frame);
     return sent ? this.status() : SendStatus.Dropped;
   }
 
@@ -135,7 +144,9 @@ export class ServerClient implements TransportHandler {
   }
 
   private status(): SendStatus {
-    return this.transport.bufferedAmount * 2 > this.owner.maxBufferedBytes ? SendStatus.Backpressure : SendStatus.Success;
+    return this.transport.bufferedAmount * 2 > this.owner.maxBufferedBytes
+      ? SendStatus.Backpressure
+      : SendStatus.Success;
   }
 
   // ---- TransportHandler ----------------------------------------------------------------

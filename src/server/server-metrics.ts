@@ -14,11 +14,26 @@ export class ServerMetrics {
   private readonly limitChildren = new Map<string, CounterChild>();
 
   constructor(registry: MetricsRegistry) {
-    this.connections = registry.gauge({ name: "moonsocket_connections", help: "WebSocket clients connected now." });
-    this.connectionsTotal = registry.counter({ name: "moonsocket_connections_total", help: "WebSocket clients accepted since start." });
-    this.messagesReceived = registry.counter({ name: "moonsocket_messages_received_total", help: "Messages received from clients." });
-    this.messagesSent = registry.counter({ name: "moonsocket_messages_sent_total", help: "Messages sent to clients (a broadcast counts once per receiver)." });
-    this.bytesReceived = registry.counter({ name: "moonsocket_received_bytes_total", help: "Message payload bytes received from clients." });
+    this.connections = registry.gauge({
+      name: "moonsocket_connections",
+      help: "WebSocket clients connected now.",
+    });
+    this.connectionsTotal = registry.counter({
+      name: "moonsocket_connections_total",
+      help: "WebSocket clients accepted since start.",
+    });
+    this.messagesReceived = registry.counter({
+      name: "moonsocket_messages_received_total",
+      help: "Messages received from clients.",
+    });
+    this.messagesSent = registry.counter({
+      name: "moonsocket_messages_sent_total",
+      help: "Messages sent to clients (a broadcast counts once per receiver).",
+    });
+    this.bytesReceived = registry.counter({
+      name: "moonsocket_received_bytes_total",
+      help: "Message payload bytes received from clients.",
+    });
     this.handshakeFailures = registry.counter({
       name: "moonsocket_handshake_failures_total",
       help: "Upgrade requests refused, by HTTP status.",
@@ -34,13 +49,17 @@ export class ServerMetrics {
       help: "Connections closed for exceeding a limit, by limit.",
       labelNames: ["limit"],
     });
-    this.hookErrors = registry.counter({ name: "moonsocket_hook_errors_total", help: "Errors thrown by application hooks." });
+    this.hookErrors = registry.counter({
+      name: "moonsocket_hook_errors_total",
+      help: "Errors thrown by application hooks.",
+    });
   }
 
   /** Counts a connection closed for a limit (max_payload, max_connections, backpressure, idle, …). */
   countLimit(limit: string): void {
     let child = this.limitChildren.get(limit);
-    if (child === undefined) this.limitChildren.set(limit, (child = this.limitCloses.labels({ limit })));
+    if (child === undefined)
+      this.limitChildren.set(limit, (child = this.limitCloses.labels({ limit })));
     child.inc();
   }
 }

@@ -5,9 +5,17 @@ import type { AddressInfo, Socket } from "node:net";
 import { CloseCode } from "../protocol/close-code.js";
 import { HandshakeError, type ProtocolError } from "../protocol/errors.js";
 import { encodeFrame } from "../protocol/frame.js";
-import { buildErrorResponse, buildUpgradeResponse, parseUpgradeRequest } from "../protocol/handshake.js";
+import {
+  buildErrorResponse,
+  buildUpgradeResponse,
+  parseUpgradeRequest,
+} from "../protocol/handshake.js";
 import { Opcode } from "../protocol/opcode.js";
-import { acceptDeflateOffer, type DeflateOptions, parseExtensions } from "../protocol/permessage-deflate.js";
+import {
+  acceptDeflateOffer,
+  type DeflateOptions,
+  parseExtensions,
+} from "../protocol/permessage-deflate.js";
 import { IdleSweeper, type LimitKind, SocketTransport } from "../transport/socket-transport.js";
 import { ZlibCompressor } from "../transport/zlib-compressor.js";
 import { ClientIds } from "./client-ids.js";
@@ -20,7 +28,9 @@ import { SERVER_DEFAULTS, type ServerOptions } from "./server-options.js";
 import { createStaticHandler, type StaticHandler } from "./static-files.js";
 import { TopicRegistry } from "./topics.js";
 
-type Resolved = Required<Omit<ServerOptions, "path" | "staticDir" | "tls" | "perMessageDeflate" | "logger" | "metrics">>;
+type Resolved = Required<
+  Omit<ServerOptions, "path" | "staticDir" | "tls" | "perMessageDeflate" | "logger" | "metrics">
+>;
 
 /** Reads PEM files for `ServerOptions.tls`. */
 export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
@@ -70,13 +80,19 @@ export class WebSocketServer implements ClientOwner {
     this.logger = options.logger ?? createLogger();
     this.metricsRegistry = options.metrics ?? new MetricsRegistry();
     this.metrics = new ServerMetrics(this.metricsRegistry);
-    this.metricsRegistry.gauge({ name: "moonsocket_topics", help: "Topics with at least one subscriber.", collect: () => this.topics.size });
+    this.metricsRegistry.gauge({
+      name: "moonsocket_topics",
+      help: "Topics with at least one subscriber.",
+      collect: () => this.topics.size,
+    });
     this.maxBufferedBytes = this.options.maxBufferedBytes;
     this.sweeper = new IdleSweeper(this.options.pingInterval, this.options.idleTimeout);
     const path = options.path;
     this.paths = path === undefined ? null : new Set(typeof path === "string" ? [path] : path);
-    this.allowedOrigins = this.options.allowedOrigins.length > 0 ? new Set(this.options.allowedOrigins) : null;
-    this.staticHandler = options.staticDir !== undefined ? createStaticHandler(options.staticDir) : null;
+    this.allowedOrigins =
+      this.options.allowedOrigins.length > 0 ? new Set(this.options.allowedOrigins) : null;
+    this.staticHandler =
+      options.staticDir !== undefined ? createStaticHandler(options.staticDir) : null;
     const deflate = options.perMessageDeflate;
     this.deflate = deflate === true ? {} : deflate ? deflate : null;
     this.secure = options.tls !== undefined;
@@ -90,21 +106,38 @@ export class WebSocketServer implements ClientOwner {
     // wss: the TLS handshake comes before the HTTP request and node:tls gives it 120 s by
     // default, so a client that connects and never finishes TLS would escape handshakeTimeout.
     this.httpServer = options.tls
-      ? https.createServer({ ...httpOptions, handshakeTimeout: this.options.handshakeTimeout, ...options.tls })
+      ? https.createServer({
+          ...httpOptions,
+          handshakeTimeout: this.options.handshakeTimeout,
+          ...options.tls,
+        })
       : http.createServer(httpOptions);
     // One over the limit, so a request with too many headers can be told from one at the limit.
     this.httpServer.maxHeadersCount = this.options.maxHeaderCount + 1;
     this.httpServer.on("request", (req, res) => {
-      this.handleRequest(req, res).catch((error: unknown) => this.logger.error("HTTP request failed", { err: error }));
+      this.handleRequest(req, res).catch((error: unknown) =>
+        this.logger.error("HTTP request failed", { err: error }),
+      );
     });
-    this.httpServer.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head));
-    this.httpServer.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => this.handleClientError(error, socket));
+    this.httpServer.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.handleUpgrade(req, socket, head),
+    );
+    this.httpServer.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) =>
+      this.handleClientError(error, socket),
+    );
   }
 
   /** Adds a set of hooks; hooks run in the order their sets were added. */
   addHooks(hooks: ServerHooks): this {
     this.hooks.push(hooks);
     return this;
+  }
+
+  /** Replaces one set of hooks by another in place (a script reloaded with --watch). */
+  replaceHooks(old: ServerHooks, replacement: ServerHooks): void {
+    const index = this.hooks.indexOf(old);
+    if (index < 0) throw new RangeError("these hooks were never added");
+    this.hooks[index] = replacement;
   }
 
   /** Starts listening and runs the startup hooks. Resolves with the bound address. */
@@ -119,7 +152,11 @@ export class WebSocketServer implements ClientOwner {
     });
     for (const hooks of this.hooks) await hooks.onStartup?.(this);
     const address = this.address();
-    this.logger.info("listening", { url: this.url, maxPayload: this.options.maxPayload, deflate: this.deflate !== null });
+    this.logger.info("listening", {
+      url: this.url,
+      maxPayload: this.options.maxPayload,
+      deflate: this.deflate !== null,
+    });
     return address;
   }
 
@@ -157,12 +194,21 @@ export class WebSocketServer implements ClientOwner {
   }
 
   /** Sends one message to every connected client (optionally but one), framed once. Returns the number of receivers. */
-  broadcast(data: string | Buffer, binary = typeof data !== "string", except?: ServerClient): number {
+  broadcast(
+    data: string | Buffer,
+    binary = typeof data !== "string",
+    except?: ServerClient,
+  ): number {
     return this.sendToMany(this.clients.values(), data, binary, except);
   }
 
   /** Sends one message to every subscriber of `topic`, framed once. Returns the number of receivers. */
-  publish(topic: string, data: string | Buffer, binary = typeof data !== "string", except?: ServerClient): number {
+  publish(
+    topic: string,
+    data: string | Buffer,
+    binary = typeof data !== "string",
+    except?: ServerClient,
+  ): number {
     return this.sendToMany(this.topics.subscribers(topic).values(), data, binary, except);
   }
 
@@ -179,7 +225,12 @@ export class WebSocketServer implements ClientOwner {
     return this.topics.subscribers(topic).size;
   }
 
-  private sendToMany(targets: Iterable<ServerClient>, data: string | Buffer, binary: boolean, except?: ServerClient): number {
+  private sendToMany(
+    targets: Iterable<ServerClient>,
+    data: string | Buffer,
+    binary: boolean,
+    except?: ServerClient,
+  ): number {
     const payload = typeof data === "string" ? Buffer.from(data, "utf8") : data;
     let frame: Buffer | null = null;
     let count = 0;
@@ -227,8 +278,15 @@ export class WebSocketServer implements ClientOwner {
   private async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?", 1)[0]!;
     if (path === this.options.healthPath && (req.method === "GET" || req.method === "HEAD")) {
-      const body = JSON.stringify({ status: this.shuttingDown ? "stopping" : "ok", connections: this.clients.size, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000) });
-      res.writeHead(this.shuttingDown ? 503 : 200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
+      const body = JSON.stringify({
+        status: this.shuttingDown ? "stopping" : "ok",
+        connections: this.clients.size,
+        uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      });
+      res.writeHead(this.shuttingDown ? 503 : 200, {
+        "Content-Type": "application/json",
+        "Cache-Control": "no-store",
+      });
       res.end(req.method === "HEAD" ? undefined : body);
       return;
     }
@@ -241,7 +299,10 @@ export class WebSocketServer implements ClientOwner {
     // so a WebSocket handshake missing one of them arrives here as a plain request. §4.2.1
     // wants it refused with 400 and a reason (logged and counted like any refused handshake),
     // not answered as a page or a 404.
-    if (req.headers["sec-websocket-key"] !== undefined && (this.paths === null || this.paths.has(path))) {
+    if (
+      req.headers["sec-websocket-key"] !== undefined &&
+      (this.paths === null || this.paths.has(path))
+    ) {
       this.refuseHandshakeRequest(req, res);
       return;
     }
@@ -250,7 +311,10 @@ export class WebSocketServer implements ClientOwner {
     }
     if (this.staticHandler !== null && (await this.staticHandler(req, res))) return;
     const body = "Not Found\n";
-    res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
+    res.writeHead(404, {
+      "Content-Type": "text/plain; charset=utf-8",
+      "Content-Length": Buffer.byteLength(body),
+    });
     res.end(req.method === "HEAD" ? undefined : body);
   }
 
@@ -265,11 +329,20 @@ export class WebSocketServer implements ClientOwner {
       if (!(error instanceof HandshakeError)) throw error;
       ({ status, message, headers } = error);
     }
-    this.logger.warn("handshake refused", { status, reason: message, remote: req.socket.remoteAddress, path: req.url });
+    this.logger.warn("handshake refused", {
+      status,
+      reason: message,
+      remote: req.socket.remoteAddress,
+      path: req.url,
+    });
     this.metrics.handshakeFailures.labels({ status: String(status) }).inc();
     const body = `${message}\n`;
     res.shouldKeepAlive = false;
-    res.writeHead(status, { ...headers, "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
+    res.writeHead(status, {
+      ...headers,
+      "Content-Type": "text/plain; charset=utf-8",
+      "Content-Length": Buffer.byteLength(body),
+    });
     res.end(req.method === "HEAD" ? undefined : body);
   }
 
@@ -279,26 +352,53 @@ export class WebSocketServer implements ClientOwner {
     if (error.code === "HPE_HEADER_OVERFLOW") {
       status = 431;
       limit = "header_size";
-    } else if (error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "ERR_TLS_HANDSHAKE_TIMEOUT") {
+    } else if (
+      error.code === "ERR_HTTP_REQUEST_TIMEOUT" ||
+      error.code === "ERR_TLS_HANDSHAKE_TIMEOUT"
+    ) {
       // node:https reports a TLS handshake that outlived handshakeTimeout here too.
       status = 408;
       limit = "handshake_timeout";
     }
     if (error.code !== "ECONNRESET") {
-      this.logger.warn("bad HTTP request", { status, error: error.code ?? error.message, remote: socket.remoteAddress });
+      this.logger.warn("bad HTTP request", {
+        status,
+        error: error.code ?? error.message,
+        remote: socket.remoteAddress,
+      });
       this.metrics.handshakeFailures.labels({ status: String(status) }).inc();
       if (limit !== null) this.metrics.countLimit(limit);
     }
     if (socket.writable && !socket.destroyed) {
-      socket.end(buildErrorResponse(status, status === 431 ? "request headers too large" : status === 408 ? "request timeout" : "bad request"));
+      socket.end(
+        buildErrorResponse(
+          status,
+          status === 431
+            ? "request headers too large"
+            : status === 408
+              ? "request timeout"
+              : "bad request",
+        ),
+      );
     }
     socket.destroy();
   }
 
   // ---- upgrade ------------------------------------------------------------------------
 
-  private reject(socket: Socket, req: IncomingMessage, status: number, message: string, headers: Record<string, string> = {}): null {
-    this.logger.warn("handshake refused", { status, reason: message, remote: req.socket.remoteAddress, path: req.url });
+  private reject(
+    socket: Socket,
+    req: IncomingMessage,
+    status: number,
+    message: string,
+    headers: Record<string, string> = {},
+  ): null {
+    this.logger.warn("handshake refused", {
+      status,
+      reason: message,
+      remote: req.socket.remoteAddress,
+      path: req.url,
+    });
     this.metrics.handshakeFailures.labels({ status: String(status) }).inc();
     if (socket.writable) socket.end(buildErrorResponse(status, message, headers));
     socket.destroy();
@@ -336,16 +436,26 @@ export class WebSocketServer implements ClientOwner {
     const query = queryAt < 0 ? "" : url.slice(queryAt + 1);
     if (req.rawHeaders.length / 2 > this.options.maxHeaderCount) {
       this.metrics.countLimit("header_count");
-      return this.reject(socket, req, 431, `more than ${this.options.maxHeaderCount} request headers`);
+      return this.reject(
+        socket,
+        req,
+        431,
+        `more than ${this.options.maxHeaderCount} request headers`,
+      );
     }
     let request: ReturnType<typeof parseUpgradeRequest>;
     try {
       request = parseUpgradeRequest(req.method ?? "", req.httpVersion, req.headers);
     } catch (error) {
-      if (error instanceof HandshakeError) return this.reject(socket, req, error.status, error.message, { ...error.headers });
+      if (error instanceof HandshakeError)
+        return this.reject(socket, req, error.status, error.message, { ...error.headers });
       throw error;
     }
-    if (this.allowedOrigins !== null && request.origin !== "" && !this.allowedOrigins.has(request.origin)) {
+    if (
+      this.allowedOrigins !== null &&
+      request.origin !== "" &&
+      !this.allowedOrigins.has(request.origin)
+    ) {
       this.metrics.countLimit("origin");
       return this.reject(socket, req, 403, `origin ${request.origin} is not allowed`);
     }
@@ -359,7 +469,8 @@ export class WebSocketServer implements ClientOwner {
           compressor = new ZlibCompressor(accepted.params, "server", this.deflate);
         }
       } catch (error) {
-        if (error instanceof HandshakeError) return this.reject(socket, req, error.status, error.message);
+        if (error instanceof HandshakeError)
+          return this.reject(socket, req, error.status, error.message);
         throw error;
       }
     }
@@ -397,7 +508,10 @@ export class WebSocketServer implements ClientOwner {
     this.metrics.connections.set(this.clients.size);
     if (full) {
       this.metrics.countLimit("max_connections");
-      this.logger.warn("connection refused: server full", { limit: this.options.maxConnections, remote: client.remoteAddress });
+      this.logger.warn("connection refused: server full", {
+        limit: this.options.maxConnections,
+        remote: client.remoteAddress,
+      });
       client.close(CloseCode.TryAgainLater, "server is full, try again later");
       return client;
     }
@@ -475,12 +589,22 @@ export class WebSocketServer implements ClientOwner {
   handleProtocolError(client: ServerClient, error: ProtocolError): void {
     this.metrics.protocolErrors.labels({ code: String(error.closeCode) }).inc();
     if (error.closeCode === CloseCode.MessageTooBig) this.metrics.countLimit("max_payload");
-    this.logger.info("protocol error, closing", { id: client.id, code: error.closeCode, reason: error.message, remote: client.remoteAddress });
+    this.logger.info("protocol error, closing", {
+      id: client.id,
+      code: error.closeCode,
+      reason: error.message,
+      remote: client.remoteAddress,
+    });
   }
 
   handleLimit(client: ServerClient, kind: LimitKind, detail: string): void {
     this.metrics.countLimit(kind.replace("-", "_"));
-    this.logger.warn("limit exceeded, closing", { id: client.id, limit: kind, detail, remote: client.remoteAddress });
+    this.logger.warn("limit exceeded, closing", {
+      id: client.id,
+      limit: kind,
+      detail,
+      remote: client.remoteAddress,
+    });
   }
 
   handleClosed(client: ServerClient, code: number, reason: string, wasClean: boolean): void {
@@ -506,7 +630,10 @@ export class WebSocketServer implements ClientOwner {
 
   private hookFailed(client: ServerClient, hook: string, error: unknown): void {
     this.metrics.hookErrors.inc();
-    this.logger.error(`${hook} hook failed; closing the client with 1011`, { id: client.id, err: error });
+    this.logger.error(`${hook} hook failed; closing the client with 1011`, {
+      id: client.id,
+      err: error,
+    });
     if (client.open) client.close(CloseCode.InternalError, "internal server error");
   }
 }

@@ -1,6 +1,11 @@
 import type { Socket } from "node:net";
 import { CloseCode } from "../protocol/close-code.js";
-import { Connection, type ConnectionEvents, type ConnectionOptions, ConnectionState } from "../protocol/connection.js";
+import {
+  Connection,
+  type ConnectionEvents,
+  type ConnectionOptions,
+  ConnectionState,
+} from "../protocol/connection.js";
 import type { ProtocolError } from "../protocol/errors.js";
 
 /** Timers and bounds a transport enforces. All durations in milliseconds, sizes in bytes. */
@@ -52,7 +57,13 @@ export class SocketTransport implements ConnectionEvents {
   private pendingFirst: Buffer | null = null;
   private corked = false;
 
-  constructor(socket: Socket, handler: TransportHandler, options: ConnectionOptions, limits: TransportLimits = {}, head?: Buffer) {
+  constructor(
+    socket: Socket,
+    handler: TransportHandler,
+    options: ConnectionOptions,
+    limits: TransportLimits = {},
+    head?: Buffer,
+  ) {
     this.socket = socket;
     this.handler = handler;
     this.maxBufferedBytes = limits.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
@@ -215,7 +226,10 @@ export class SocketTransport implements ConnectionEvents {
     }
     if (this.closeTimer === null) {
       this.closeTimer = setTimeout(() => {
-        this.handler.onLimit?.("close-timeout", `peer did not finish closing within ${this.closeTimeout} ms`);
+        this.handler.onLimit?.(
+          "close-timeout",
+          `peer did not finish closing within ${this.closeTimeout} ms`,
+        );
         socket.destroy();
       }, this.closeTimeout);
       this.closeTimer.unref();
@@ -266,7 +280,13 @@ export class IdleSweeper {
   add(transport: SocketTransport): void {
     this.members.add(transport);
     if (this.timer === null && (this.pingInterval > 0 || this.idleTimeout > 0)) {
-      const period = Math.max(50, Math.min(1000, ...[this.pingInterval, this.idleTimeout].filter((t) => t > 0).map((t) => t / 4)));
+      const period = Math.max(
+        50,
+        Math.min(
+          1000,
+          ...[this.pingInterval, this.idleTimeout].filter((t) => t > 0).map((t) => t / 4),
+        ),
+      );
       this.timer = setInterval(() => this.sweep(), period);
       this.timer.unref();
     }
@@ -287,7 +307,11 @@ export class IdleSweeper {
       const connection = transport.connection;
       if (connection.state !== ConnectionState.Open) continue;
       if (this.idleTimeout > 0 && quiet >= this.idleTimeout) {
-        transport.closeForLimit("idle", CloseCode.PolicyViolation, `idle for ${this.idleTimeout} ms`);
+        transport.closeForLimit(
+          "idle",
+          CloseCode.PolicyViolation,
+          `idle for ${this.idleTimeout} ms`,
+        );
       } else if (this.pingInterval > 0 && quiet >= this.pingInterval && !pinged.has(transport)) {
         pinged.add(transport);
         connection.ping();

@@ -9,7 +9,15 @@ const scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
 
 /** The parts of a node:zlib engine used to run it synchronously with a persistent context. */
 interface ZlibHandle {
-  writeSync(flush: number, input: Buffer, inOffset: number, inLength: number, output: Buffer, outOffset: number, outLength: number): void;
+  writeSync(
+    flush: number,
+    input: Buffer,
+    inOffset: number,
+    inLength: number,
+    output: Buffer,
+    outOffset: number,
+    outLength: number,
+  ): void;
 }
 interface ZlibEngine extends zlib.Zlib {
   _handle: ZlibHandle | null;
@@ -39,7 +47,15 @@ function runSync(engine: ZlibEngine, input: Buffer, limit: number): Buffer | nul
   let inOffset = 0;
   let inLength = input.length;
   for (;;) {
-    handle.writeSync(zlib.constants.Z_SYNC_FLUSH, input, inOffset, inLength, scratch, 0, SCRATCH_BYTES);
+    handle.writeSync(
+      zlib.constants.Z_SYNC_FLUSH,
+      input,
+      inOffset,
+      inLength,
+      scratch,
+      0,
+      SCRATCH_BYTES,
+    );
     if (engine.destroyed || engine._handle === null) throw new Error("invalid deflate data");
     const outLeft = state[0]!;
     const inLeft = state[1]!;
@@ -86,14 +102,21 @@ export class ZlibCompressor implements MessageCompressor {
   private deflater: ZlibEngine | null = null;
   private inflater: ZlibEngine | null = null;
 
-  constructor(params: DeflateParams, role: "server" | "client", options: ZlibCompressorOptions = {}) {
+  constructor(
+    params: DeflateParams,
+    role: "server" | "client",
+    options: ZlibCompressorOptions = {},
+  ) {
     this.threshold = options.threshold ?? 1024;
     this.level = options.level ?? 1;
     this.memLevel = options.memLevel ?? 8;
     const server = role === "server";
     // zlib cannot deflate raw with an 8-bit window; a 9-bit one never reaches back more than
     // 250 bytes (window minus MIN_LOOKAHEAD), so its output inflates within 256 bytes.
-    this.ownWindowBits = Math.max(9, server ? params.serverMaxWindowBits : params.clientMaxWindowBits);
+    this.ownWindowBits = Math.max(
+      9,
+      server ? params.serverMaxWindowBits : params.clientMaxWindowBits,
+    );
     this.peerWindowBits = server ? params.clientMaxWindowBits : params.serverMaxWindowBits;
     this.ownNoContext = server ? params.serverNoContextTakeover : params.clientNoContextTakeover;
     this.peerNoContext = server ? params.clientNoContextTakeover : params.serverNoContextTakeover;
@@ -102,7 +125,9 @@ export class ZlibCompressor implements MessageCompressor {
   decompress(data: Buffer, final: boolean, limit: number): Buffer | null {
     let inflater = this.inflater;
     if (inflater === null) {
-      inflater = this.inflater = zlib.createInflateRaw({ windowBits: this.peerWindowBits }) as unknown as ZlibEngine;
+      inflater = this.inflater = zlib.createInflateRaw({
+        windowBits: this.peerWindowBits,
+      }) as unknown as ZlibEngine;
       inflater.on("error", ignoreError);
     }
     const input = final ? Buffer.concat([data, TAIL]) : data;

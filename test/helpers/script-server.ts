@@ -32,7 +32,9 @@ export async function startScript(
     logger,
     metrics,
     ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
-    ...(options.memoryLimitBytes !== undefined ? { memoryLimitBytes: options.memoryLimitBytes } : {}),
+    ...(options.memoryLimitBytes !== undefined
+      ? { memoryLimitBytes: options.memoryLimitBytes }
+      : {}),
   });
   for (const server of app.servers) await server.listen();
   return {
@@ -62,7 +64,9 @@ export class TestClient {
       if (waiter) waiter(message);
       else this.messages.push(message);
     });
-    this.closed = new Promise((resolve) => this.ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.closed = new Promise((resolve) =>
+      this.ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
     this.ws.on("error", () => {});
   }
 
@@ -106,7 +110,10 @@ export class TestClient {
 }
 
 /** Opens a client and waits until it is connected. */
-export async function openClient(url: string, options: WebSocket.ClientOptions = {}): Promise<TestClient> {
+export async function openClient(
+  url: string,
+  options: WebSocket.ClientOptions = {},
+): Promise<TestClient> {
   const client = new TestClient(url, options);
   await client.opened();
   return client;

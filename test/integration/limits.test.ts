@@ -301,7 +301,11 @@ describe("backpressure (maxBufferedBytes)", () => {
     assert.ok(maxSeen < maxBufferedBytes + 17 * chunk.length, `buffered up to ${maxSeen} bytes`);
     assert.ok(grown < 64 * 1024 * 1024, `memory grew by ${grown} bytes`);
     assert.ok(sent > maxBufferedBytes, "the kernel buffers filled first");
-    assert.deepEqual([...statuses].sort(), [0, 1, 2], "send said Success, then Backpressure, then Dropped");
+    assert.deepEqual(
+      [...statuses].sort(),
+      [0, 1, 2],
+      "send said Success, then Backpressure, then Dropped",
+    );
     // The client now reads: everything already handed to the socket, then the close frame 1008.
     raw.resume();
     const result = await raw.readUntilClose(3000);

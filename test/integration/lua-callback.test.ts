@@ -3,7 +3,8 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { openClient, type RunningScript, startScript } from "../helpers/script-server.js";
 
-const fixture = (name: string) => fileURLToPath(new URL(`../../../test/fixtures/callback/${name}`, import.meta.url));
+const fixture = (name: string) =>
+  fileURLToPath(new URL(`../../../test/fixtures/callback/${name}`, import.meta.url));
 
 describe("callback style: the WebSocketServer document's scripts", () => {
   it("echo: main answers 'You said: ' .. message", async () => {

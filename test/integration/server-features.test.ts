@@ -315,7 +315,9 @@ describe("ping and pong", () => {
       server.addHooks({ onPing: (_client, payload) => void pings.push(payload.toString()) }),
     );
     const peer = await openWs(url);
-    const pong = new Promise<string>((resolve) => peer.ws.once("pong", (payload: Buffer) => resolve(payload.toString())));
+    const pong = new Promise<string>((resolve) =>
+      peer.ws.once("pong", (payload: Buffer) => resolve(payload.toString())),
+    );
     peer.ws.ping("ping ✓");
     assert.equal(await pong, "ping ✓");
     assert.deepEqual(pings, ["ping ✓"]);

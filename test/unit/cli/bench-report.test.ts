@@ -106,7 +106,10 @@ describe("bench report", () => {
     assert.match(describeCaveats(busy)[0]!, /other processes used 150%.*--pid/);
     assert.match(formatSummary(busy), /\nnote: other processes used 150%/);
     const shared = result({ cpu: { bench: 35, server: 40, others: 150, cores: 2 } });
-    assert.match(describeCaveats(shared)[0]!, /about as much CPU as the server.*per server CPU-second/);
+    assert.match(
+      describeCaveats(shared)[0]!,
+      /about as much CPU as the server.*per server CPU-second/,
+    );
   });
 
   it("writes one JSON line with the figures, the CPU, the verdict and the connect error as text", () => {

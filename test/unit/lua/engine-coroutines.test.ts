@@ -47,7 +47,8 @@ describe("resume and yield", () => {
     assert.equal(lua.threadStatus(co), "dead");
     assert.throws(
       () => lua.resume(co),
-      (err: unknown) => err instanceof LuaError && err.code === "ERR_LUA_ENGINE" && /dead/.test(err.message),
+      (err: unknown) =>
+        err instanceof LuaError && err.code === "ERR_LUA_ENGINE" && /dead/.test(err.message),
     );
     co.release();
   });
@@ -99,7 +100,10 @@ describe("resume and yield", () => {
   });
 
   it("resumes coroutines created by Lua and passed to the host", () => {
-    const [co] = lua.run("return coroutine.create(function(x) coroutine.yield(x * 2) end)", "@c.lua");
+    const [co] = lua.run(
+      "return coroutine.create(function(x) coroutine.yield(x * 2) end)",
+      "@c.lua",
+    );
     assert.ok(typeof co === "object" && co !== null && "release" in co);
     const ref = co as LuaRef;
     assert.equal(ref.type, "thread");
@@ -124,6 +128,23 @@ describe("resume and yield", () => {
     assert.deepEqual(lua.resume(co), { status: "done", values: [] });
     assert.equal(status, "running");
     assert.ok(failure instanceof LuaError && failure.code === "ERR_LUA_ENGINE");
+  });
+
+  it("resumes one coroutine from a host function running in another", () => {
+    const inner = thread("return function(x) local y = coroutine.yield(x + 1) return y * 2 end");
+    lua.registerFunction(null, "step_inner", (args) => {
+      const result = lua.resume(inner, args.integer(1));
+      assert.notEqual(result.status, "error");
+      return (result as { values: LuaValue[] }).values[0];
+    });
+    const outer = thread(`return function()
+      local a = step_inner(1)
+      local b = coroutine.yield(a)
+      return step_inner(b)
+    end`);
+    assert.deepEqual(lua.resume(outer), { status: "yield", values: [2] });
+    assert.deepEqual(lua.resume(outer, 20), { status: "done", values: [40] });
+    assert.equal(lua.threadStatus(inner), "dead");
   });
 
   it("runs many coroutines side by side", () => {
@@ -162,16 +183,32 @@ describe("errors in coroutines", () => {
   });
 
   it("describes table and nil error values without crashing", () => {
-    assert.equal(errorOf(lua.resume(thread("return function() error({code = 1}) end"))).message, "(error object is a table value)");
-    assert.equal(errorOf(lua.resume(thread("return function() error() end"))).message, "(error object is a nil value)");
     assert.equal(
-      errorOf(lua.resume(thread("return function() error(setmetatable({}, {__tostring = function() return 'custom' end})) end")))
-        .message,
+      errorOf(lua.resume(thread("return function() error({code = 1}) end"))).message,
+      "(error object is a table value)",
+    );
+    assert.equal(
+      errorOf(lua.resume(thread("return function() error() end"))).message,
+      "(error object is a nil value)",
+    );
+    assert.equal(
+      errorOf(
+        lua.resume(
+          thread(
+            "return function() error(setmetatable({}, {__tostring = function() return 'custom' end})) end",
+          ),
+        ),
+      ).message,
       "custom",
     );
     assert.equal(
-      errorOf(lua.resume(thread("return function() error(setmetatable({}, {__tostring = function() error('no') end})) end")))
-        .message,
+      errorOf(
+        lua.resume(
+          thread(
+            "return function() error(setmetatable({}, {__tostring = function() error('no') end})) end",
+          ),
+        ),
+      ).message,
       "(error object is a table value)",
     );
   });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { MoonsocketError } from "../../../src/protocol/errors.js";
 import { createLuaEngine, type LuaEngine, LuaError, type LuaRef } from "../../../src/lua/engine.js";
+import { MoonsocketError } from "../../../src/protocol/errors.js";
 
 let lua: LuaEngine;
 before(async () => {
@@ -42,29 +42,51 @@ describe("Lua errors seen by the host", () => {
   });
 
   it("describe error values that are not strings", () => {
-    assert.equal(caught(() => lua.run("error({code = 1})", "@t.lua")).message, "(error object is a table value)");
-    assert.equal(caught(() => lua.run("error()", "@t.lua")).message, "(error object is a nil value)");
-    assert.equal(caught(() => lua.run("error(true)", "@t.lua")).message, "(error object is a boolean value)");
-    assert.equal(caught(() => lua.run("error(42)", "@t.lua")).message, "42");
-    assert.equal(caught(() => lua.run("error(1.5)", "@t.lua")).message, "1.5");
     assert.equal(
-      caught(() => lua.run("error(setmetatable({}, {__tostring = function() return 'custom error' end}))", "@t.lua"))
-        .message,
-      "custom error",
-    );
-    assert.equal(
-      caught(() => lua.run("error(setmetatable({}, {__tostring = function() error('worse') end}))", "@t.lua")).message,
+      caught(() => lua.run("error({code = 1})", "@t.lua")).message,
       "(error object is a table value)",
     );
     assert.equal(
-      caught(() => lua.run("error(setmetatable({}, {__tostring = function() return {} end}))", "@t.lua")).message,
+      caught(() => lua.run("error()", "@t.lua")).message,
+      "(error object is a nil value)",
+    );
+    assert.equal(
+      caught(() => lua.run("error(true)", "@t.lua")).message,
+      "(error object is a boolean value)",
+    );
+    assert.equal(caught(() => lua.run("error(42)", "@t.lua")).message, "42");
+    assert.equal(caught(() => lua.run("error(1.5)", "@t.lua")).message, "1.5");
+    assert.equal(
+      caught(() =>
+        lua.run(
+          "error(setmetatable({}, {__tostring = function() return 'custom error' end}))",
+          "@t.lua",
+        ),
+      ).message,
+      "custom error",
+    );
+    assert.equal(
+      caught(() =>
+        lua.run("error(setmetatable({}, {__tostring = function() error('worse') end}))", "@t.lua"),
+      ).message,
+      "(error object is a table value)",
+    );
+    assert.equal(
+      caught(() =>
+        lua.run("error(setmetatable({}, {__tostring = function() return {} end}))", "@t.lua"),
+      ).message,
       "(error object is a table value)",
     );
   });
 
   it("keep error levels", () => {
     assert.equal(
-      caught(() => lua.run("local function check(x) if not x then error('x required', 2) end end\ncheck(nil)", "@lvl.lua")).message,
+      caught(() =>
+        lua.run(
+          "local function check(x) if not x then error('x required', 2) end end\ncheck(nil)",
+          "@lvl.lua",
+        ),
+      ).message,
       "lvl.lua:2: x required",
     );
     assert.equal(caught(() => lua.run("error('plain', 0)", "@t.lua")).message, "plain");
@@ -78,7 +100,10 @@ describe("Lua errors seen by the host", () => {
   });
 
   it("come from errors raised in functions the host calls", () => {
-    const [fn] = lua.run("return function(a) if a > 1 then error('too big: ' .. a) end return a end", "@f.lua");
+    const [fn] = lua.run(
+      "return function(a) if a > 1 then error('too big: ' .. a) end return a end",
+      "@f.lua",
+    );
     const ref = fn as LuaRef;
     assert.deepEqual(lua.call(ref, 1), [1]);
     assert.equal(caught(() => lua.call(ref, 5)).message, "f.lua:1: too big: 5");
@@ -92,7 +117,10 @@ describe("Lua errors seen by the host", () => {
     });
     const error = caught(() => lua.run("call_back()", "@outer.lua"));
     assert.equal(error.message, "deep.lua:1: deep");
-    assert.deepEqual(lua.run("return pcall(call_back)", "@p.lua"), [false, Buffer.from("deep.lua:1: deep")]);
+    assert.deepEqual(lua.run("return pcall(call_back)", "@p.lua"), [
+      false,
+      Buffer.from("deep.lua:1: deep"),
+    ]);
   });
 
   it("leave the stack balanced after many failures", () => {
@@ -113,6 +141,12 @@ describe("host functions' lifetime", () => {
 });
 
 describe("engine misuse", () => {
+  it("refuses invalid limits", async () => {
+    await assert.rejects(createLuaEngine({ cpuBudgetMs: 0 }), RangeError);
+    await assert.rejects(createLuaEngine({ cpuBudgetMs: Number.NaN }), RangeError);
+    await assert.rejects(createLuaEngine({ memoryLimitBytes: -1 }), RangeError);
+  });
+
   it("refuses calls after close, and close is idempotent", async () => {
     const other = await createLuaEngine();
     const [fn] = other.run("return function() return 1 end", "@x.lua");
@@ -129,7 +163,9 @@ describe("engine misuse", () => {
     other.registerFunction(null, "shutdown", () => {
       other.close();
     });
-    assert.deepEqual(other.run("shutdown() return 'finished'", "@x.lua"), [Buffer.from("finished")]);
+    assert.deepEqual(other.run("shutdown() return 'finished'", "@x.lua"), [
+      Buffer.from("finished"),
+    ]);
     assert.equal(other.closed, true);
   });
 

@@ -7,7 +7,9 @@ const MIB = 1024 * 1024;
 
 function isCode(code: LuaError["code"], pattern?: RegExp) {
   return (err: unknown) =>
-    err instanceof LuaError && err.code === code && (pattern === undefined || pattern.test(err.message));
+    err instanceof LuaError &&
+    err.code === code &&
+    (pattern === undefined || pattern.test(err.message));
 }
 
 /** Runs `fn`, expecting it to throw; returns the elapsed milliseconds. */
@@ -26,12 +28,27 @@ describe("CPU budget", () => {
 
   const loops: [string, string][] = [
     ["an endless loop", "while true do end"],
-    ["an endless loop inside pcall, retried forever", "while true do pcall(function() while true do end end) end"],
-    ["a loop whose error handler loops", "while true do xpcall(function() while true do end end, function() while true do end end) end"],
-    ["a string-heavy loop", 'local s = "" while true do s = s .. "x" if #s > 10000 then s = "" end end'],
+    [
+      "an endless loop inside pcall, retried forever",
+      "while true do pcall(function() while true do end end) end",
+    ],
+    [
+      "a loop whose error handler loops",
+      "while true do xpcall(function() while true do end end, function() while true do end end) end",
+    ],
+    [
+      "a string-heavy loop",
+      'local s = "" while true do s = s .. "x" if #s > 10000 then s = "" end end',
+    ],
     ["a loop in a Lua-created coroutine", "coroutine.wrap(function() while true do end end)()"],
-    ["a loop in a coroutine resumed under pcall", "while true do pcall(coroutine.wrap(function() while true do end end)) end"],
-    ["a loop calling string functions", 'while true do string.format("%d %s", 1, "x"):rep(10):upper() end'],
+    [
+      "a loop in a coroutine resumed under pcall",
+      "while true do pcall(coroutine.wrap(function() while true do end end)) end",
+    ],
+    [
+      "a loop calling string functions",
+      'while true do string.format("%d %s", 1, "x"):rep(10):upper() end',
+    ],
   ];
   for (const [name, source] of loops) {
     it(`stops ${name} within the budget`, () => {
@@ -46,7 +63,10 @@ describe("CPU budget", () => {
   }
 
   it("stops a loop in a coroutine resumed by the host and keeps other coroutines working", () => {
-    const [fn] = lua.run("return function() coroutine.yield('ready') while true do end end", "@co.lua");
+    const [fn] = lua.run(
+      "return function() coroutine.yield('ready') while true do end end",
+      "@co.lua",
+    );
     const co = lua.newThread(fn as LuaRef);
     assert.deepEqual(lua.resume(co), { status: "yield", values: [Buffer.from("ready")] });
     const start = performance.now();
@@ -109,7 +129,11 @@ describe("memory cap", () => {
 
   it("turns a memory bomb into a memory error and recovers the memory", () => {
     assert.throws(
-      () => lua.run('local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 1000) .. i end', "@bomb.lua"),
+      () =>
+        lua.run(
+          'local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 1000) .. i end',
+          "@bomb.lua",
+        ),
       isCode("ERR_LUA_MEMORY", /^not enough memory$/),
     );
     assert.ok(lua.memoryUsedBytes <= 24 * MIB);
@@ -119,9 +143,15 @@ describe("memory cap", () => {
   });
 
   it("refuses single huge allocations", () => {
-    assert.throws(() => lua.run('return string.rep("x", 2^30)', "@big.lua"), isCode("ERR_LUA_MEMORY"));
+    assert.throws(
+      () => lua.run('return string.rep("x", 2^30)', "@big.lua"),
+      isCode("ERR_LUA_MEMORY"),
+    );
     // Beyond Lua's own size limit on wasm32: a plain Lua error.
-    assert.throws(() => lua.run('return string.rep("x", 2^31)', "@huge.lua"), /resulting string too large/);
+    assert.throws(
+      () => lua.run('return string.rep("x", 2^31)', "@huge.lua"),
+      /resulting string too large/,
+    );
     assert.deepEqual(lua.run("return 1", "@ok.lua"), [1]);
   });
 
@@ -131,7 +161,10 @@ describe("memory cap", () => {
       Buffer.from("not enough memory"),
     ]);
     assert.deepEqual(
-      lua.run("local ok = pcall(function() local t = {} for i = 1, 1e9 do t[i] = {} end end) return ok, #'after'", "@p2.lua"),
+      lua.run(
+        "local ok = pcall(function() local t = {} for i = 1, 1e9 do t[i] = {} end end) return ok, #'after'",
+        "@p2.lua",
+      ),
       [false, 5],
     );
   });
@@ -165,11 +198,19 @@ describe("deep recursion and C limits", () => {
 
   it("turns metamethod and tostring recursion into a C stack overflow error", () => {
     assert.throws(
-      () => lua.run("local t = setmetatable({}, {__index = function(t, k) return t[k] end}) return t.x", "@idx.lua"),
+      () =>
+        lua.run(
+          "local t = setmetatable({}, {__index = function(t, k) return t[k] end}) return t.x",
+          "@idx.lua",
+        ),
       /C stack overflow/,
     );
     assert.throws(
-      () => lua.run("return tostring(setmetatable({}, {__tostring = function(t) return tostring(t) end}))", "@ts.lua"),
+      () =>
+        lua.run(
+          "return tostring(setmetatable({}, {__tostring = function(t) return tostring(t) end}))",
+          "@ts.lua",
+        ),
       /C stack overflow/,
     );
   });

@@ -41,7 +41,9 @@ describe("byte strings", () => {
   });
 
   it("passes all 256 byte values from Lua to JS unchanged", () => {
-    const [s] = run("local t = {} for i = 0, 255 do t[#t + 1] = string.char(i) end return table.concat(t)");
+    const [s] = run(
+      "local t = {} for i = 0, 255 do t[#t + 1] = string.char(i) end return table.concat(t)",
+    );
     assert.deepEqual(s, ALL_BYTES);
   });
 
@@ -85,7 +87,13 @@ describe("byte strings", () => {
 describe("numbers", () => {
   it("keeps integral JS numbers as Lua integers and others as floats", () => {
     assert.deepEqual(
-      run("local a, b, c, d = ... return math.type(a), math.type(b), math.type(c), math.type(d)", 3, 2.5, 2 ** 53, 1e20),
+      run(
+        "local a, b, c, d = ... return math.type(a), math.type(b), math.type(c), math.type(d)",
+        3,
+        2.5,
+        2 ** 53,
+        1e20,
+      ),
       [Buffer.from("integer"), Buffer.from("float"), Buffer.from("integer"), Buffer.from("float")],
     );
     assert.deepEqual(run('return "id " .. ...', 3), [Buffer.from("id 3")]);
@@ -95,7 +103,10 @@ describe("numbers", () => {
     const [back, type] = run("local n = ... return n, math.type(n)", 2n ** 62n + 1n);
     assert.equal(back, 2n ** 62n + 1n);
     assert.deepEqual(type, Buffer.from("integer"));
-    assert.deepEqual(run("return math.maxinteger, math.mininteger"), [2n ** 63n - 1n, -(2n ** 63n)]);
+    assert.deepEqual(run("return math.maxinteger, math.mininteger"), [
+      2n ** 63n - 1n,
+      -(2n ** 63n),
+    ]);
   });
 
   it("returns integers and floats as numbers", () => {
@@ -163,7 +174,9 @@ describe("host function arguments", () => {
   });
 
   it("converts numeric strings and numbers as Lua does", () => {
-    lua.registerFunction(null, "conv", (args) => luaMulti(args.integer(1), args.number(2), args.string(3)));
+    lua.registerFunction(null, "conv", (args) =>
+      luaMulti(args.integer(1), args.number(2), args.string(3)),
+    );
     assert.deepEqual(run('return conv("10", "2.5", 3)'), [10, 2.5, Buffer.from("3")]);
     assert.deepEqual(run("return conv(4.0, 1, 2.5)"), [4, 1, Buffer.from("2.5")]);
   });
@@ -186,7 +199,10 @@ describe("host function arguments", () => {
     ]);
     lua.registerFunction(null, "need_table", (args) => args.table(2));
     const [, message] = run("return pcall(need_table, 1, 2)");
-    assert.deepEqual(message, Buffer.from("bad argument #2 to 'need_table' (table expected, got number)"));
+    assert.deepEqual(
+      message,
+      Buffer.from("bad argument #2 to 'need_table' (table expected, got number)"),
+    );
   });
 
   it("refuses LuaArgs used after the host function returned", () => {
@@ -215,9 +231,15 @@ describe("host function results", () => {
   });
 
   it("returns JS objects and arrays as Lua tables", () => {
-    lua.registerFunction(null, "make", () => ({ name: "x", list: [10, 20, { deep: true }], empty: [] }));
+    lua.registerFunction(null, "make", () => ({
+      name: "x",
+      list: [10, 20, { deep: true }],
+      empty: [],
+    }));
     assert.deepEqual(
-      run("local t = make() return t.name, #t.list, t.list[2], t.list[3].deep, type(t.empty), next(t.empty)"),
+      run(
+        "local t = make() return t.name, #t.list, t.list[2], t.list[3].deep, type(t.empty), next(t.empty)",
+      ),
       [Buffer.from("x"), 3, 20, true, Buffer.from("table"), null],
     );
   });
@@ -227,7 +249,10 @@ describe("host function results", () => {
       const n = args.integer(1);
       return (inner: LuaArgs) => n + inner.integer(1);
     });
-    assert.deepEqual(run("local add2 = adder(2) return add2(40), type(add2)"), [42, Buffer.from("function")]);
+    assert.deepEqual(run("local add2 = adder(2) return add2(40), type(add2)"), [
+      42,
+      Buffer.from("function"),
+    ]);
   });
 
   it("turns a thrown JS error into a catchable Lua error at the caller's line", () => {
@@ -241,19 +266,24 @@ describe("host function results", () => {
     assert.throws(
       () => run("\nboom()"),
       (err: unknown) =>
-        err instanceof LuaError && err.code === "ERR_LUA_RUNTIME" && err.message === "t.lua:2: boom",
+        err instanceof LuaError &&
+        err.code === "ERR_LUA_RUNTIME" &&
+        err.message === "t.lua:2: boom",
     );
   });
 });
 
 describe("tables from Lua", () => {
   it("copies sequences as arrays and other tables as objects", () => {
-    assert.deepEqual(run("return {1, 2, 3}, {}, {x = 1, [2] = 'b', [true] = 0, [1.5] = 'f'}, {1, nil, 3}"), [
-      [1, 2, 3],
-      {},
-      { x: 1, "2": Buffer.from("b"), true: 0, "1.5": Buffer.from("f") },
-      { "1": 1, "3": 3 },
-    ]);
+    assert.deepEqual(
+      run("return {1, 2, 3}, {}, {x = 1, [2] = 'b', [true] = 0, [1.5] = 'f'}, {1, nil, 3}"),
+      [
+        [1, 2, 3],
+        {},
+        { x: 1, "2": Buffer.from("b"), true: 0, "1.5": Buffer.from("f") },
+        { "1": 1, "3": 3 },
+      ],
+    );
   });
 
   it("keeps a __proto__ key as data", () => {
@@ -285,13 +315,19 @@ describe("refs, globals and registration", () => {
   it("sets and gets globals", () => {
     lua.setGlobal("config", { port: 8080, tags: ["a", "b"] });
     assert.deepEqual(run("return config.port, config.tags[2]"), [8080, Buffer.from("b")]);
-    assert.deepEqual(lua.getGlobal("config"), { port: 8080, tags: [Buffer.from("a"), Buffer.from("b")] });
+    assert.deepEqual(lua.getGlobal("config"), {
+      port: 8080,
+      tags: [Buffer.from("a"), Buffer.from("b")],
+    });
     assert.equal(lua.getGlobal("no_such_global"), null);
   });
 
   it("registers into nested tables", () => {
     lua.registerFunction("ngx.req", "get_method", () => "GET");
-    assert.deepEqual(run("return ngx.req.get_method(), type(ngx)"), [Buffer.from("GET"), Buffer.from("table")]);
+    assert.deepEqual(run("return ngx.req.get_method(), type(ngx)"), [
+      Buffer.from("GET"),
+      Buffer.from("table"),
+    ]);
   });
 
   it("holds values through refs until released", () => {
@@ -302,7 +338,10 @@ describe("refs, globals and registration", () => {
     assert.deepEqual(lua.call(get, table), [5]);
     table.release();
     assert.equal(table.released, true);
-    assert.throws(() => lua.call(get, table), (err: unknown) => err instanceof LuaError && err.code === "ERR_LUA_ENGINE");
+    assert.throws(
+      () => lua.call(get, table),
+      (err: unknown) => err instanceof LuaError && err.code === "ERR_LUA_ENGINE",
+    );
     get.release();
     assert.throws(() => lua.call(get), /released/);
   });
