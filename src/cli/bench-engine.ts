@@ -46,6 +46,8 @@ export interface BenchOptions {
   readonly intervalMs: number;
   /** Extra request headers for the opening handshake. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** Subprotocols to offer, in order of preference. */
+  readonly protocols?: readonly string[];
   /** wss://: verify the server's certificate. Default true. */
   readonly rejectUnauthorized?: boolean;
   /** A server process whose CPU use is sampled (Linux `/proc`). */
@@ -376,6 +378,9 @@ class BenchRun {
     let extra = "";
     for (const [name, value] of Object.entries(options.headers ?? {}))
       extra += `${name}: ${value}\r\n`;
+    if (options.protocols !== undefined && options.protocols.length > 0) {
+      extra += `Sec-WebSocket-Protocol: ${options.protocols.join(", ")}\r\n`;
+    }
     const path = `${url.pathname || "/"}${url.search}`;
     this.request = (key) =>
       `GET ${path} HTTP/1.1\r\nHost: ${hostHeader}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
@@ -476,7 +481,12 @@ class BenchRun {
     try {
       const head = parseResponseHead(c.head, MAX_RESPONSE_HEAD);
       if (head === null) return;
-      const accepted = parseUpgradeResponse(head.status, head.headers, c.key, []);
+      const accepted = parseUpgradeResponse(
+        head.status,
+        head.headers,
+        c.key,
+        this.options.protocols ?? [],
+      );
       if (accepted.extensions.trim() !== "") {
         throw new Error(
           `server accepted an extension that was not offered: ${accepted.extensions}`,

@@ -111,6 +111,12 @@ export const BENCH_COMMAND = defineCommand({
       metavar: "Name: value",
       description: "extra request header for every connection",
     },
+    subprotocol: {
+      type: "string",
+      multiple: true,
+      metavar: "protocol",
+      description: "subprotocol to offer on every connection, in order of preference",
+    },
     insecure: {
       type: "boolean",
       short: "k",
@@ -190,6 +196,7 @@ export async function runBench(argv: readonly string[]): Promise<number> {
     warmupMs: values.warmup,
     intervalMs: values.interval,
     headers,
+    protocols: values.subprotocol,
     rejectUnauthorized: !values.insecure,
     ...(values.pid === undefined ? {} : { pid: values.pid }),
     onProgress,

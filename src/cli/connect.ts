@@ -187,6 +187,11 @@ async function runPiped(client: WebSocketClient, options: SessionOptions): Promi
   const out = process.stdout;
   let lastMessageAt = Date.now();
   let closedByUs = false;
+  // The reader of our output went away (`| head -1`): nothing more to say, close normally.
+  out.on("error", () => {
+    closedByUs = true;
+    if (client.isOpen) void client.close(1000, "");
+  });
   const reading = readMessages(client, (message) => {
     lastMessageAt = Date.now();
     if (!message.isBinary) out.write(`${message.text()}\n`);

@@ -60,6 +60,7 @@ import {
   LUA_TSTRING,
   LUA_TTABLE,
   LUA_TTHREAD,
+  LUA_TUSERDATA,
   LUA_YIELD,
   type LuaCApi,
   luaUpvalueIndex,
@@ -109,7 +110,7 @@ const TYPE_NAMES: Record<number, LuaTypeName> = {
   [LUA_TSTRING]: "string",
   [LUA_TTABLE]: "table",
   [LUA_TFUNCTION]: "function",
-  7: "userdata",
+  [LUA_TUSERDATA]: "userdata",
   [LUA_TTHREAD]: "thread",
 };
 
@@ -458,6 +459,12 @@ class WasmoonLuaEngine implements LuaEngine {
     const heap = this.heap();
     this.canReenableHooks =
       heap[L + THREAD_TYPE_TAG_OFFSET] === LUA_VTHREAD && heap[L + ALLOWHOOK_OFFSET] === 1;
+    if (!this.canReenableHooks) {
+      this.log(
+        "warn",
+        "unexpected lua_State layout: xpcall message handlers escape the CPU budget",
+      );
+    }
 
     this.enter();
     try {

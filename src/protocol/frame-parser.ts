@@ -122,27 +122,38 @@ export class FrameParser {
     const masked = (b1 & 0x80) !== 0;
     let length = b1 & 0x7f;
     let p = at + 2;
-    if ((b0 & 0x30) !== 0) return this.fail(CloseCode.ProtocolError, "RSV2 and RSV3 must be clear");
-    if (!isKnownOpcode(opcode))
-      return this.fail(CloseCode.ProtocolError, `invalid opcode ${opcode}`);
+    if ((b0 & 0x30) !== 0) {
+      this.fail(CloseCode.ProtocolError, "RSV2 and RSV3 must be clear");
+      return;
+    }
+    if (!isKnownOpcode(opcode)) {
+      this.fail(CloseCode.ProtocolError, `invalid opcode ${opcode}`);
+      return;
+    }
     if (isControlOpcode(opcode)) {
       // §5.5: control frames are short and never fragmented; RFC 7692 §6.1: never compressed.
-      if (!fin) return this.fail(CloseCode.ProtocolError, "control frames must not be fragmented");
-      if (length > MAX_CONTROL_PAYLOAD) {
-        return this.fail(CloseCode.ProtocolError, "control frame payload is longer than 125 bytes");
+      if (!fin) {
+        this.fail(CloseCode.ProtocolError, "control frames must not be fragmented");
+        return;
       }
-      if (rsv1) return this.fail(CloseCode.ProtocolError, "RSV1 must be clear on control frames");
+      if (length > MAX_CONTROL_PAYLOAD) {
+        this.fail(CloseCode.ProtocolError, "control frame payload is longer than 125 bytes");
+        return;
+      }
+      if (rsv1) {
+        this.fail(CloseCode.ProtocolError, "RSV1 must be clear on control frames");
+        return;
+      }
     } else if (rsv1 && !this.allowRsv1) {
-      return this.fail(
-        CloseCode.ProtocolError,
-        "RSV1 must be clear without a negotiated extension",
-      );
+      this.fail(CloseCode.ProtocolError, "RSV1 must be clear without a negotiated extension");
+      return;
     }
     if (masked !== this.expectMasked) {
-      return this.fail(
+      this.fail(
         CloseCode.ProtocolError,
         masked ? "server frames must not be masked" : "client frames must be masked",
       );
+      return;
     }
     if (length === 126) {
       length = (source[p]! << 8) | source[p + 1]!;
@@ -150,8 +161,10 @@ export class FrameParser {
     } else if (length === 127) {
       const high = source.readUInt32BE(p);
       // §5.2: the most significant bit of a 64-bit length must be 0.
-      if (high & 0x80000000)
-        return this.fail(CloseCode.ProtocolError, "64-bit payload length has its top bit set");
+      if (high & 0x80000000) {
+        this.fail(CloseCode.ProtocolError, "64-bit payload length has its top bit set");
+        return;
+      }
       length = high * 0x100000000 + source.readUInt32BE(p + 4);
       p += 8;
     }
@@ -163,7 +176,10 @@ export class FrameParser {
       header[KEY_OFFSET + 3] = source[p + 3]!;
     }
     this.masked = masked;
-    if (!this.handler.onFrameHeader(fin, rsv1, opcode, length)) return this.stop();
+    if (!this.handler.onFrameHeader(fin, rsv1, opcode, length)) {
+      this.stop();
+      return;
+    }
     if (this.state === STOPPED) return;
     if (length === 0) {
       if (!this.handler.onFramePayload(EMPTY, true)) this.stop();

@@ -220,6 +220,45 @@ describe("moonsocket bench --mode echo", () => {
     assert.equal((result as BenchJson & { threads: number }).threads, 2);
   });
 
+  it("sends --header and --subprotocol with every handshake", async () => {
+    const seen: string[] = [];
+    const wss = new WsServer({
+      port: 0,
+      host: "127.0.0.1",
+      handleProtocols: (protocols) => (protocols.has("echo.v1") ? "echo.v1" : false),
+      verifyClient: ({ req }: { req: http.IncomingMessage }) => {
+        seen.push(`${req.headers["x-bench"]}`);
+        return req.headers["x-bench"] === "yes";
+      },
+    });
+    resources.add(wss, (s) => {
+      for (const client of s.clients) client.terminate();
+      return new Promise((resolve) => s.close(() => resolve(undefined)));
+    });
+    wss.on("connection", (ws) => {
+      ws.on("error", () => {});
+      ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+    });
+    await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+    const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`;
+    const args = [
+      ...SHORT,
+      "-c",
+      "3",
+      "-H",
+      "X-Bench: yes",
+      "--subprotocol",
+      "other",
+      "--subprotocol",
+      "echo.v1",
+      url,
+    ];
+    const { code, result, proc } = await benchJson(args);
+    assert.equal(code, 0, proc.stderr());
+    assertSane(result, 3);
+    assert.deepEqual(seen, ["yes", "yes", "yes"]);
+  });
+
   it("checks every echo: a server that alters some of them makes errors and exit 1", async () => {
     let count = 0;
     const url = await startWsServer((ws) =>
