@@ -220,9 +220,11 @@ class BenchConnection implements FrameHandler {
       return this.state === OPEN;
     }
     if (last && this.frameFin && this.messageLength === 0 && payload.length === this.frameLength) {
-      // The common case: a whole message in one frame, read in one piece. No copy.
+      // The common case: a whole message in one frame, read in one piece. No copy. (The
+      // message's opcode, not the frame's: the frame may end a message of empty fragments.)
+      const kind = this.messageOpcode;
       this.messageOpcode = 0;
-      this.run.deliver(this, opcode, payload);
+      this.run.deliver(this, kind, payload);
       return this.state === OPEN;
     }
     // Fragmented, or split across reads: gather it. Anything beyond the expected size is a
@@ -556,7 +558,7 @@ class BenchRun {
 
   /** A masked client frame with a fresh masking key (§5.3), payload copied from `source`. */
   private buildFrame(opcode: number, source: Buffer, start: number, length: number): Buffer {
-    const frame = Buffer.allocUnsafe(frameSize(length));
+    const frame = Buffer.allocUnsafe(measureFrame(length));
     this.writeFrame(frame, 0, opcode, source, start, length);
     return frame;
   }
@@ -567,11 +569,18 @@ class BenchRun {
    */
   buildEchoFrames(c: BenchConnection, count: number, spare: number): Buffer {
     const size = this.size;
-    const each = frameSize(size);
+    const each = measureFrame(size);
     const data = Buffer.allocUnsafe(count * each + spare);
     let sequence = c.sent - count;
     for (let at = 0; at < count * each; at += each) {
-      this.writeFrame(data, at, this.opcode, this.pattern, payloadOffset(c.id, sequence++), size);
+      this.writeFrame(
+        data,
+        at,
+        this.opcode,
+        this.pattern,
+        findPayloadOffset(c.id, sequence++),
+        size,
+      );
     }
     return data;
   }
@@ -650,11 +659,11 @@ class BenchRun {
       return;
     }
     const sequence = c.received++;
-    const start = payloadOffset(c.id, sequence);
+    const start = findPayloadOffset(c.id, sequence);
     if (
       opcode !== this.opcode ||
       data.length !== this.size ||
-      !equalBytes(data, 0, this.pattern, start, this.size)
+      !matchBytes(data, 0, this.pattern, start, this.size)
     ) {
       this.payloadError(c, describeMismatch(opcode, this.opcode, data.length, this.size, sequence));
     }
@@ -672,7 +681,7 @@ class BenchRun {
     const sequence = this.broadcastSequence++;
     const payload = this.broadcastPayload;
     payload.write(sequence.toString(16).padStart(16, "0"), 0, "latin1");
-    const start = payloadOffset(0, sequence);
+    const start = findPayloadOffset(0, sequence);
     this.pattern.copy(payload, 16, start, start + this.size - 16);
     const slot = sequence % RING;
     if (this.ringLive[slot] === 1) {
@@ -719,8 +728,8 @@ class BenchRun {
       this.payloadError(c, "a broadcast without a sequence number (16 hex digits) in front");
       return;
     }
-    const start = payloadOffset(0, sequence);
-    if (!equalBytes(data, 16, this.pattern, start, this.size - 16)) {
+    const start = findPayloadOffset(0, sequence);
+    if (!matchBytes(data, 16, this.pattern, start, this.size - 16)) {
       this.payloadError(c, `broadcast ${sequence} arrived with a different payload`);
     } else if (sequence !== c.nextSequence) {
       this.payloadError(
@@ -942,17 +951,17 @@ export function summarizeLatency(h: LatencyHistogram): LatencySummary {
  * wsload: a window that moves with the sequence, so lost, duplicated or reordered echoes fail
  * the byte-for-byte comparison.
  */
-export function payloadOffset(id: number, sequence: number): number {
+export function findPayloadOffset(id: number, sequence: number): number {
   return (sequence * 31 + id * 7) % 256;
 }
 
 /** Bytes of a frame with `length` payload bytes, as a client sends it (masked). */
-function frameSize(length: number): number {
+function measureFrame(length: number): number {
   return (length < 126 ? 6 : length < 0x10000 ? 8 : 14) + length;
 }
 
 /** Whether `a[aStart, aStart+length)` equals `b[bStart, bStart+length)`. */
-function equalBytes(a: Buffer, aStart: number, b: Buffer, bStart: number, length: number): boolean {
+function matchBytes(a: Buffer, aStart: number, b: Buffer, bStart: number, length: number): boolean {
   if (length > SMALL_PAYLOAD)
     return a.compare(b, bStart, bStart + length, aStart, aStart + length) === 0;
   for (let i = 0; i < length; i++) if (a[aStart + i] !== b[bStart + i]) return false;

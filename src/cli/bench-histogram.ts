@@ -43,7 +43,7 @@ export class LatencyHistogram {
   record(us: number): void {
     let value = us > 0 ? Math.floor(us) : 0;
     if (value > LARGEST) value = LARGEST;
-    this.buckets[bucketOf(value)]! += 1;
+    this.buckets[findBucket(value)]! += 1;
     this.total += 1;
     if (value > this.largest) this.largest = value;
   }
@@ -86,14 +86,14 @@ export class LatencyHistogram {
     let seen = 0;
     for (let i = 0; i < BUCKETS; i++) {
       seen += this.buckets[i]!;
-      if (seen >= want) return lowerEdgeOf(i);
+      if (seen >= want) return findLowerEdge(i);
     }
     return this.largest;
   }
 }
 
 /** Index of the bucket that holds `us` (a whole number from 0 to 2^40 − 1). */
-export function bucketOf(us: number): number {
+export function findBucket(us: number): number {
   if (us < EXACT) return us;
   let e: number;
   if (us < 2 ** 32) {
@@ -109,7 +109,7 @@ export function bucketOf(us: number): number {
 }
 
 /** The smallest value that falls into bucket `index`, in µs. */
-export function lowerEdgeOf(index: number): number {
+export function findLowerEdge(index: number): number {
   if (index < EXACT) return index;
   const e = Math.floor((index - EXACT) / SUB_BUCKETS) + 1;
   const sub = (index - EXACT) % SUB_BUCKETS;

@@ -116,7 +116,7 @@ export function formatSummary(result: BenchResult): string {
       formatCount(result.messagesPerServerCpuSecond),
     ]);
   }
-  const perBenchCpu = messagesPerBenchCpuSecond(result);
+  const perBenchCpu = computeMessagesPerBenchCpuSecond(result);
   if (perBenchCpu !== null)
     rows.push([`${rate.replace("/s", "")} per bench CPU-s`, formatCount(perBenchCpu)]);
   if (result.firstError !== null) rows.push(["first problem", result.firstError]);
@@ -150,7 +150,7 @@ export function formatJson(result: BenchResult, exitCode: number): string {
       result.messagesPerServerCpuSecond === null
         ? null
         : Math.round(result.messagesPerServerCpuSecond),
-    messagesPerBenchCpuSecond: roundOrNull(messagesPerBenchCpuSecond(result)),
+    messagesPerBenchCpuSecond: roundOrNull(computeMessagesPerBenchCpuSecond(result)),
     connectError: connectError === null ? null : connectError.message,
     benchLimited: isBenchLimited(result),
     caveats: describeCaveats(result),
@@ -162,7 +162,7 @@ export function formatJson(result: BenchResult, exitCode: number): string {
  * Messages (or deliveries) per second of the bench's own CPU: what one core of the bench can
  * handle, to compare with the server's figure. Null when nothing was measured.
  */
-export function messagesPerBenchCpuSecond(result: BenchResult): number | null {
+export function computeMessagesPerBenchCpuSecond(result: BenchResult): number | null {
   const bench = result.cpu?.bench ?? 0;
   return bench > 0 && result.messages > 0 ? result.messagesPerSecond / (bench / 100) : null;
 }

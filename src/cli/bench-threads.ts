@@ -35,6 +35,7 @@ export type WorkerMessage =
       readonly histogram: HistogramSnapshot;
     };
 
+/** An error as plain data for `postMessage`, keeping `code` (errno) and `status` (handshake). */
 export function serializeError(error: Error | null): SerializedError | null {
   if (error === null) return null;
   const { code } = error as NodeJS.ErrnoException;
@@ -46,6 +47,7 @@ export function serializeError(error: Error | null): SerializedError | null {
   };
 }
 
+/** The error again, from {@link serializeError}: a `HandshakeError`, or an `Error` with its `code`. */
 export function deserializeError(error: SerializedError | null): Error | null {
   if (error === null) return null;
   if (error.name === "HandshakeError") return new HandshakeError(error.status ?? 0, error.message);

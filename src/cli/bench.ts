@@ -18,6 +18,7 @@ import { describeConnectError, parseHeaders, parseWebSocketUrl } from "./connect
 /** Largest message size accepted: wsload's frame limit. */
 const MAX_SIZE = 64 * 1024 * 1024;
 
+/** The definition of `moonsocket bench`: options, help text, examples. */
 export const BENCH_COMMAND = defineCommand({
   name: "bench",
   description:
@@ -209,7 +210,7 @@ export async function runBench(argv: readonly string[]): Promise<number> {
   process.removeListener("SIGINT", interrupt);
   if (progressShown) stderr.write("\r\x1b[K");
 
-  const code = exitCodeOf(result);
+  const code = decideExitCode(result);
   if (values.json) process.stdout.write(formatJson(result, code));
   else if (result.opened > 0) process.stdout.write(formatSummary(result));
   for (const problem of describeProblems(result)) stderr.write(`moonsocket bench: ${problem}\n`);
@@ -217,7 +218,7 @@ export async function runBench(argv: readonly string[]): Promise<number> {
 }
 
 /** 0 when every connection opened and stayed open and every message was right, else 1. */
-export function exitCodeOf(result: BenchResult): number {
+export function decideExitCode(result: BenchResult): number {
   const bad =
     result.opened === 0 ||
     result.failed > 0 ||

@@ -17,6 +17,7 @@ import { type CloseInfo, connect, type Message, type WebSocketClient } from "../
 import { HandshakeError } from "../protocol/errors.js";
 import { ArgsError, defineCommand, formatHelp, parseCommandArgs } from "./args.js";
 
+/** The definition of `moonsocket connect`: options, help text, examples. */
 export const CONNECT_COMMAND = defineCommand({
   name: "connect",
   description:
@@ -179,7 +180,7 @@ async function runInteractive(
     process.stderr.write(`moonsocket connect: ${failure}\n`);
     return 1;
   }
-  return exitCodeFor(info, closedByUs);
+  return decideExitCode(info, closedByUs);
 }
 
 /** A pipe or file on stdin: plain output, close after the input ends and replies stop. */
@@ -208,7 +209,7 @@ async function runPiped(client: WebSocketClient, options: SessionOptions): Promi
       if (!client.isOpen) break;
       client.send(options.binary ? Buffer.from(line, "utf8") : line, options.binary);
       // Do not read a large input faster than the connection can take it.
-      while (client.isOpen && client.bufferedAmount > MAX_BUFFERED_INPUT) await delay(5);
+      while (client.isOpen && client.bufferedAmount > MAX_BUFFERED_INPUT) await waitFor(5);
     }
   })();
 
@@ -230,7 +231,7 @@ async function runPiped(client: WebSocketClient, options: SessionOptions): Promi
       quietSince = Math.max(quietSince, lastMessageAt);
       const left = quietSince + options.waitMs - Date.now();
       if (left <= 0) break;
-      await Promise.race([delay(Math.min(left, 50)), client.closed]);
+      await Promise.race([waitFor(Math.min(left, 50)), client.closed]);
     }
     if (client.isOpen) {
       closedByUs = true;
@@ -246,7 +247,7 @@ async function runPiped(client: WebSocketClient, options: SessionOptions): Promi
     process.stderr.write(`moonsocket connect: ${failure}\n`);
     return 1;
   }
-  const code = exitCodeFor(info, closedByUs);
+  const code = decideExitCode(info, closedByUs);
   if (code !== 0) process.stderr.write(`moonsocket connect: ${describeClose(info, closedByUs)}\n`);
   return code;
 }
@@ -268,7 +269,7 @@ async function readMessages(
 }
 
 /** 0 for a normal close (1000, or 1005: a close frame without a code), 1 otherwise. */
-function exitCodeFor(info: CloseInfo, closedByUs: boolean): number {
+function decideExitCode(info: CloseInfo, closedByUs: boolean): number {
   if (closedByUs) return info.wasClean ? 0 : 1;
   return info.code === 1000 || info.code === 1005 ? 0 : 1;
 }
@@ -379,6 +380,6 @@ export function describeConnectError(error: unknown): string {
   }
 }
 
-function delay(ms: number): Promise<void> {
+function waitFor(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

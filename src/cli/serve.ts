@@ -58,7 +58,11 @@ export async function runServe(
     flagValues.static = defaults.staticDir;
   const serverOptions = toServerOptions("serve", flagValues);
   const logger = serverOptions.logger ?? createLogger();
+  const portGiven = argv.some(
+    (arg) => arg === "--port" || arg === "-p" || arg.startsWith("--port="),
+  );
   const appOptions = {
+    ...(portGiven ? { portOverride: flagValues.port } : {}),
     scriptPath,
     serverOptions,
     cpuBudgetMs: flagValues.cpuBudget,

@@ -56,6 +56,11 @@ export interface CoroutineStyleOptions {
    * script's fixed `ws://127.0.0.1:8080` at a test server. Default: unchanged.
    */
   readonly resolveUrl?: (url: string) => string;
+  /**
+   * A port given explicitly on the command line (`serve --port N`): it replaces the port of
+   * the script's first `http.listen` address. Default: the script's own port.
+   */
+  readonly portOverride?: number;
 }
 
 /** One `http.listen` of the script. */
@@ -383,7 +388,13 @@ export class CoroutineStyle implements StyleRuntime {
         return refuse(errorMessage(error));
       }
     }
-    const port = this.options.port === 0 ? 0 : parsed.port;
+    const override = this.extra.portOverride;
+    const port =
+      this.options.port === 0
+        ? 0
+        : override !== undefined && this.created.length === 0
+          ? override
+          : parsed.port;
     const options: ServerOptions = { ...this.options, host: parsed.host, port };
     if (tls !== undefined) options.tls = tls;
     else delete options.tls;

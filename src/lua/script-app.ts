@@ -18,6 +18,8 @@ export interface ScriptAppOptions {
   memoryLimitBytes?: number;
   logger: Logger;
   metrics: MetricsRegistry;
+  /** A port given explicitly on the command line; replaces a silly script's own listen port. */
+  portOverride?: number;
 }
 
 /** What a style runtime offers the application: its servers, and a way to stop. */
@@ -158,7 +160,11 @@ async function createRuntime(
     }
     case "coroutine": {
       const { CoroutineStyle } = await import("./coroutine-style.js");
-      return new CoroutineStyle(host, serverOptions);
+      return new CoroutineStyle(
+        host,
+        serverOptions,
+        options.portOverride !== undefined ? { portOverride: options.portOverride } : {},
+      );
     }
   }
 }

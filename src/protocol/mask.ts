@@ -1,8 +1,22 @@
 /**
+ * A native XOR-unmask routine for large payloads (`bufferutil`'s `unmask(buffer, key)`), set by
+ * the transport when one is installed. The core itself stays free of native code and I/O.
+ */
+type NativeUnmask = (data: Uint8Array, key: Uint8Array) => void;
+let nativeUnmask: NativeUnmask | null = null;
+/** Below this many bytes a plain loop beats the call overhead of native code. */
+const NATIVE_MIN_BYTES = 128;
+const rotatedKey = new Uint8Array(4);
+
+/** Installs (or with null, removes) a native unmask routine used for payloads ≥ 128 bytes. */
+export function setNativeUnmask(unmask: NativeUnmask | null): void {
+  nativeUnmask = unmask;
+}
+
+/**
  * XORs `data[start, end)` in place with the 4-byte masking key (RFC 6455 §5.3). `phase` is the
  * index within the frame payload of `data[start]`, so a payload unmasked in several pieces
- * lines up with its key. Aligned words go through an Int32Array view, which is several times
- * faster than a byte loop on large payloads.
+ * lines up with its key.
  */
 export function applyMask(
   data: Uint8Array,
@@ -14,24 +28,44 @@ export function applyMask(
 ): void {
   let i = start;
   let p = phase & 3;
-  if (end - start >= 32) {
-    // Byte-wise until the absolute address is 4-aligned.
+  const length = end - start;
+  if (length >= NATIVE_MIN_BYTES) {
+    if (nativeUnmask !== null) {
+      rotatedKey[0] = key[keyOffset + p]!;
+      rotatedKey[1] = key[keyOffset + ((p + 1) & 3)]!;
+      rotatedKey[2] = key[keyOffset + ((p + 2) & 3)]!;
+      rotatedKey[3] = key[keyOffset + ((p + 3) & 3)]!;
+      nativeUnmask(data.subarray(start, end), rotatedKey);
+      return;
+    }
+    // Byte-wise until the absolute address is 4-aligned, then whole words through an
+    // Int32Array view (typed arrays use the platform's byte order; Node's platforms are
+    // little-endian), unrolled because V8 does not vectorize the loop.
     while ((data.byteOffset + i) & 3) {
       data[i++]! ^= key[keyOffset + p]!;
       p = (p + 1) & 3;
     }
     const words = (end - i) >>> 2;
-    if (words > 0) {
-      const k0 = key[keyOffset + p]!;
-      const k1 = key[keyOffset + ((p + 1) & 3)]!;
-      const k2 = key[keyOffset + ((p + 2) & 3)]!;
-      const k3 = key[keyOffset + ((p + 3) & 3)]!;
-      // Typed arrays use the platform's byte order; every supported Node platform is little-endian.
-      const word = k0 | (k1 << 8) | (k2 << 16) | (k3 << 24);
-      const view = new Int32Array(data.buffer, data.byteOffset + i, words);
-      for (let w = 0; w < words; w++) view[w]! ^= word;
-      i += words << 2;
+    const word =
+      key[keyOffset + p]! |
+      (key[keyOffset + ((p + 1) & 3)]! << 8) |
+      (key[keyOffset + ((p + 2) & 3)]! << 16) |
+      (key[keyOffset + ((p + 3) & 3)]! << 24);
+    const view = new Int32Array(data.buffer, data.byteOffset + i, words);
+    const unrolled = words & ~7;
+    let w = 0;
+    for (; w < unrolled; w += 8) {
+      view[w]! ^= word;
+      view[w + 1]! ^= word;
+      view[w + 2]! ^= word;
+      view[w + 3]! ^= word;
+      view[w + 4]! ^= word;
+      view[w + 5]! ^= word;
+      view[w + 6]! ^= word;
+      view[w + 7]! ^= word;
     }
+    for (; w < words; w++) view[w]! ^= word;
+    i += words << 2;
   }
   while (i < end) {
     data[i++]! ^= key[keyOffset + p]!;

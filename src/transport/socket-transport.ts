@@ -7,6 +7,7 @@ import {
   ConnectionState,
 } from "../protocol/connection.js";
 import type { ProtocolError } from "../protocol/errors.js";
+import "./native-mask.js";
 
 /** Timers and bounds a transport enforces. All durations in milliseconds, sizes in bytes. */
 export interface TransportLimits {

@@ -48,11 +48,16 @@ export async function startExample(name: string): Promise<RunningExample> {
 
 /**
  * Opens `url` in a fresh browser context (its own storage, like another user), recording
- * uncaught script errors for {@link pageErrors}.
+ * uncaught script errors for {@link pageErrors}. `initScript` runs in the page before its own.
  */
-export async function openPage(browser: Browser, url: string): Promise<Page> {
+export async function openPage(
+  browser: Browser,
+  url: string,
+  options: { initScript?: string } = {},
+): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
   const page = await context.newPage();
+  if (options.initScript !== undefined) await page.addInitScript(options.initScript);
   const errors: string[] = [];
   page.on("pageerror", (error) => errors.push(error.message));
   errorsOf.set(page, errors);
@@ -65,4 +70,23 @@ const errorsOf = new WeakMap<Page, string[]>();
 /** Uncaught errors of the scripts of a page opened with {@link openPage}. */
 export function pageErrors(page: Page): string[] {
   return errorsOf.get(page) ?? [];
+}
+
+/**
+ * An init script that delays every WebSocket message a page receives by `ms` (in order), as a
+ * slow network would: edits made meanwhile are concurrent with the ones on their way.
+ */
+export function receiveLatency(ms: number): string {
+  return `(() => {
+    const property = Object.getOwnPropertyDescriptor(WebSocket.prototype, "onmessage");
+    Object.defineProperty(WebSocket.prototype, "onmessage", {
+      configurable: true,
+      get() { return property.get.call(this); },
+      set(handler) {
+        property.set.call(this, typeof handler === "function"
+          ? (event) => setTimeout(() => handler.call(this, event), ${ms})
+          : handler);
+      },
+    });
+  })();`;
 }

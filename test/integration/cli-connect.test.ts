@@ -113,7 +113,7 @@ describe("moonsocket connect, stdin not a terminal", () => {
   it("sends each line and prints each echo undecorated, then closes with 1000 and exits 0", async () => {
     const server = await startWsServer();
     const proc = run(
-      ["connect", "--wait", "300ms", server.url],
+      ["connect", "--wait", "1s", server.url],
       "hello\nwörld ✓\n\nlast line without newline",
     );
     assert.equal(await finished(proc), 0, proc.stderr());
@@ -125,7 +125,7 @@ describe("moonsocket connect, stdin not a terminal", () => {
   it("works against moonsocket echo", async () => {
     const url = await startMoonsocketEcho();
     const lines = Array.from({ length: 200 }, (_, i) => `message ${i}`);
-    const proc = run(["connect", "--wait", "300ms", url], `${lines.join("\n")}\n`);
+    const proc = run(["connect", "--wait", "1s", url], `${lines.join("\n")}\n`);
     assert.equal(await finished(proc), 0, proc.stderr());
     assert.equal(proc.stdout(), `${lines.join("\n")}\n`);
   });
@@ -133,12 +133,13 @@ describe("moonsocket connect, stdin not a terminal", () => {
   it("waits for replies that come after the input ended (until --wait passes in silence)", async () => {
     const server = await startWsServer((ws) => {
       ws.on("message", (data) => {
-        // Two replies, late and later: each restarts the quiet period.
-        setTimeout(() => ws.send(`first ${data}`), 250);
-        setTimeout(() => ws.send(`second ${data}`), 500);
+        // Two replies, late and later: the second comes more than --wait after the input
+        // ended, but less than --wait after the first, which restarted the quiet period.
+        setTimeout(() => ws.send(`first ${data}`), 600);
+        setTimeout(() => ws.send(`second ${data}`), 1200);
       });
     });
-    const proc = run(["connect", "--wait", "400ms", server.url], "x\n");
+    const proc = run(["connect", "--wait", "1s", server.url], "x\n");
     assert.equal(await finished(proc), 0, proc.stderr());
     assert.equal(proc.stdout(), "first x\nsecond x\n");
   });
@@ -148,11 +149,11 @@ describe("moonsocket connect, stdin not a terminal", () => {
       ws.send(Buffer.from("hello"));
       ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
     });
-    const hex = run(["connect", "--wait", "300ms", server.url], "text\n");
+    const hex = run(["connect", "--wait", "1s", server.url], "text\n");
     assert.equal(await finished(hex), 0, hex.stderr());
     assert.equal(hex.stdout(), "68656c6c6f\ntext\n");
 
-    const raw = run(["connect", "--binary", "--wait", "300ms", server.url], "ab\ncd\n");
+    const raw = run(["connect", "--binary", "--wait", "1s", server.url], "ab\ncd\n");
     assert.equal(await finished(raw), 0, raw.stderr());
     assert.deepEqual(raw.stdoutBytes(), Buffer.from("hello\nab\ncd\n"));
   });
@@ -320,7 +321,7 @@ describe("moonsocket connect over wss://", {
     assert.match(strict.stderr(), /certificate/);
     assert.match(strict.stderr(), /--insecure/);
 
-    const insecure = run(["connect", "--insecure", "--wait", "300ms", url], "over TLS ✓\n");
+    const insecure = run(["connect", "--insecure", "--wait", "1s", url], "over TLS ✓\n");
     assert.equal(await finished(insecure), 0, insecure.stderr());
     assert.equal(insecure.stdout(), "over TLS ✓\n");
   });

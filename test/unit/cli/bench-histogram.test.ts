@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { bucketOf, LatencyHistogram, lowerEdgeOf } from "../../../src/cli/bench-histogram.js";
+import { findBucket, findLowerEdge, LatencyHistogram } from "../../../src/cli/bench-histogram.js";
 
 /** wsload's hist_add index computation, transcribed with BigInt (64-bit unsigned as in C). */
 function wsloadBucket(us: bigint): number {
@@ -30,8 +30,8 @@ function wsloadPercentile(samples: number[], q: number): number {
 describe("LatencyHistogram (wsload's buckets)", () => {
   it("is exact below 2048 µs", () => {
     for (const us of [0, 1, 2, 999, 2047]) {
-      assert.equal(bucketOf(us), us);
-      assert.equal(lowerEdgeOf(bucketOf(us)), us);
+      assert.equal(findBucket(us), us);
+      assert.equal(findLowerEdge(findBucket(us)), us);
     }
   });
 
@@ -58,15 +58,15 @@ describe("LatencyHistogram (wsload's buckets)", () => {
       values.push(Math.floor(2 ** ((x / 2 ** 31) * 40)));
     }
     for (const us of values)
-      assert.equal(bucketOf(us), wsloadBucket(BigInt(us)), `bucket of ${us}`);
+      assert.equal(findBucket(us), wsloadBucket(BigInt(us)), `bucket of ${us}`);
   });
 
   it("has about 0.1 % resolution above 2048 µs: a value lies within its bucket", () => {
     for (const us of [2048, 3000, 12_345, 999_999, 123_456_789]) {
-      const edge = lowerEdgeOf(bucketOf(us));
+      const edge = findLowerEdge(findBucket(us));
       assert.ok(edge <= us, `${edge} <= ${us}`);
       assert.ok(us - edge < us / 1000 + 1, `${us} - ${edge} within 0.1 %`);
-      assert.ok(lowerEdgeOf(bucketOf(us) + 1) > us);
+      assert.ok(findLowerEdge(findBucket(us) + 1) > us);
     }
   });
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { BenchResult } from "../../../src/cli/bench-engine.js";
-import { payloadOffset, readHexSequence } from "../../../src/cli/bench-engine.js";
+import { findPayloadOffset, readHexSequence } from "../../../src/cli/bench-engine.js";
 import {
   describeCaveats,
   formatCount,
@@ -153,11 +153,11 @@ describe("bench report", () => {
 
 describe("bench payloads (as wsload)", () => {
   it("moves the payload window with the sequence and the connection", () => {
-    assert.equal(payloadOffset(0, 0), 0);
-    assert.equal(payloadOffset(0, 1), 31);
-    assert.equal(payloadOffset(1, 0), 7);
-    assert.equal(payloadOffset(3, 100), (100 * 31 + 21) % 256);
-    assert.ok(payloadOffset(99, 2 ** 40) < 256);
+    assert.equal(findPayloadOffset(0, 0), 0);
+    assert.equal(findPayloadOffset(0, 1), 31);
+    assert.equal(findPayloadOffset(1, 0), 7);
+    assert.equal(findPayloadOffset(3, 100), (100 * 31 + 21) % 256);
+    assert.ok(findPayloadOffset(99, 2 ** 40) < 256);
   });
 
   it("reads the 16-hex-digit sequence number in front of a broadcast", () => {
