@@ -256,7 +256,44 @@ export class CoroutineStyle implements StyleRuntime {
     data: Buffer | string | null = null,
     extra: number | null = null,
   ): void {
+    // Messages batched before this event go first, so each socket's events stay in order.
+    this.flushMessages();
     this.dispatch(() => this.bridge.deliver(handle, kind, data, extra));
+  }
+
+  // Messages of one socket read are delivered together (see flushMessages).
+  private batchHandles: number[] = [];
+  private batchKinds: number[] = [];
+  private batchDatas: Buffer[] = [];
+  private batchScheduled = false;
+  private readonly flushTask = (): void => this.flushMessages();
+
+  /** Queues a message; the batch goes to Lua in one entry after the current socket read. */
+  private deliverMessage(handle: number, kind: number, data: Buffer): void {
+    this.batchHandles.push(handle);
+    this.batchKinds.push(kind);
+    this.batchDatas.push(data);
+    if (!this.batchScheduled) {
+      this.batchScheduled = true;
+      queueMicrotask(this.flushTask);
+    }
+  }
+
+  /**
+   * Hands the batched messages to Lua at once: one entry into Lua per socket read instead of
+   * one per message, and a reader woken once finds them all queued, so it reads on without
+   * yielding (each yield costs a JS exception in this Lua build).
+   */
+  private flushMessages(): void {
+    this.batchScheduled = false;
+    if (this.batchHandles.length === 0) return;
+    const handles = this.batchHandles;
+    const kinds = this.batchKinds;
+    const datas = this.batchDatas;
+    this.batchHandles = [];
+    this.batchKinds = [];
+    this.batchDatas = [];
+    this.dispatch(() => this.bridge.deliverBatch(handles, kinds, datas));
   }
 
   /** A task died (Lua error, CPU budget, memory): close the connection it served. */
@@ -842,7 +879,7 @@ export class CoroutineStyle implements StyleRuntime {
       ws.paused = true;
       ws.server?.transport.socket.pause();
     }
-    this.deliver(ws.handle, kind, data);
+    this.deliverMessage(ws.handle, kind, data);
   }
 
   /** Reads from the peer again once the script caught up (or always, with `force`). */

@@ -27,6 +27,7 @@ export class SchedulerBridge {
   private readonly host: LuaHost;
   private readonly stepFn: LuaRef;
   private readonly postFn: LuaRef;
+  private readonly postBatchFn: LuaRef;
   private readonly openFn: LuaRef;
   private readonly forgetFn: LuaRef;
   private readonly currentContextFn: LuaRef;
@@ -51,6 +52,7 @@ export class SchedulerBridge {
     const table = module as Record<string, LuaValue>;
     this.stepFn = table.step as LuaRef;
     this.postFn = table.post as LuaRef;
+    this.postBatchFn = table.post_batch as LuaRef;
     this.openFn = table.open_socket as LuaRef;
     this.forgetFn = table.forget_socket as LuaRef;
     this.currentContextFn = engine.load(
@@ -98,6 +100,21 @@ export class SchedulerBridge {
   /** Drops socket `handle`'s inbox. */
   forgetSocket(handle: number): void {
     this.host.engine.call(this.forgetFn, handle);
+  }
+
+  /**
+   * Queues several socket events with one entry into Lua (message order per socket kept) and
+   * runs the scheduler.
+   */
+  deliverBatch(handles: number[], kinds: number[], datas: Buffer[]): void {
+    const count = handles.length;
+    if (count === 0) return;
+    if (count === 1) {
+      this.deliver(handles[0]!, kinds[0]!, datas[0]!);
+    } else {
+      this.host.engine.call(this.postBatchFn, handles, kinds, datas, count);
+      this.run();
+    }
   }
 
   /** Queues an event for socket `handle` and runs the scheduler. */
