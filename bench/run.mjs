@@ -44,10 +44,12 @@ const SERVERS = [
   { name: "moonsocket", cmd: ["node", MOONSOCKET_CLI, "echo", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
   { name: "ws", cmd: ["node", "bench/ws-echo-server.mjs", "--host", "127.0.0.1", "--port", "{port}"], env: { WS_NO_BUFFER_UTIL: "1" } },
   { name: "ws+bufferutil", cmd: ["node", "bench/ws-echo-server.mjs", "--host", "127.0.0.1", "--port", "{port}"] },
+  { name: "lua-callback", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-callback.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
+  { name: "lua-coroutine", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-coroutine.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
 ];
 
 /** Servers run by default; the others only when named in --servers. */
-const DEFAULT_SERVERS = ["moonsocket", "ws", "ws+bufferutil"];
+const DEFAULT_SERVERS = ["moonsocket", "ws", "ws+bufferutil", "lua-callback", "lua-coroutine"];
 
 /** Reference servers: every result gets a column with its ratio to each of these. */
 const REFERENCE_SERVERS = ["ws", "ws+bufferutil"];

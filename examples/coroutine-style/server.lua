@@ -5,10 +5,10 @@
 --   moonsocket serve examples/coroutine-style/server.lua --static examples/coroutine-style/public
 --
 -- A silly script opens its own listener with http.listen, so the port is the one in `addr`
--- below (":8085": port 8085 on --host, 127.0.0.1 by default), not --port (except
--- `--port 0`, which puts it on a free port). Every HTTP request runs `handler(stream)` in its
--- own task: this one upgrades requests to /ws and returns without answering the others, which
--- then get the static files of --static (or 404).
+-- below (":8085": port 8085 on --host, 127.0.0.1 by default); an explicit `--port N` on the
+-- command line replaces it. Every HTTP request runs `handler(stream)` in its own task: this
+-- one upgrades requests to /ws and returns without answering the others, which then get the
+-- static files of --static (or 404).
 local silly = require "silly"
 local task = require "silly.task"
 local http = require "silly.net.http"

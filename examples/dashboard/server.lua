@@ -28,11 +28,12 @@ local function round(x, digits)
   return math.floor(x * m + 0.5) / m
 end
 
--- The next sample: each series drifts a little from its previous value.
+-- The next sample: each series wanders randomly around its usual level; requests follow the
+-- CPU load, and the temperature follows it slowly.
 local function next_sample(time)
-  cpu = clamp(cpu + (math.random() - 0.5) * 16, 2, 99)
-  rps = clamp(rps + (math.random() - 0.5) * 40 + (cpu - 50) * 0.2, 0, 500)
-  temp = clamp(temp + (math.random() - 0.5) * 1.5 + (cpu - 50) * 0.02, 30, 90)
+  cpu = clamp(cpu + (40 - cpu) * 0.15 + (math.random() - 0.5) * 18, 2, 99)
+  rps = clamp(rps + (40 + cpu * 2 - rps) * 0.3 + (math.random() - 0.5) * 30, 0, 1000)
+  temp = clamp(temp + (35 + cpu * 0.35 - temp) * 0.1 + (math.random() - 0.5) * 0.8, 20, 95)
   seq = seq + 1
   local sample = { seq = seq, time = round(time, 3), cpu = round(cpu, 1), rps = math.floor(rps), temp = round(temp, 1) }
   history[#history + 1] = sample

@@ -359,8 +359,8 @@ export class CoroutineStyle implements StyleRuntime {
       ws_ack: fn((a) => {
         const ws = this.sockets.get(a.integer(1));
         if (ws === undefined) return;
-        ws.unread = Math.max(0, ws.unread - 1);
-        ws.unreadBytes = Math.max(0, ws.unreadBytes - a.integer(2));
+        ws.unread = Math.max(0, ws.unread - a.integer(2));
+        ws.unreadBytes = Math.max(0, ws.unreadBytes - a.integer(3));
         this.resumeReading(ws, false);
       }),
       ws_collected: fn((a) => {

@@ -153,6 +153,13 @@ function M.post(h, kind, data, extra)
   end
 end
 
+--- Number of events queued for socket h and not read yet.
+function M.pending(h)
+  local s = sockets[h]
+  if s == nil then return 0 end
+  return s.last - s.first + 1
+end
+
 --- Next event of socket h: kind, data, extra; or nil, "timeout" / nil, "closed".
 function M.read(h, timeout_ms)
   local s = sockets[h]

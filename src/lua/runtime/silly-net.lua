@@ -106,7 +106,16 @@ function sock_methods.read(sock)
     sched.forget_socket(h)
     return nil, err, ""
   end
-  H.ws_ack(h, #data)
+  -- Acknowledge consumed messages to the host's flow control in batches: when the inbox is
+  -- drained or every 64 messages, not once per message.
+  local acked = (sock._ack_n or 0) + 1
+  local acked_bytes = (sock._ack_bytes or 0) + #data
+  if acked >= 64 or sched.pending(h) == 0 then
+    sock._ack_n, sock._ack_bytes = 0, 0
+    H.ws_ack(h, acked, acked_bytes)
+  else
+    sock._ack_n, sock._ack_bytes = acked, acked_bytes
+  end
   return data, frame_type[kind]
 end
 
