@@ -20,6 +20,13 @@ local ids = {}        -- nickname -> client id
 local history = {}    -- last HISTORY_SIZE "say" messages
 
 local function send(id, message) _send(id, cjson.encode(message)) end
+-- At most `n` bytes of s, never cutting a UTF-8 character in half (a text frame must be UTF-8).
+local function clip(s, n)
+  if #s <= n then return s end
+  local cut = n + 1
+  while cut > 1 and s:byte(cut) >= 0x80 and s:byte(cut) < 0xC0 do cut = cut - 1 end
+  return s:sub(1, cut - 1)
+end
 local function send_all(message) _sendAll(cjson.encode(message)) end
 
 local function user_list()
@@ -49,7 +56,7 @@ function on_connect(id)
 end
 
 local function hello(id, request)
-  local name = type(request.name) == "string" and request.name:gsub("[%c<>]", ""):sub(1, 24) or ""
+  local name = type(request.name) == "string" and utf8.len(request.name) and clip(request.name:gsub("[%c<>]", ""), 24) or ""
   if name == "" then return send(id, { type = "error", message = "pick a nickname" }) end
   if ids[name] and ids[name] ~= id then return send(id, { type = "error", message = "nickname '" .. name .. "' is taken" }) end
   if names[id] then ids[names[id]] = nil end
@@ -65,7 +72,7 @@ function main(id, message)
   if request.type == "hello" then return hello(id, request) end
   local name = names[id]
   if not name then return send(id, { type = "error", message = "say hello first" }) end
-  local text = type(request.text) == "string" and request.text:sub(1, MAX_TEXT) or ""
+  local text = type(request.text) == "string" and utf8.len(request.text) and clip(request.text, MAX_TEXT) or ""
   if text == "" then return end
   if request.type == "say" then
     local said = { type = "say", from = name, text = text, time = os.time() }

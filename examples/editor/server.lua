@@ -132,7 +132,7 @@ end
 
 -- A well-formed operation from a client, or nil.
 local function valid_ops(ops)
-  if type(ops) ~= "table" or #ops > 100 then return nil end
+  if type(ops) ~= "table" or #ops > 1000 then return nil end
   local out = {}
   for _, c in ipairs(ops) do
     if type(c) ~= "table" then return nil end

@@ -77,7 +77,7 @@ describe("examples in the browser", () => {
       assert.equal(await page.getAttribute(`#chart-${key}`, "data-points"), "60");
       const points = await page.getAttribute(`#chart-${key} polyline.series`, "points");
       assert.equal(points?.trim().split(/\s+/).length, 60);
-      assert.match(await page.innerText(`#value-${key}`), /^\d+(\.\d+)?/);
+      assert.match((await page.textContent(`#value-${key}`)) ?? "", /^\d+(\.\d+)?/);
     }
     const first = Number(await page.getAttribute("body", "data-seq"));
     const chartBefore = await page.getAttribute("#chart-cpu polyline.series", "points");
