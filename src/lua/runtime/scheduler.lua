@@ -108,7 +108,8 @@ end
 local sockets = {}
 
 function M.open_socket(h)
-  sockets[h] = { first = 1, last = 0, waiter = nil, closed = false }
+  -- Events are kept in three parallel arrays: no table per event.
+  sockets[h] = { first = 1, last = 0, waiter = nil, closed = false, kinds = {}, datas = {}, extras = {} }
 end
 
 function M.socket_closed(h)
@@ -142,8 +143,9 @@ function M.post(h, kind, data, extra)
       s.closed = true
       s.close_code = extra
     else
-      s.last = s.last + 1
-      s[s.last] = { kind, data, extra }
+      local last = s.last + 1
+      s.last = last
+      s.kinds[last], s.datas[last], s.extras[last] = kind, data, extra
     end
     local waiter = s.waiter
     if waiter then
@@ -183,10 +185,12 @@ function M.read(h, timeout_ms)
     if timer and not timed_out then host.cancel_timer(timer) end
     if timed_out then return nil, "timeout" end
   end
-  local event = s[s.first]
-  s[s.first] = nil
-  s.first = s.first + 1
-  return event[1], event[2], event[3]
+  local first = s.first
+  local kinds, datas, extras = s.kinds, s.datas, s.extras
+  local kind, data, extra = kinds[first], datas[first], extras[first]
+  kinds[first], datas[first], extras[first] = nil, nil, nil
+  s.first = first + 1
+  return kind, data, extra
 end
 
 package.loaded["moonsocket.scheduler"] = M

@@ -28,8 +28,11 @@ local SOCKET_CLOSED <const> = "socket closed"
 local END_OF_FILE <const> = "end of file"
 
 -- Waits for the next event of handle h: kind, data, extra (nil when the inbox closed).
+local sched_read, sched_pending = sched.read, sched.pending
 local function wait_event(h)
-  local kind, data, extra = block("WAIT", sched.read, h)
+  -- Fast path: an event is already queued, so reading cannot block (no state change needed).
+  if sched_pending(h) > 0 then return sched_read(h) end
+  local kind, data, extra = block("WAIT", sched_read, h)
   if kind == nil then return -1 end
   return kind, data, extra
 end
