@@ -108,8 +108,9 @@ end
 local sockets = {}
 
 function M.open_socket(h)
-  -- Events are kept in three parallel arrays: no table per event.
-  sockets[h] = { first = 1, last = 0, waiter = nil, closed = false, kinds = {}, datas = {}, extras = {} }
+  -- Events are kept in three parallel arrays (no table per event), created on first use so
+  -- that an idle connection costs little.
+  sockets[h] = { first = 1, last = 0, waiter = nil, closed = false }
 end
 
 function M.socket_closed(h)
@@ -145,7 +146,12 @@ function M.post(h, kind, data, extra)
     else
       local last = s.last + 1
       s.last = last
-      s.kinds[last], s.datas[last], s.extras[last] = kind, data, extra
+      local kinds = s.kinds
+      if kinds == nil then
+        kinds = {}
+        s.kinds, s.datas, s.extras = kinds, {}, {}
+      end
+      kinds[last], s.datas[last], s.extras[last] = kind, data, extra
     end
     local waiter = s.waiter
     if waiter then
