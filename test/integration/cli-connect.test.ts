@@ -5,16 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type WebSocket, WebSocketServer as WsServer } from "ws";
 import { Resources, sleep, waitUntil, withTimeout } from "../helpers/net-helpers.js";
+import { makeCertificate } from "../helpers/tls-cert.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const resources = new Resources();
@@ -265,40 +263,6 @@ describe("moonsocket connect, stdin not a terminal", () => {
     assert.match(help, /Examples:/);
   });
 });
-
-/** A key and self-signed certificate for CN=localhost, or why openssl cannot make one. */
-function makeCertificate(): { cert: Buffer; key: Buffer } | string {
-  const dir = mkdtempSync(path.join(tmpdir(), "moonsocket-connect-tls-"));
-  try {
-    const keyFile = path.join(dir, "key.pem");
-    const certFile = path.join(dir, "cert.pem");
-    const result = spawnSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-days",
-        "1",
-        "-keyout",
-        keyFile,
-        "-out",
-        certFile,
-      ],
-      { stdio: "pipe", timeout: 20_000 },
-    );
-    if (result.error !== undefined || result.status !== 0) {
-      return `openssl is not usable here (${result.error?.message ?? result.stderr.toString().trim()})`;
-    }
-    return { cert: readFileSync(certFile), key: readFileSync(keyFile) };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 const certificate = makeCertificate();
 

@@ -4,12 +4,10 @@
  * test/fixtures/silly/api.lua exercises the rest of the API over real sockets with `ws` peers.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -31,6 +29,7 @@ import {
   withTimeout,
 } from "../helpers/net-helpers.js";
 import { openClient, startScript, TestClient } from "../helpers/script-server.js";
+import { makeCertificate } from "../helpers/tls-cert.js";
 
 const fixture = (name: string) =>
   fileURLToPath(new URL(`../../../test/fixtures/silly/${name}`, import.meta.url));
@@ -126,36 +125,6 @@ async function startWsServer(
 async function command(client: TestClient, line: string, ms = 3000): Promise<string> {
   client.send(line);
   return client.next(ms);
-}
-
-function makeCertificate(): { cert: Buffer; key: Buffer; dir: string } | string {
-  const dir = mkdtempSync(path.join(tmpdir(), "moonsocket-silly-"));
-  const keyFile = path.join(dir, "key.pem");
-  const certFile = path.join(dir, "cert.pem");
-  const result = spawnSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-days",
-      "1",
-      "-keyout",
-      keyFile,
-      "-out",
-      certFile,
-    ],
-    { stdio: "pipe", timeout: 20_000 },
-  );
-  if (result.error !== undefined || result.status !== 0) {
-    rmSync(dir, { recursive: true, force: true });
-    return `openssl is not usable here (${result.error?.message ?? result.stderr.toString().trim()})`;
-  }
-  return { cert: readFileSync(certFile), key: readFileSync(keyFile), dir };
 }
 
 // ---- the reference document ------------------------------------------------------------

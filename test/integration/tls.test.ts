@@ -3,12 +3,9 @@
  * `ws` client, a `ws` server with our client, and our client with our server.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import tls from "node:tls";
 import WebSocket, { WebSocketServer as WsServer } from "ws";
@@ -21,40 +18,10 @@ import {
   WsPeer,
   withTimeout,
 } from "../helpers/net-helpers.js";
+import { makeCertificate } from "../helpers/tls-cert.js";
 
 const resources = new Resources();
 afterEach(() => resources.closeAll());
-
-/** Generates a key and a self-signed certificate for CN=localhost, or says why it cannot. */
-function makeCertificate(): { cert: Buffer; key: Buffer; dir: string } | string {
-  const dir = mkdtempSync(path.join(tmpdir(), "moonsocket-tls-"));
-  const keyFile = path.join(dir, "key.pem");
-  const certFile = path.join(dir, "cert.pem");
-  const result = spawnSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-days",
-      "1",
-      "-keyout",
-      keyFile,
-      "-out",
-      certFile,
-    ],
-    { stdio: "pipe", timeout: 20_000 },
-  );
-  if (result.error !== undefined || result.status !== 0) {
-    rmSync(dir, { recursive: true, force: true });
-    return `openssl is not usable here (${result.error?.message ?? result.stderr.toString().trim()})`;
-  }
-  return { cert: readFileSync(certFile), key: readFileSync(keyFile), dir };
-}
 
 /** GET /metrics over https, trusting any certificate (the test's own). */
 function httpsMetrics(port: number): Promise<string> {
