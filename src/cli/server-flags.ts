@@ -24,7 +24,7 @@ export const SERVER_FLAGS = {
   path: {
     type: "string",
     multiple: true,
-    description: "WebSocket endpoint path (repeatable); default: every path",
+    description: "WebSocket endpoint path; default: every path",
     metavar: "path",
   },
   static: {
@@ -79,7 +79,7 @@ export const SERVER_FLAGS = {
   origin: {
     type: "string",
     multiple: true,
-    description: "allowed Origin (repeatable); default: any",
+    description: "allowed Origin; default: any",
     metavar: "url",
   },
   maxBuffered: {
