@@ -25,7 +25,9 @@ export interface LuaHostOptions {
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
 /**
- * One sandboxed Lua state with the library every style shares: `cjson`, `cjson.safe`,
+ * One sandboxed Lua state with the library every style shares: pattern matching and the other
+ * library calls the CPU budget could not interrupt made budget-safe (`safe-patterns.lua`,
+ * `safe-builtins.lua`), `cjson`, `cjson.safe`,
  * LuaJIT's habits (`bit`, `unpack`, `loadstring`, `table.new`, `table.clear`), `print` into
  * the server log, and the `moonsocket` module (log, clock, timers). Lua errors are logged
  * here, with script, line and traceback, and counted.
@@ -77,6 +79,14 @@ export class LuaHost {
 
   private installLibrary(): void {
     const engine = this.engine;
+    // First, before anything captures the library functions they replace: pattern matching and
+    // the other library calls whose single C call could outlast the CPU budget.
+    engine.run(readRuntimeFile("safe-patterns.lua"), "=safe-patterns", {
+      cpu_budget_ms: engine.cpuBudgetMs,
+    });
+    engine.run(readRuntimeFile("safe-builtins.lua"), "=safe-builtins", {
+      memory_limit_bytes: engine.memoryLimitBytes,
+    });
     engine.run(readRuntimeFile("luajit-compat.lua"), "=luajit-compat");
     engine.preload("cjson", readRuntimeFile("cjson.lua"), "=cjson");
     engine.preload("cjson.safe", "return require('cjson').safe()", "=cjson.safe");

@@ -23,32 +23,37 @@ WHAT IT DOES
 THE DECISION
   The pattern is compiled once (cached per pattern string, up to 256 bytes long, in bounded
   tables) into items, and a worst-case cost of C's matcher is derived from them as a
-  polynomial in x = (subject length from init) + 1, in nanoseconds of this engine (~40 ns per
-  call of C's `match`, ~10 ns per class test). Per item, backwards from the end of the pattern:
-    f = cost of an attempt that fails, g = cost of an attempt that succeeds (beyond a credit per
-    consumed byte). A quantified item multiplies the cost of what follows by x, unless
-      - what follows always matches (then only its first alternative is ever tried:
-        `^(%S+)%s*(.*)$`, `%s+`, `^%s*(.-)%s*$`'s leading `%s*`), or
-      - what follows must start with a byte the item cannot match (`%w+=`, `[^,]*,`): then all
-        alternatives but one fail at their first test, and the item costs x, not x times.
-    Anchored (`^`): f + g + credit*x. Unanchored find/match: x*f + g + credit*x.
-    gsub/gmatch: x*(f + g) + credit*x. A plain find (or one without special characters)
-    costs x*(10 + 1.5*#pattern).
-  The C function is called when the estimate is at most MAX_C_NS (2 % of the CPU budget,
-  clamped to [1, 20] ms); above FAST_C_NS (0.25 ms) a budget check is forced first, so
+  polynomial in x = (subject length from init) + 1, in nanoseconds of this engine (70 ns per
+  call of C's `match`, 10 ns per class test, more for long sets; measured real times are
+  0.1-0.5 of the estimates on adversarial subjects). Per item, backwards from the end of the
+  pattern: f = cost of an attempt that fails, g = cost of one that succeeds (beyond a credit per
+  consumed byte). A quantified item tries up to x alternatives, each with less subject left, so
+  it costs the sum over 1..x of what follows (k nested quantifiers: ~x^k/k!), unless
+    - what follows always matches (only its first alternative is ever tried: `^(%S+)%s*(.*)$`,
+      `%s+`, the leading `%s*` of `^%s*(.-)%s*$`), or
+    - what follows must start with a byte the item cannot match (`%w+=`, `[^,]*,`): all
+      alternatives but one fail at their first test, and the item costs x, not x times.
+  Totals: anchored (`^`) f + g; unanchored find/match: the sum of f over start positions, plus
+  g; gsub/gmatch: the sum of f + g + a replacement's cost over start positions; plus a credit per
+  byte. A plain find (or one without special characters) costs x * (10 + 2.5 * #pattern).
+  The C function is called when the estimate is at most MAX_C_NS (5 % of the CPU budget,
+  clamped to [2, 50] ms); above FAST_C_NS (MAX_C_NS / 20) a budget check is forced first, so
   expensive C calls never run back to back unchecked. Patterns the estimate cannot reason
   about (malformed, > 150 recursive items, unfinished captures, invalid replacement strings)
-  always take the Lua path, which raises Lua's errors at the same points.
+  always take the Lua path, which raises Lua's errors at the same points, so C never raises.
   The first call of a pattern string records, per function, the longest subject for which the
   call needs no budget check; later calls compare the subject's length with it and call C
   directly (one table lookup, one `type`, one comparison).
+  The Lua path skips start positions the first item rejects, searching for them with C in
+  32 KB windows (as fast as C on sparse matches); dense matches cost ~1-5 µs each.
 
 HOW THE HOST USES IT
   Run once per state, after the sandbox prelude and before any script captures `string.find`:
       engine.run(source, "=safe-patterns", { cpu_budget_ms = 1000 })
-  The argument is optional. The chunk returns a control table for the host and tests only
-  (it is not reachable from scripts): `lua` (the Lua implementations, C never used), `route`
-  (which path a call would take: "fast", "c" or "lua"), `limits`.
+  The argument is optional (also `max_c_ns`, `fast_c_ns`: the limits below, in ns). With
+  `control = true` the chunk returns a table for tests (never reachable from scripts): `lua`
+  (the Lua implementations, C never used), `route` (the path a call takes: "fast", "c-nocheck",
+  "c" or "lua"), `estimate` (the estimate of a call, ns) and `limits`.
 
 DIFFERENCES FROM THE C FUNCTIONS
   * Argument errors name the function as `string.find(...)` does ('find', 'gsub'…); a method
@@ -57,6 +62,11 @@ DIFFERENCES FROM THE C FUNCTIONS
   * An "invalid replacement value (a table)" raised by C's gsub on the C path carries the
     position of this file instead of the caller's (the traceback still shows the caller).
   * A replacement function called by the Lua path may yield (C's gsub refuses to).
+  * An error the Lua path raises in a call the script makes as a tail call
+    (`return s:find(p)`) names the position of the script's caller: the tail call removed the
+    script's frame (C functions keep it).
+  * When the CPU budget runs out inside the Lua path, the message names this file's line
+    ("safe-patterns:1213: cpu budget exceeded"); the traceback shows the script's.
 ]]
 
 local options = ...
@@ -64,17 +74,18 @@ if type(options) ~= "table" then
   options = {}
 end
 
-local type, tostring, tonumber, error, pcall, select, getmetatable, rawget, next =
-  type, tostring, tonumber, error, pcall, select, getmetatable, rawget, next
-local math_type, tointeger, floor, huge = math.type, math.tointeger, math.floor, math.huge
+local type, tostring, tonumber, error, pcall, getmetatable, rawget, next =
+  type, tostring, tonumber, error, pcall, getmetatable, rawget, next
+local math_type, tointeger, huge = math.type, math.tointeger, math.huge
 local byte, char, sub, concat, move, unpack =
   string.byte, string.char, string.sub, table.concat, table.move, table.unpack
 local string = string
-local c_find, c_match, c_gmatch, c_gsub = string.find, string.match, string.gmatch, string.gsub
+local c_find, c_match, c_gmatch, c_gsub, c_rep =
+  string.find, string.match, string.gmatch, string.gsub, string.rep
 
 local loaded = rawget(_G, "package") and package.loaded
 if loaded and loaded["moonsocket.safe-patterns"] then
-  return loaded["moonsocket.safe-patterns"]
+  return -- already installed
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -82,25 +93,28 @@ end
 ---------------------------------------------------------------------------------------------------
 
 local budget_ms = tonumber(options.cpu_budget_ms) or 1000
--- Longest a single C call may take (estimated, ns): 2 % of the budget, clamped to [1, 20] ms.
-local MAX_C_NS = budget_ms * 1e6 * 0.02
-if MAX_C_NS > 20e6 then
-  MAX_C_NS = 20e6
-elseif MAX_C_NS < 1e6 then
-  MAX_C_NS = 1e6
+-- Longest a single C call may take (estimated, ns): 5 % of the budget, clamped to [2, 50] ms.
+-- A budget check runs right before such a call, so it can overrun the budget by that much.
+local MAX_C_NS = budget_ms * 1e6 * 0.05
+if MAX_C_NS > 50e6 then
+  MAX_C_NS = 50e6
+elseif MAX_C_NS < 2e6 then
+  MAX_C_NS = 2e6
 end
 if tonumber(options.max_c_ns) then
   MAX_C_NS = tonumber(options.max_c_ns)
 end
--- Below this estimate a call needs no forced budget check (~80 such calls fit between two
--- hook checks: 20 ms).
-local FAST_C_NS = tonumber(options.fast_c_ns) or 0.25e6
+-- Below this estimate a call needs no forced budget check: MAX_C_NS / 20 (2.5 ms at the default
+-- budget). At most ~50 such calls run between two hook checks (the wrapper and a loop around it
+-- cost ~20 VM instructions), and real times are about half the estimates.
+local FAST_C_NS = tonumber(options.fast_c_ns) or MAX_C_NS / 20
 if FAST_C_NS > MAX_C_NS then
   FAST_C_NS = MAX_C_NS
 end
 
 -- Cost constants (ns on this engine): a call of C's match(), a class test, the end of a match.
-local M, TS, TEND = 40, 10, 5
+-- REPLACE: what gsub does per match besides matching (add_value, buffer).
+local M, TS, TEND, REPLACE = 70, 10, 5, 100
 
 local MAXCCALLS = 200
 local MAXCAPTURES = 32
@@ -286,7 +300,7 @@ local function compile(p, strip)
   local valid = true
   local level, open = 0, {}
   local recursive = 0
-  local lead_caps, lead_done, first = 0, false, nil
+  local lead_caps, lead_done, first, first_pat, first_plain = 0, false, nil, nil, false
   while i <= plen do
     k = k + 1
     local c = byte(p, i)
@@ -377,6 +391,7 @@ local function compile(p, strip)
         break
       end
       kind[k] = K_SINGLE
+      local start = i
       local t
       if c == 46 then -- '.'
         t = ALL
@@ -414,8 +429,13 @@ local function compile(p, strip)
         lead_done = true
         -- A mandatory first item (after captures that cannot overflow): an attempt at a byte it
         -- rejects fails at once in C, without side effects, so the Lua path skips it.
-        if (q[k] == Q_NONE or q[k] == Q_PLUS) and lead_caps < MAXCAPTURES then
+        if (q[k] == Q_NONE or q[k] == Q_PLUS) and lead_caps < MAXCAPTURES and t ~= ALL then
           first = t
+          if c == 37 or c == 91 then
+            first_pat = sub(p, start, ep - 1) -- %x or [set]: a pattern of its own
+          else
+            first_pat, first_plain = CHARS[c], true
+          end
         end
       end
     end
@@ -441,6 +461,8 @@ local function compile(p, strip)
     valid = valid,
     ncap = level,
     first = first, -- class of the first item when an attempt can be skipped on it
+    first_pat = first_pat, -- that item as a C pattern (plain when `first_plain`)
+    first_plain = first_plain,
   }
 end
 
@@ -473,6 +495,19 @@ local function pmulx(a, c)
   local r = { 0 }
   for i = 1, #a do
     r[i + 1] = a[i] * c
+  end
+  return r
+end
+
+-- Upper bound of sum_{j=1..x} a(j): each c*x^d becomes c*x^(d+1)/(d+1) + c*x^d. Children of a
+-- backtracking item start with less and less of the subject left, so their costs add up like
+-- this, not like x * a(x): k nested quantifiers cost ~x^k/k!.
+local function pint(a)
+  local r = { 0 }
+  for d = 0, #a - 1 do
+    local c = a[d + 1]
+    r[d + 2] = (r[d + 2] or 0) + c / (d + 1)
+    r[d + 1] = r[d + 1] + c
   end
   return r
 end
@@ -624,7 +659,8 @@ local function estimate(pat)
             f[k] = padd(pmulx(pc(t + M + tfn), 1), paddc(f[nx], t + M + extra))
             g[k] = paddc(g[nx], t + M + extra)
           else
-            f[k] = paddc(pmulx(paddc(f[nx], t + M), 1), extra)
+            -- scan, then one call per repetition count, each with less subject left
+            f[k] = paddc(padd(pmulx(pc(t), 1), pint(paddc(f[nx], M))), extra)
             g[k] = padd(f[k], g[nx])
           end
         elseif qq == Q_MIN then
@@ -638,7 +674,7 @@ local function estimate(pat)
               credit = t + M + tfn
             end
           else
-            f[k] = pmulx(paddc(f[nx], t + M), 1)
+            f[k] = padd(pmulx(pc(t), 1), pint(paddc(f[nx], M)))
             g[k] = padd(f[k], g[nx])
           end
         else -- Q_OPT
@@ -666,9 +702,11 @@ local function estimate(pat)
   if A[1] then
     find_u = padd(paddc(g1, M), cr)
   else
-    find_u = padd(padd(pmulx(paddc(f1, M), 1), g1), cr)
+    -- one attempt per start position, each with less subject left
+    find_u = padd(padd(pint(paddc(f1, M)), g1), cr)
   end
-  all_u = padd(pmulx(paddc(padd(f1, g1), M), 1), cr)
+  -- gsub and gmatch: any start may fail or match; a match also costs its replacement
+  all_u = padd(pint(paddc(padd(f1, g1), M + REPLACE)), cr)
   return anch, find_u, all_u
 end
 
@@ -679,7 +717,7 @@ end
 local SPECIALS = "[%^%$%*%+%?%.%(%[%%%-]"
 
 local function plain_cost_poly(m)
-  return { M, 10 + 1.5 * m }
+  return { M, 10 + 2.5 * m }
 end
 
 -- Subject-length limits (fast: no budget check needed; c: C allowed at all) of a plain search.
@@ -737,6 +775,7 @@ local function new_state(s, pat)
     sb = {}
   end
   return {
+    pat = pat,
     src = s,
     n = n,
     sb = sb,
@@ -774,6 +813,17 @@ local function fill(ms, i)
   ms.nblk = nb
   move({ byte(ms.src, lo, hi) }, 1, hi - lo + 1, lo, sb)
   return sb[i]
+end
+
+local MEMERR = "not enough memory"
+
+-- Raises again an error caught by pcall. A memory error must stay one (the host reports
+-- LUA_ERRMEM as such), so a real allocation failure is provoked: more than any cap allows.
+local function rethrow(e)
+  if e == MEMERR then
+    local _ = c_rep("x", 0x7ffffffe)
+  end
+  error(e, 0)
 end
 
 local function raise(ms, msg)
@@ -816,6 +866,27 @@ do_match = function(ms, s, k)
       elseif qq == Q_NONE then
         s = s + 1
         k = k + 1
+      elseif k == K and ms.depth > 0 then
+        -- Last item: the first alternative (a call that would return at once) matches.
+        if qq == Q_OPT then
+          s = s + 1
+        elseif qq ~= Q_MIN then
+          if qq == Q_PLUS then
+            s = s + 1
+          end
+          while s <= n do
+            local c = sb[s]
+            if c == nil then
+              c = fill(ms, s)
+              sb = ms.sb
+            end
+            if not cl[c] then
+              break
+            end
+            s = s + 1
+          end
+        end
+        break
       elseif qq == Q_OPT then
         local r = do_match(ms, s + 1, k + 1)
         if r ~= nil then
@@ -1020,25 +1091,53 @@ local function push_captures(ms, s, e, base)
   return base + nlevels
 end
 
+local SKIP_LUA, SKIP_WINDOW = 8, 1 << 15
+
+--[[
+First position >= s1 where an attempt can start (its byte is in the first item's class), or
+n + 1. A few bytes are tested here (matches are often dense); then C searches for the class,
+in windows of 32 KB (~1 ms each at worst) so that the hook runs between them.
+]]
+local function skip(ms, s1)
+  local pat = ms.pat
+  local first = pat.first
+  local n = ms.n
+  local sb = ms.sb
+  local stop = s1 + SKIP_LUA
+  while s1 <= n and s1 < stop do
+    local c = sb[s1]
+    if c == nil then
+      c = fill(ms, s1)
+      sb = ms.sb
+    end
+    if first[c] then
+      return s1
+    end
+    s1 = s1 + 1
+  end
+  local fpat, fplain, src = pat.first_pat, pat.first_plain, ms.src
+  while s1 <= n do
+    local wend = s1 + SKIP_WINDOW - 1
+    if wend >= n then
+      return c_find(src, fpat, s1, fplain) or n + 1
+    end
+    local j = c_find(sub(src, s1, wend), fpat, 1, fplain)
+    if j ~= nil then
+      return s1 + j - 1
+    end
+    s1 = wend + 1
+  end
+  return s1
+end
+
 -- One unanchored or anchored search from `init` (str_find_aux's loop). Fills ms.res.
 local function find_aux(ms, init, anchor, first, find)
   local n = ms.n
   local s1 = init
   while true do
     if first ~= nil and not anchor then
-      -- Skip starts the first item rejects (C would try and fail there at once).
-      local sb = ms.sb
-      while s1 <= n do
-        local c = sb[s1]
-        if c == nil then
-          c = fill(ms, s1)
-          sb = ms.sb
-        end
-        if first[c] then
-          break
-        end
-        s1 = s1 + 1
-      end
+      -- Starts the first item rejects fail at once in C, without side effects: skip them.
+      s1 = skip(ms, s1)
       if s1 > n then
         return 0
       end
@@ -1197,7 +1296,7 @@ local function lua_find_aux(s, p, init, plain, find)
     if cnt == SENTINEL then
       error(ms.err, 2)
     end
-    error(cnt, 0)
+    rethrow(cnt)
   end
   if cnt == 0 then
     return nil
@@ -1214,9 +1313,15 @@ local function lua_match(s, p, init)
 end
 
 -- One gmatch step from src: returns count of captures in ms.res and the new position, or 0.
-local function gmatch_step(ms, src, lastmatch)
+local function gmatch_step(ms, src, lastmatch, first)
   local n = ms.n
   while src <= n + 1 do
+    if first ~= nil then
+      src = skip(ms, src)
+      if src > n then
+        return 0
+      end
+    end
     ms.level = 0
     local e = do_match(ms, src, 1)
     if e ~= nil and e ~= lastmatch then
@@ -1251,15 +1356,16 @@ local function lua_gmatch(s, p, init)
     init = ls + 2 -- C: src = s + ls + 1, past the end: nothing is found
   end
   local pat = pattern_info(p, false).pat
+  local first = pat.first
   local ms = new_state(s, pat)
   local src, lastmatch = init, nil
   return function()
-    local ok, cnt, e = pcall(gmatch_step, ms, src, lastmatch)
+    local ok, cnt, e = pcall(gmatch_step, ms, src, lastmatch, first)
     if not ok then
       if cnt == SENTINEL then
         error(ms.err, 2)
       end
-      error(cnt, 0)
+      rethrow(cnt)
     end
     if cnt == 0 then
       return
@@ -1269,54 +1375,54 @@ local function lua_gmatch(s, p, init)
   end
 end
 
--- Next match for gsub from src (C's loop body). On a match, appends to `out` the bytes skipped
--- since `copied`, then (string `repl`) the expanded replacement. Returns the match start and
--- end + 1, or nil and the position where the subject ran out.
-local function gsub_step(ms, src, lastmatch, anchor, repl, out, copied)
+-- A replacement string as a list: strings (literal text), numbers (capture 0-9) and `false`
+-- (a '%' C rejects), in order, so errors come at the same point as in C's add_s.
+local function parse_repl(repl)
+  local ops, nops = {}, 0
+  local i, rl = 1, #repl
+  while true do
+    local j = c_find(repl, "%", i, true)
+    if j == nil then
+      break
+    end
+    if j > i then
+      nops = nops + 1
+      ops[nops] = sub(repl, i, j - 1)
+    end
+    local c = byte(repl, j + 1)
+    nops = nops + 1
+    if c == 37 then
+      ops[nops] = "%"
+    elseif c ~= nil and c >= 48 and c <= 57 then
+      ops[nops] = c - 48
+    else
+      ops[nops] = false
+      break -- raised when reached; what follows is never used
+    end
+    i = j + 2
+  end
+  if i <= rl and (nops == 0 or ops[nops] ~= false) then
+    nops = nops + 1
+    ops[nops] = sub(repl, i, rl)
+  end
+  ops.n = nops
+  return ops
+end
+
+-- Next match for gsub from src (C's loop body), skipping starts the first item rejects.
+-- Returns the match start and end + 1, or nil and the position where the subject ran out.
+local function gsub_next(ms, src, lastmatch, anchor, first)
   local n = ms.n
   while true do
+    if first ~= nil and not anchor then
+      src = skip(ms, src)
+      if src > n then
+        return nil, src
+      end
+    end
     ms.level = 0
     local e = do_match(ms, src, 1)
     if e ~= nil and e ~= lastmatch then
-      local nout = out.n
-      if src > copied then
-        nout = nout + 1
-        out[nout] = sub(ms.src, copied, src - 1)
-      end
-      if repl ~= nil then
-        -- add_s
-        local rl = #repl
-        local i = 1
-        while true do
-          local j = c_find(repl, "%", i, true)
-          if j == nil then
-            break
-          end
-          if j > i then
-            nout = nout + 1
-            out[nout] = sub(repl, i, j - 1)
-          end
-          local c = byte(repl, j + 1)
-          if c == 37 then
-            nout = nout + 1
-            out[nout] = "%"
-          elseif c == 48 then
-            nout = nout + 1
-            out[nout] = sub(ms.src, src, e - 1)
-          elseif c ~= nil and c >= 49 and c <= 57 then
-            nout = nout + 1
-            out[nout] = tostring(get_capture(ms, c - 48, src, e))
-          else
-            raise(ms, "invalid use of '%' in replacement string")
-          end
-          i = j + 2
-        end
-        if i <= rl then
-          nout = nout + 1
-          out[nout] = sub(repl, i, rl)
-        end
-      end
-      out.n = nout
       return src, e
     end
     if anchor or src > n then
@@ -1324,6 +1430,44 @@ local function gsub_step(ms, src, lastmatch, anchor, repl, out, copied)
     end
     src = src + 1
   end
+end
+
+-- gsub with a replacement string (no user code runs): the whole loop, under one pcall.
+local function gsub_string(ms, ops, max_s, anchor, first, out)
+  local s = ms.src
+  local nops = ops.n
+  local src, lastmatch, count, copied, nout = 1, nil, 0, 1, 0
+  while count < max_s do
+    local st, e = gsub_next(ms, src, lastmatch, anchor, first)
+    if st == nil then
+      break
+    end
+    count = count + 1
+    if st > copied then
+      nout = nout + 1
+      out[nout] = sub(s, copied, st - 1)
+    end
+    for i = 1, nops do
+      local op = ops[i]
+      local t = type(op)
+      nout = nout + 1
+      if t == "string" then
+        out[nout] = op
+      elseif op == 0 then
+        out[nout] = sub(s, st, e - 1)
+      elseif op then
+        out[nout] = tostring(get_capture(ms, op, st, e))
+      else
+        raise(ms, "invalid use of '%' in replacement string")
+      end
+    end
+    src, lastmatch, copied = e, e, e
+    if anchor then
+      break
+    end
+  end
+  out.n = nout
+  return count, copied
 end
 
 -- What a replacement function (all captures) or table (the first) gets, in ms.res.
@@ -1363,56 +1507,73 @@ local function lua_gsub(s, p, repl, max_s)
       ")", 2)
   end
   local pat = pattern_info(p, true).pat
-  local anchor = pat.anchor
+  local anchor, first = pat.anchor, pat.first
   local ms = new_state(s, pat)
-  local out = { n = 0 }
-  local srepl = tr == "string" and repl or nil
+  local out = {}
+  if tr == "string" then
+    local ok, count, copied = pcall(gsub_string, ms, parse_repl(repl), max_s, anchor, first, out)
+    if not ok then
+      if count == SENTINEL then
+        error(ms.err, 2)
+      end
+      rethrow(count)
+    end
+    if count == 0 then
+      return orig, 0
+    end
+    local nout = out.n
+    if copied <= ls then
+      nout = nout + 1
+      out[nout] = sub(s, copied, ls)
+    end
+    return concat(out, "", 1, nout), count
+  end
+  local nout = 0
   local src, lastmatch, count, changed = 1, nil, 0, false
   local copied = 1 -- first byte of s not yet in `out`
   while count < max_s do
-    local ok, st, e = pcall(gsub_step, ms, src, lastmatch, anchor, srepl, out, copied)
+    local ok, st, e = pcall(gsub_next, ms, src, lastmatch, anchor, first)
     if not ok then
       if st == SENTINEL then
         error(ms.err, 2)
       end
-      error(st, 0)
+      rethrow(st)
     end
     if st == nil then
       break
     end
     count = count + 1
-    if srepl ~= nil then
-      changed = true
+    if st > copied then
+      nout = nout + 1
+      out[nout] = sub(s, copied, st - 1)
+    end
+    local cnt
+    ok, cnt = pcall(repl_args, ms, st, e, tr == "function")
+    if not ok then
+      if cnt == SENTINEL then
+        error(ms.err, 2)
+      end
+      rethrow(cnt)
+    end
+    local v
+    if tr == "function" then
+      v = repl(unpack(ms.res, 1, cnt))
     else
-      local cnt
-      ok, cnt = pcall(repl_args, ms, st, e, tr == "function")
-      if not ok then
-        if cnt == SENTINEL then
-          error(ms.err, 2)
-        end
-        error(cnt, 0)
-      end
-      local v
-      if tr == "function" then
-        v = repl(unpack(ms.res, 1, cnt))
+      v = repl[ms.res[1]]
+    end
+    nout = nout + 1
+    if not v then
+      out[nout] = sub(s, st, e - 1)
+    else
+      local tv = type(v)
+      if tv == "string" then
+        out[nout] = v
+      elseif tv == "number" then
+        out[nout] = tostring(v)
       else
-        v = repl[ms.res[1]]
+        error("invalid replacement value (a " .. typename(v) .. ")", 2)
       end
-      local nout = out.n + 1
-      if not v then
-        out[nout] = sub(s, st, e - 1)
-      else
-        local tv = type(v)
-        if tv == "string" then
-          out[nout] = v
-        elseif tv == "number" then
-          out[nout] = tostring(v)
-        else
-          error("invalid replacement value (a " .. typename(v) .. ")", 2)
-        end
-        changed = true
-      end
-      out.n = nout
+      changed = true
     end
     src, lastmatch, copied = e, e, e
     if anchor then
@@ -1422,7 +1583,6 @@ local function lua_gsub(s, p, repl, max_s)
   if not changed then
     return orig, count
   end
-  local nout = out.n
   if copied <= ls then
     nout = nout + 1
     out[nout] = sub(s, copied, ls)
@@ -1743,4 +1903,6 @@ if loaded then
   loaded["moonsocket.safe-patterns"] = true
 end
 
-return control
+if options.control then
+  return control
+end
