@@ -22,6 +22,7 @@ import {
   luaMulti,
 } from "./engine.js";
 import type { LuaHost } from "./lua-host.js";
+import { EventInbox } from "./event-inbox.js";
 import { readRuntimeFile } from "./runtime-files.js";
 import { SchedulerBridge, SocketEvent } from "./scheduler-bridge.js";
 import type { StyleRuntime } from "./script-app.js";
@@ -133,6 +134,10 @@ export class CoroutineStyle implements StyleRuntime {
   private readonly bridge: SchedulerBridge;
   private readonly startMain: LuaRef;
   private readonly onRequest: LuaRef;
+  /** Lua `wake(h)`: makes the task waiting for handle h's next event ready. */
+  private readonly wakeFn: LuaRef;
+  /** Events of each handle not read by the script yet (see next_event). */
+  private readonly inboxes = new Map<number, EventInbox>();
   private readonly staticHandler: StaticHandler | null;
   private readonly created: WebSocketServer[] = [];
   private readonly listeners = new Map<number, Listener>();
@@ -166,11 +171,9 @@ export class CoroutineStyle implements StyleRuntime {
     const primitives = engine.createRef(this.primitives());
     try {
       this.startMain = engine.run(readRuntimeFile("silly.lua"), "=silly", primitives)[0] as LuaRef;
-      this.onRequest = engine.run(
-        readRuntimeFile("silly-net.lua"),
-        "=silly-net",
-        primitives,
-      )[0] as LuaRef;
+      const net = engine.run(readRuntimeFile("silly-net.lua"), "=silly-net", primitives);
+      this.onRequest = net[0] as LuaRef;
+      this.wakeFn = net[1] as LuaRef;
     } finally {
       primitives.release();
     }
@@ -249,51 +252,87 @@ export class CoroutineStyle implements StyleRuntime {
     }
   }
 
-  /** Queues an event for Lua handle `handle` and runs the tasks it wakes. */
+  /**
+   * Queues an event for Lua handle `handle` (dropped when the script no longer reads it). A
+   * task waiting for it is woken after the current socket read, together with the tasks the
+   * read's other events woke: one entry into Lua for all of them.
+   */
   private deliver(
     handle: number,
     kind: number,
     data: Buffer | string | null = null,
     extra: number | null = null,
   ): void {
-    // Messages batched before this event go first, so each socket's events stay in order.
-    this.flushMessages();
-    this.dispatch(() => this.bridge.deliver(handle, kind, data, extra));
-  }
-
-  // Messages of one socket read are delivered together (see flushMessages).
-  private batchHandles: number[] = [];
-  private batchKinds: number[] = [];
-  private batchDatas: Buffer[] = [];
-  private batchScheduled = false;
-  private readonly flushTask = (): void => this.flushMessages();
-
-  /** Queues a message; the batch goes to Lua in one entry after the current socket read. */
-  private deliverMessage(handle: number, kind: number, data: Buffer): void {
-    this.batchHandles.push(handle);
-    this.batchKinds.push(kind);
-    this.batchDatas.push(data);
-    if (!this.batchScheduled) {
-      this.batchScheduled = true;
+    const inbox = this.inboxes.get(handle);
+    if (inbox === undefined || !inbox.push(kind, data, extra)) return;
+    this.wakeHandles.push(handle);
+    if (!this.wakeScheduled) {
+      this.wakeScheduled = true;
       queueMicrotask(this.flushTask);
     }
   }
 
+  private wakeHandles: number[] = [];
+  private wakeScheduled = false;
+  private readonly flushTask = (): void => {
+    this.wakeScheduled = false;
+    const handles = this.wakeHandles;
+    if (handles.length === 0) return;
+    this.wakeHandles = [];
+    this.dispatch(() => {
+      const engine = this.host.engine;
+      for (const handle of handles) engine.call(this.wakeFn, handle);
+      this.bridge.run();
+    });
+  };
+
+  /** Gives handle `handle` an inbox: its events are kept until the script reads them. */
+  private openInbox(handle: number): void {
+    this.inboxes.set(handle, new EventInbox());
+  }
+
   /**
-   * Hands the batched messages to Lua at once: one entry into Lua per socket read instead of
-   * one per message, and a reader woken once finds them all queued, so it reads on without
-   * yielding (each yield costs a JS exception in this Lua build).
+   * The script is done with handle `handle`: drop its inbox, after waking a task still
+   * waiting on it (it then reads end of file).
    */
-  private flushMessages(): void {
-    this.batchScheduled = false;
-    if (this.batchHandles.length === 0) return;
-    const handles = this.batchHandles;
-    const kinds = this.batchKinds;
-    const datas = this.batchDatas;
-    this.batchHandles = [];
-    this.batchKinds = [];
-    this.batchDatas = [];
-    this.dispatch(() => this.bridge.deliverBatch(handles, kinds, datas));
+  private closeInbox(handle: number): void {
+    const inbox = this.inboxes.get(handle);
+    if (inbox === undefined) return;
+    if (inbox.waiting) this.deliver(handle, SocketEvent.Closed);
+    else this.inboxes.delete(handle);
+  }
+
+  /**
+   * Lua `next_events(h, max)`: the oldest events of handle h, at most `max`, as kind1, data1,
+   * kind2, data2, … (data "" when an event has none); nothing when none is queued (the
+   * caller then waits to be woken); -1 when the handle has no inbox.
+   */
+  private nextEvents(handle: number, max: number) {
+    const inbox = this.inboxes.get(handle);
+    if (inbox === undefined) return SocketEvent.Closed;
+    const values: LuaInput[] = [];
+    const ws = this.sockets.get(handle);
+    for (let taken = 0; taken < max; taken++) {
+      const kind = inbox.shift();
+      if (kind === undefined) break;
+      const data = inbox.takenData;
+      values.push(kind, data ?? "");
+      if (kind === SocketEvent.Closed) {
+        this.inboxes.delete(handle);
+        break;
+      }
+      if (ws !== undefined && Buffer.isBuffer(data) && isReadable(kind)) {
+        // A message, ping or pong read: the script caught up by one (see socketEvent).
+        ws.unread--;
+        ws.unreadBytes -= data.length;
+      }
+    }
+    if (values.length === 0) {
+      inbox.waiting = true;
+      return undefined;
+    }
+    if (ws?.paused) this.resumeReading(ws, false);
+    return luaMulti(...values);
   }
 
   /** A task died (Lua error, CPU budget, memory): close the connection it served. */
@@ -351,21 +390,21 @@ export class CoroutineStyle implements StyleRuntime {
       ws_connect: fn((a) => this.connect(a)),
       ws_send: fn((a) => this.send(a)),
       ws_close: fn((a) => {
-        const ws = this.sockets.get(a.integer(1));
+        const handle = a.integer(1);
+        // A task still blocked reading this socket wakes up (and finds it closed).
+        this.closeInbox(handle);
+        const ws = this.sockets.get(handle);
         if (ws === undefined || ws.gone || ws.closing) return luaMulti(false, SOCKET_CLOSED);
         this.closeSocket(ws, CloseCode.NormalClosure);
         return true;
       }),
-      ws_ack: fn((a) => {
-        const ws = this.sockets.get(a.integer(1));
-        if (ws === undefined) return;
-        ws.unread = Math.max(0, ws.unread - a.integer(2));
-        ws.unreadBytes = Math.max(0, ws.unreadBytes - a.integer(3));
-        this.resumeReading(ws, false);
-      }),
+      next_events: fn((a) => this.nextEvents(a.integer(1), Math.min(64, a.integer(2)))),
+      inbox_close: fn((a) => this.closeInbox(a.integer(1))),
       ws_collected: fn((a) => {
         // The script dropped every reference to an open socket: nobody can use it any more.
-        const ws = this.sockets.get(a.integer(1));
+        const handle = a.integer(1);
+        this.inboxes.delete(handle);
+        const ws = this.sockets.get(handle);
         if (ws !== undefined && !ws.gone && !ws.closing) this.closeSocket(ws, CloseCode.GoingAway);
       }),
       conn_alive: fn((a) => {
@@ -448,6 +487,7 @@ export class CoroutineStyle implements StyleRuntime {
     this.addHooks(listener);
     this.created.push(server);
     if (!this.loaded) return luaMulti(listener.id, false, `${parsed.host}:${port}`);
+    this.openInbox(listener.id);
     // Opened after startup: nobody else will listen on it.
     server.listen().then(
       (info) => this.deliver(listener.id, Result.Ok, `${info.address}:${info.port}`),
@@ -766,6 +806,8 @@ export class CoroutineStyle implements StyleRuntime {
     stream.ended = true;
     this.streams.delete(handle);
     this.accepting = ws;
+    // Before accepting: frames that came with the request are delivered during the accept.
+    this.openInbox(handle);
     let client: ServerClient | null;
     try {
       client = stream.listener.server.acceptUpgrade(stream.req, stream.socket, stream.head);
@@ -773,8 +815,13 @@ export class CoroutineStyle implements StyleRuntime {
       this.accepting = null;
     }
     // acceptUpgrade answered a refused handshake itself (4xx, logged and counted).
-    if (client === null) return luaMulti(null, problem ?? "handshake refused");
-    if (!client.connected) return luaMulti(null, "server is full, try again later");
+    let refusal: string | null = null;
+    if (client === null) refusal = problem ?? "handshake refused";
+    else if (!client.connected) refusal = "server is full, try again later";
+    if (refusal !== null) {
+      this.inboxes.delete(handle);
+      return luaMulti(null, refusal);
+    }
     return true;
   }
 
@@ -819,6 +866,7 @@ export class CoroutineStyle implements StyleRuntime {
     }
     const ws = newSocket(this.nextHandle++);
     this.sockets.set(ws.handle, ws);
+    this.openInbox(ws.handle);
     connect(target, { ...this.extra.connect, headers, protocols }).then(
       (client) => this.connected(ws, client),
       (error: unknown) => {
@@ -879,7 +927,7 @@ export class CoroutineStyle implements StyleRuntime {
       ws.paused = true;
       ws.server?.transport.socket.pause();
     }
-    this.deliverMessage(ws.handle, kind, data);
+    this.deliver(ws.handle, kind, data);
   }
 
   /** Reads from the peer again once the script caught up (or always, with `force`). */
@@ -980,6 +1028,17 @@ export class CoroutineStyle implements StyleRuntime {
 }
 
 // ---- helpers ----------------------------------------------------------------------------
+
+/** Events the flow control of a socket counts: messages, pings, pongs. */
+function isReadable(kind: number): boolean {
+  return (
+    kind === SocketEvent.Text ||
+    kind === SocketEvent.Binary ||
+    kind === SocketEvent.Continuation ||
+    kind === SocketEvent.Ping ||
+    kind === SocketEvent.Pong
+  );
+}
 
 function newSocket(handle: number): WsSocket {
   return {

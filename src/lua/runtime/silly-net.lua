@@ -1,19 +1,21 @@
 -- The coroutine style's network modules: `silly.net.http` (a server whose handler runs per
 -- request in its own task) and `silly.net.websocket` (upgrade a request, or connect to a
 -- ws:// or wss:// server; read and write whole messages). The sockets themselves live in the
--- host (coroutine-style.ts); events reach Lua through the scheduler's socket inboxes.
+-- host (coroutine-style.ts), and so do their events (messages, close, the result of a listen
+-- or connect): a task takes them one at a time with next_event, and waits when there is none.
 --
 -- Called as a chunk with the host primitives, after silly.lua. Returns on_request, the
--- function the host calls for each request.
+-- function the host calls for each request, and wake, which it calls when a handle a task
+-- waits on has an event.
 local H = ...
 
-local sched = require "moonsocket.scheduler"
 local R = require "moonsocket.silly"
 
 local type, tostring, pairs, ipairs, error = type, tostring, pairs, ipairs, error
 local setmetatable, getmetatable = setmetatable, getmetatable
 local lower, find, sub, concat = string.lower, string.find, string.sub, table.concat
-local block, spawn_task = R.block, R.spawn_task
+local co_running, co_yield = coroutine.running, coroutine.yield
+local block, spawn_task, wake_task = R.block, R.spawn_task, R.wake
 
 -- Event kinds the host delivers besides the frame opcodes (1 text, 2 binary, 8 close,
 -- 9 ping, 10 pong) and -1 (the connection is gone).
@@ -27,14 +29,39 @@ local CONTROL_TOO_LONG <const> = "all control frames MUST have a payload length 
 local SOCKET_CLOSED <const> = "socket closed"
 local END_OF_FILE <const> = "end of file"
 
--- Waits for the next event of handle h: kind, data, extra (nil when the inbox closed).
-local sched_read, sched_pending = sched.read, sched.pending
+-- The task waiting for the next event of each handle.
+local waiting = {}
+local next_events, inbox_close, ws_send = H.next_events, H.inbox_close, H.ws_send
+
+local function wait_for_host(h)
+  waiting[h] = co_running()
+  return co_yield()
+end
+
+-- The events the host has for handle h, at most `max`, as { kind1, data1, kind2, data2, … }
+-- (kind -1 once the handle is gone). Blocks the task while the host has none.
+local function take_events(h, max)
+  local events = { next_events(h, max) }
+  while events[1] == nil do
+    block("WAIT", wait_for_host, h)
+    events = { next_events(h, max) }
+  end
+  return events
+end
+
+-- Next event of handle h: kind, data.
 local function wait_event(h)
-  -- Fast path: an event is already queued, so reading cannot block (no state change needed).
-  if sched_pending(h) > 0 then return sched_read(h) end
-  local kind, data, extra = block("WAIT", sched_read, h)
-  if kind == nil then return -1 end
-  return kind, data, extra
+  local events = take_events(h, 1)
+  return events[1], events[2]
+end
+
+--- Host entry: handle h has an event; the task waiting for it becomes ready.
+local function wake(h)
+  local co = waiting[h]
+  if co ~= nil then
+    waiting[h] = nil
+    wake_task(co)
+  end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -80,7 +107,6 @@ local function collect_garbage()
   for h in pairs(open_socks) do
     if sock_refs[h] == nil then
       open_socks[h] = nil
-      sched.forget_socket(h)
       H.ws_collected(h)
     end
   end
@@ -93,31 +119,35 @@ local function newsocket(h, stream, conn)
   return sock
 end
 
+-- Events a read takes from the host at once (the rest wait in sock._events for the next reads).
+local READ_BATCH <const> = 64
+
 --- Next whole message: data, type ("text", "binary", "ping", "pong", "close"), or
 --- nil, err, "" once the connection is closed or failed.
 function sock_methods.read(sock)
   if sock._closed then return nil, SOCKET_CLOSED, "" end
-  local err = sock._err
-  if err then return nil, err, "" end
-  local h = sock._h
-  local kind, data = wait_event(h)
-  if sock._closed then return nil, SOCKET_CLOSED, "" end
+  local kind, data
+  local events = sock._events
+  if events ~= nil then
+    local at = sock._at
+    kind, data = events[at], events[at + 1]
+    if events[at + 2] == nil then sock._events = nil else sock._at = at + 2 end
+  else
+    local err = sock._err
+    if err then return nil, err, "" end
+    events = take_events(sock._h, READ_BATCH)
+    if sock._closed then return nil, SOCKET_CLOSED, "" end
+    kind, data = events[1], events[2]
+    if events[3] ~= nil then sock._events, sock._at = events, 3 end
+  end
+  if kind == 1 or kind == 2 then return data, frame_type[kind] end
   if kind == -1 or kind == K_FAIL then
-    err = kind == K_FAIL and tostring(data) or END_OF_FILE
+    local h = sock._h
+    local err = kind == K_FAIL and tostring(data) or END_OF_FILE
     sock._err = err
     open_socks[h] = nil
-    sched.forget_socket(h)
+    inbox_close(h)
     return nil, err, ""
-  end
-  -- Acknowledge consumed messages to the host's flow control in batches: when the inbox is
-  -- drained or every 64 messages, not once per message.
-  local acked = (sock._ack_n or 0) + 1
-  local acked_bytes = (sock._ack_bytes or 0) + #data
-  if acked >= 64 or sched.pending(h) == 0 then
-    sock._ack_n, sock._ack_bytes = 0, 0
-    H.ws_ack(h, acked, acked_bytes)
-  else
-    sock._ack_n, sock._ack_bytes = acked, acked_bytes
   end
   return data, frame_type[kind]
 end
@@ -125,21 +155,23 @@ end
 --- Sends one message (type "text", "binary" (default), "ping", "pong" or "close"):
 --- true, or false, err.
 function sock_methods.write(sock, data, typ)
-  if typ == nil then typ = "binary" end
-  local op = frame_op[typ]
+  local op = frame_op[typ or "binary"]
   if op == nil then
     error("bad argument #2 to 'write' (frame type expected, got " .. tostring(typ) .. ")", 2)
   end
-  if data == nil then
-    data = ""
-  elseif type(data) == "number" then
-    data = tostring(data)
-  elseif type(data) ~= "string" then
-    error("bad argument #1 to 'write' (string expected, got " .. type(data) .. ")", 2)
+  local t = type(data)
+  if t ~= "string" then
+    if data == nil then
+      data = ""
+    elseif t == "number" then
+      data = tostring(data)
+    else
+      error("bad argument #1 to 'write' (string expected, got " .. t .. ")", 2)
+    end
   end
   if op >= 8 and #data > 125 then return false, CONTROL_TOO_LONG end
   if sock._closed then return false, SOCKET_CLOSED end
-  return H.ws_send(sock._h, op, data)
+  return ws_send(sock._h, op, data)
 end
 
 --- Starts the close handshake (code 1000). The socket cannot be used afterwards.
@@ -147,10 +179,8 @@ function sock_methods.close(sock)
   if sock._closed then return false, SOCKET_CLOSED end
   sock._closed = true
   local h = sock._h
+  -- The host wakes a task still blocked reading this socket (it reads "socket closed").
   local ok, err = H.ws_close(h)
-  -- Wake a task of the script still blocked reading this socket, then drop the inbox.
-  sched.post(h, -1)
-  sched.forget_socket(h)
   open_socks[h] = nil
   sock.conn = nil
   return ok, err
@@ -257,9 +287,8 @@ function http.listen(conf)
   local listener = setmetatable({ fd = id, addr = addr or conf.addr }, listener_mt)
   if pending then
     -- Opened after startup: wait until the port is bound (or refused).
-    sched.open_socket(id)
     local kind, data = wait_event(id)
-    sched.forget_socket(id)
+    inbox_close(id)
     if kind ~= K_OK then
       handlers[id] = nil
       return nil, data
@@ -332,7 +361,6 @@ function websocket.upgrade(stream)
   local h = stream._h
   local ok, err = H.ws_accept(h)
   if not ok then return nil, err end
-  sched.open_socket(h)
   return newsocket(h, stream, stream.conn)
 end
 
@@ -352,10 +380,9 @@ function websocket.connect(url, header)
   end
   local h, err = H.ws_connect(url, fields)
   if not h then return nil, err end
-  sched.open_socket(h)
   local kind, data = wait_event(h)
   if kind ~= K_OK then
-    sched.forget_socket(h)
+    inbox_close(h)
     return nil, kind == K_FAIL and tostring(data) or "connection closed"
   end
   local path = url:match("^%a+://[^/?#]*([^#]*)") or "/"
@@ -374,4 +401,4 @@ end
 package.preload["silly.net.http"] = function() return http end
 package.preload["silly.net.websocket"] = function() return websocket end
 
-return on_request
+return on_request, wake
