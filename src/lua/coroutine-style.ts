@@ -21,8 +21,8 @@ import {
   type LuaValue,
   luaMulti,
 } from "./engine.js";
-import type { LuaHost } from "./lua-host.js";
 import { EventInbox } from "./event-inbox.js";
+import type { LuaHost } from "./lua-host.js";
 import { readRuntimeFile } from "./runtime-files.js";
 import { SchedulerBridge, SocketEvent } from "./scheduler-bridge.js";
 import type { StyleRuntime } from "./script-app.js";
@@ -603,10 +603,14 @@ export class CoroutineStyle implements StyleRuntime {
     head: Buffer,
   ): void {
     const stream = this.newStream(listener, req, null, socket, head);
+    // Captures the handle only: once accepted, the request (headers and all) can be collected
+    // while the socket lives on.
+    const handle = stream.handle;
     socket.on("close", () => {
-      if (this.streams.get(stream.handle) === stream) {
-        stream.gone = true;
-        this.streams.delete(stream.handle);
+      const open = this.streams.get(handle);
+      if (open !== undefined) {
+        open.gone = true;
+        this.streams.delete(handle);
       }
     });
     this.startHandler(stream, Buffer.alloc(0));
@@ -633,7 +637,7 @@ export class CoroutineStyle implements StyleRuntime {
       version: `HTTP/${req.httpVersion}`,
       remoteaddr: `${req.socket.remoteAddress ?? ""}:${req.socket.remotePort ?? 0}`,
       scheme: stream.listener.secure ? "https" : "http",
-      body,
+      body: body.length > 0 ? body : undefined,
     };
     this.dispatch(() => {
       const [accepted] = this.host.engine.call(

@@ -72,6 +72,7 @@ export class LuaHost {
           help: "Lua errors and limit hits (CPU budget, memory cap) in the script.",
         });
     }
+    if (options.metrics !== undefined) reportMemory(options.metrics, engine);
     const host = new LuaHost(engine, options, errors);
     host.installLibrary();
     return host;
@@ -178,4 +179,28 @@ export class LuaHost {
     this.timers.clear();
     this.engine.close();
   }
+}
+
+/** The Lua state each registry's memory gauges read (the newest: a reload replaces it). */
+const measuredEngines = new WeakMap<MetricsRegistry, { engine: LuaEngine }>();
+
+/** Exposes the Lua state's memory use and its cap (the memory limit's metric). */
+function reportMemory(metrics: MetricsRegistry, engine: LuaEngine): void {
+  const known = measuredEngines.get(metrics);
+  if (known !== undefined) {
+    known.engine = engine;
+    return;
+  }
+  const slot = { engine };
+  measuredEngines.set(metrics, slot);
+  metrics.gauge({
+    name: "moonsocket_lua_memory_bytes",
+    help: "Memory the script's Lua state uses.",
+    collect: () => slot.engine.memoryUsedBytes,
+  });
+  metrics.gauge({
+    name: "moonsocket_lua_memory_limit_bytes",
+    help: "Cap on the Lua state's memory (--memory-limit).",
+    collect: () => slot.engine.memoryLimitBytes,
+  });
 }

@@ -15,7 +15,7 @@ local type, tostring, pairs, ipairs, error = type, tostring, pairs, ipairs, erro
 local setmetatable, getmetatable = setmetatable, getmetatable
 local lower, find, sub, concat = string.lower, string.find, string.sub, table.concat
 local co_running, co_yield = coroutine.running, coroutine.yield
-local block, spawn_task, wake_task = R.block, R.spawn_task, R.wake
+local spawn_task, wake_task, task_status = R.spawn_task, R.wake, R.status
 
 -- Event kinds the host delivers besides the frame opcodes (1 text, 2 binary, 8 close,
 -- 9 ping, 10 pong) and -1 (the connection is gone).
@@ -33,19 +33,20 @@ local END_OF_FILE <const> = "end of file"
 local waiting = {}
 local next_events, inbox_close, ws_send = H.next_events, H.inbox_close, H.ws_send
 
-local function wait_for_host(h)
-  waiting[h] = co_running()
-  return co_yield()
-end
-
 -- The events the host has for handle h, at most `max`, as { kind1, data1, kind2, data2, … }
 -- (kind -1 once the handle is gone). Blocks the task while the host has none.
 local function take_events(h, max)
   local events = { next_events(h, max) }
-  while events[1] == nil do
-    block("WAIT", wait_for_host, h)
+  if events[1] ~= nil then return events end
+  local co, main = co_running()
+  if main then error("this call blocks: run it inside a task (task.fork)", 3) end
+  repeat
+    waiting[h] = co
+    task_status[co] = "WAIT"
+    co_yield()
+    task_status[co] = "RUN"
     events = { next_events(h, max) }
-  end
+  until events[1] ~= nil
   return events
 end
 
@@ -113,7 +114,7 @@ local function collect_garbage()
 end
 
 local function newsocket(h, stream, conn)
-  local sock = setmetatable({ conn = conn, stream = stream, _h = h, _closed = false, _err = nil }, sock_mt)
+  local sock = setmetatable({ conn = conn, stream = stream, _h = h, _closed = false }, sock_mt)
   open_socks[h] = true
   sock_refs[h] = sock
   return sock
@@ -201,8 +202,9 @@ function stream_methods.respond(stream, status, header, close)
   if header ~= nil and type(header) ~= "table" then
     error("bad argument #2 to 'respond' (table expected, got " .. type(header) .. ")", 2)
   end
-  local ok, err = H.http_respond(stream._h, status, header)
-  if ok and close then H.http_close(stream._h) end
+  local h = stream.conn.fd
+  local ok, err = H.http_respond(h, status, header)
+  if ok and close then H.http_close(h) end
   return ok, err
 end
 
@@ -212,13 +214,13 @@ function stream_methods.write(stream, data)
   if type(data) ~= "string" then
     error("bad argument #1 to 'write' (string expected, got " .. type(data) .. ")", 2)
   end
-  return H.http_write(stream._h, data)
+  return H.http_write(stream.conn.fd, data)
 end
 
 --- Ends the response, after writing `body` if given.
 function stream_methods.closewrite(stream, body)
   if body ~= nil and type(body) ~= "string" then body = tostring(body) end
-  H.http_close(stream._h, body)
+  H.http_close(stream.conn.fd, body)
 end
 -- The reference document's spelling.
 stream_methods.close = stream_methods.closewrite
@@ -230,8 +232,8 @@ end
 
 --- The whole request body: data (with "end of file" as second value when it is empty).
 function stream_methods.readall(stream)
-  local body = stream._body
-  local rest = sub(body, stream._pos)
+  local body = stream._body or ""
+  local rest = sub(body, stream._pos or 1)
   stream._pos = #body + 1
   if #rest == 0 then return "", END_OF_FILE end
   return rest, nil
@@ -239,8 +241,8 @@ end
 
 --- The next `size` bytes of the request body (fewer at its end); "", "end of file" after it.
 function stream_methods.read(stream, size)
-  local body = stream._body
-  local pos = stream._pos
+  local body = stream._body or ""
+  local pos = stream._pos or 1
   if pos > #body then return "", END_OF_FILE end
   size = size or (#body - pos + 1)
   local data = sub(body, pos, pos + size - 1)
@@ -309,6 +311,9 @@ local function on_request(id, h, info)
   collect_garbage()
   local handler = handlers[id]
   if handler == nil then return false end
+  -- Eight fields (one table part of eight slots): the handle is stream.conn.fd, and the body
+  -- (_body, read from _pos) is there only when the request has one. A WebSocket's stream
+  -- lives as long as the connection.
   local stream = setmetatable({
     method = info.method,
     path = info.path,
@@ -318,10 +323,8 @@ local function on_request(id, h, info)
     remoteaddr = info.remoteaddr,
     scheme = info.scheme,
     conn = newconn(h, info.remoteaddr),
-    _h = h,
-    _body = info.body or "",
-    _pos = 1,
   }, stream_mt)
+  if info.body then stream._body = info.body end
   spawn_task(run_handler, h, handler, stream, h)
   return true
 end
@@ -358,7 +361,7 @@ function websocket.upgrade(stream)
     return refuse("header connection mismatch")
   end
   if not header["sec-websocket-key"] then return refuse("sec-websocket-key not found") end
-  local h = stream._h
+  local h = stream.conn.fd
   local ok, err = H.ws_accept(h)
   if not ok then return nil, err end
   return newsocket(h, stream, stream.conn)

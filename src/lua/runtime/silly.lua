@@ -26,13 +26,16 @@ local exiting = false
 
 --- Runs fn(...) as a new task with `context` (the connection it serves; nil inherits the
 --- creator's, see scheduler.spawn). Returns the coroutine.
+local function task_body(fn, ...)
+  local co = co_running()
+  status[co] = "RUN"
+  fn(...)
+  status[co] = nil
+end
+
 local function spawn_task(fn, context, ...)
-  local co
-  co = sched.spawn(function(...)
-    status[co] = "RUN"
-    fn(...)
-    status[co] = nil
-  end, context, ...)
+  -- One shared body function: no closure per task (an idle connection's task lives long).
+  local co = sched.spawn(task_body, context, fn, ...)
   status[co] = "READY"
   return co
 end
