@@ -6,6 +6,8 @@ type NativeUnmask = (data: Uint8Array, key: Uint8Array) => void;
 let nativeUnmask: NativeUnmask | null = null;
 /** Below this many bytes a plain loop beats the call overhead of native code. */
 const NATIVE_MIN_BYTES = 128;
+/** From this many bytes, XOR whole 32-bit words (making the word view costs as much as ~100 bytes of the byte loop). */
+const WORD_MIN_BYTES = 128;
 const rotatedKey = new Uint8Array(4);
 
 /** Installs (or with null, removes) a native unmask routine used for payloads ≥ 128 bytes. */
@@ -29,15 +31,15 @@ export function applyMask(
   let i = start;
   let p = phase & 3;
   const length = end - start;
-  if (length >= NATIVE_MIN_BYTES) {
-    if (nativeUnmask !== null) {
-      rotatedKey[0] = key[keyOffset + p]!;
-      rotatedKey[1] = key[keyOffset + ((p + 1) & 3)]!;
-      rotatedKey[2] = key[keyOffset + ((p + 2) & 3)]!;
-      rotatedKey[3] = key[keyOffset + ((p + 3) & 3)]!;
-      nativeUnmask(data.subarray(start, end), rotatedKey);
-      return;
-    }
+  if (length >= NATIVE_MIN_BYTES && nativeUnmask !== null) {
+    rotatedKey[0] = key[keyOffset + p]!;
+    rotatedKey[1] = key[keyOffset + ((p + 1) & 3)]!;
+    rotatedKey[2] = key[keyOffset + ((p + 2) & 3)]!;
+    rotatedKey[3] = key[keyOffset + ((p + 3) & 3)]!;
+    nativeUnmask(data.subarray(start, end), rotatedKey);
+    return;
+  }
+  if (length >= WORD_MIN_BYTES) {
     // Byte-wise until the absolute address is 4-aligned, then whole words through an
     // Int32Array view (typed arrays use the platform's byte order; Node's platforms are
     // little-endian), unrolled because V8 does not vectorize the loop.
@@ -66,6 +68,18 @@ export function applyMask(
     }
     for (; w < words; w++) view[w]! ^= word;
     i += words << 2;
+  } else {
+    // Small payloads: four bytes a step with the key bytes in registers.
+    const k0 = key[keyOffset + p]!;
+    const k1 = key[keyOffset + ((p + 1) & 3)]!;
+    const k2 = key[keyOffset + ((p + 2) & 3)]!;
+    const k3 = key[keyOffset + ((p + 3) & 3)]!;
+    for (const last = end - 4; i <= last; i += 4) {
+      data[i]! ^= k0;
+      data[i + 1]! ^= k1;
+      data[i + 2]! ^= k2;
+      data[i + 3]! ^= k3;
+    }
   }
   while (i < end) {
     data[i++]! ^= key[keyOffset + p]!;
