@@ -1,13 +1,18 @@
 import { readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import { CloseCode, isValidCloseCode } from "../protocol/close-code.js";
+import { SMALL_FRAME_BYTES } from "../protocol/output-queue.js";
 import { isValidUtf8 } from "../protocol/utf8.js";
 import type { ServerHooks } from "../server/hooks.js";
 import type { WebSocketServer } from "../server/server.js";
 import type { ServerClient } from "../server/server-client.js";
 import { SendStatus } from "../server/server-client.js";
-import { type HostFunction, type LuaArgs, type LuaRef, luaMulti } from "./engine.js";
+import { type HostFunction, type LuaArgs, type LuaInput, type LuaRef, luaMulti } from "./engine.js";
 import type { LuaHost } from "./lua-host.js";
+import { readRuntimeFile } from "./runtime-files.js";
+
+/** Messages handed to Lua in one entry at most (a socket read can hold thousands). */
+const MAX_BATCH = 64;
 
 /**
  * WebSocketServer's callback style: the script defines `main(clientId, message)`,
@@ -17,6 +22,10 @@ import type { LuaHost } from "./lua-host.js";
  * third argument `is_binary`) and extended in the same spirit: `_sendBinary`, `_sendAllBinary`,
  * `_close`, `_subscribe`/`_unsubscribe`/`_publish`, `_setTimeout`/`_setInterval`/`_clearTimer`,
  * `_getHeaders`, `_getClientInfo`, `_clients`, and the hooks `on_startup()`/`on_shutdown()`.
+ *
+ * The messages of one socket read reach `main` with one entry into Lua (runtime/
+ * callback-dispatch.lua), each under its own CPU budget; every other entry (on_connect,
+ * on_disconnect, …) first delivers the messages that arrived before it.
  */
 export class CallbackStyle implements ServerHooks {
   private readonly host: LuaHost;
@@ -26,9 +35,27 @@ export class CallbackStyle implements ServerHooks {
   private onDisconnectFn: LuaRef | null = null;
   private onStartupFn: LuaRef | null = null;
   private onShutdownFn: LuaRef | null = null;
+  private readonly dispatchFn: LuaRef;
+  private readonly progressFn: LuaRef;
+  /** Messages waiting for main: client id, data, is_binary, …; and their clients. */
+  private pending: LuaInput[] = [];
+  private pendingClients: ServerClient[] = [];
+  private flushScheduled = false;
+  private readonly flushTask = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
 
   constructor(host: LuaHost) {
     this.host = host;
+    const engine = host.engine;
+    const [dispatch, progress] = engine.run(
+      readRuntimeFile("callback-dispatch.lua"),
+      "=callback-dispatch",
+      engine.budgetEpoch(),
+    );
+    this.dispatchFn = dispatch as LuaRef;
+    this.progressFn = progress as LuaRef;
   }
 
   /** Registers the `_send` family, runs the script once, and picks up its callbacks. Throws LuaError. */
@@ -109,7 +136,9 @@ export class CallbackStyle implements ServerHooks {
 
   private sendTo(args: LuaArgs, forceBinary: boolean): SendStatus {
     const id = args.integer(1);
-    const data = args.bytes(2);
+    // A small message is copied into its frame at once: no need for a copy of its own.
+    let data = args.bytesView(2);
+    if (data.length >= SMALL_FRAME_BYTES) data = Buffer.from(data);
     // Text frames must be UTF-8 (RFC 6455 §5.6); other bytes go out unchanged as binary.
     return this.server!.sendTo(id, data, forceBinary || !isValidUtf8(data));
   }
@@ -135,31 +164,75 @@ export class CallbackStyle implements ServerHooks {
   // ---- ServerHooks ------------------------------------------------------------------------
 
   onStartup(): void {
+    this.flush();
     if (this.onStartupFn) this.host.callProtected("on_startup", this.onStartupFn);
   }
 
   onShutdown(): void {
+    this.flush();
     if (this.onShutdownFn) this.host.callProtected("on_shutdown", this.onShutdownFn);
   }
 
   onConnect(client: ServerClient, _request?: IncomingMessage): void {
+    this.flush();
     if (this.onConnectFn && !this.host.callProtected("on_connect", this.onConnectFn, client.id)) {
       client.close(CloseCode.InternalError, "internal server error");
     }
   }
 
   onMessage(client: ServerClient, data: Buffer, isBinary: boolean): void {
+    if (this.main === null) return;
+    this.pending.push(client.id, data, isBinary);
+    this.pendingClients.push(client);
+    if (this.pendingClients.length >= MAX_BATCH) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushTask);
+    }
+  }
+
+  /** Runs main for the messages received so far, in order. */
+  flush(): void {
     const main = this.main;
-    if (main === null) return;
-    try {
-      this.host.engine.call(main, client.id, data, isBinary);
-    } catch (error) {
-      this.host.reportError("main", error, { client: client.id });
-      if (client.open) client.close(CloseCode.InternalError, "internal server error");
+    let clients = this.pendingClients;
+    if (main === null || clients.length === 0) return;
+    let args = this.pending;
+    this.pending = [];
+    this.pendingClients = [];
+    const engine = this.host.engine;
+    while (clients.length > 0 && !engine.closed) {
+      try {
+        engine.call(this.dispatchFn, main, ...args);
+        return;
+      } catch (error) {
+        if (engine.closed) return;
+        // Which message failed (1-based); 0 if the dispatcher itself failed (out of memory
+        // while taking the batch): blame the first.
+        let failed = 0;
+        try {
+          failed = Number(engine.call(this.progressFn)[0] ?? 0);
+        } catch {}
+        const index = Math.max(failed, 1) - 1;
+        const client = clients[index]!;
+        this.host.reportError("main", error, { client: client.id });
+        if (client.open) client.close(CloseCode.InternalError, "internal server error");
+        // The messages after it go on, but not those of a client that is closing.
+        const restClients: ServerClient[] = [];
+        const restArgs: LuaInput[] = [];
+        for (let i = index + 1; i < clients.length; i++) {
+          const next = clients[i]!;
+          if (!next.open) continue;
+          restClients.push(next);
+          restArgs.push(args[i * 3], args[i * 3 + 1], args[i * 3 + 2]);
+        }
+        clients = restClients;
+        args = restArgs;
+      }
     }
   }
 
   onDisconnect(client: ServerClient, code: number, reason: string): void {
+    this.flush();
     if (this.onDisconnectFn)
       this.host.callProtected("on_disconnect", this.onDisconnectFn, client.id, code, reason);
   }

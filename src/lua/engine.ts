@@ -163,6 +163,12 @@ export interface LuaArgs {
   isNil(i: number): boolean;
   /** Argument `i` as bytes (a string, or a number converted as Lua does). Every byte kept. */
   bytes(i: number): Buffer;
+  /**
+   * {@link LuaArgs.bytes} without the copy: a view into the Lua state's memory, valid only
+   * until the host function returns (and before any call back into Lua). For data consumed
+   * at once, e.g. copied into a frame.
+   */
+  bytesView(i: number): Buffer;
   /** Argument `i` as text, decoded from UTF-8 (invalid sequences become U+FFFD). */
   string(i: number): string;
   /**
@@ -247,6 +253,13 @@ export interface LuaEngine {
     module: string | Uint8Array | HostFunction | LuaRef,
     chunkName?: string,
   ): void;
+  /**
+   * A table that lets one entry run several handlers, each under a CPU budget of its own: Lua
+   * code that sets `t[1]` to a new integer before each handler makes the budget start over at
+   * the next check (every 1000 instructions). Give it to trusted runtime code only. The same
+   * table every time.
+   */
+  budgetEpoch(): LuaRef;
   /** Creates a coroutine that will run `fn`; resume it with {@link LuaEngine.resume}. */
   newThread(fn: LuaRef): LuaRef;
   /**

@@ -128,6 +128,8 @@ function callbackRuntime(server: WebSocketServer, callbacks: CallbackStyle): Sty
     reloadInto(host: LuaHost): StyleRuntime {
       const next = new CallbackStyle(host);
       next.load(server);
+      // Messages that arrived before the reload go to the script they were sent to.
+      callbacks.flush();
       server.replaceHooks(callbacks, next);
       // The new script has not seen the clients that are already here: introduce them, so
       // that on_disconnect still only follows an on_connect of the same script.

@@ -273,6 +273,12 @@ class ArgsView implements LuaArgs {
     return this.engine.readBytes(this.L, i);
   }
 
+  bytesView(i: number): Buffer {
+    const t = this.typeAt(i);
+    if (t !== LUA_TSTRING && t !== LUA_TNUMBER) this.expected(i, "string", t);
+    return this.engine.viewBytes(this.L, i);
+  }
+
   string(i: number): string {
     const t = this.typeAt(i);
     if (t !== LUA_TSTRING && t !== LUA_TNUMBER) this.expected(i, "string", t);
@@ -389,6 +395,10 @@ class WasmoonLuaEngine implements LuaEngine {
   private depth = 0;
   private deadline = 0;
   private budgetSpent = false;
+  /** Registry ref of the budget epoch table (0: none yet), and the epoch of the last check. */
+  private epochRef = 0n;
+  private epochRefObject: WasmoonRef | null = null;
+  private lastEpoch = 0;
   private readonly canReenableHooks: boolean;
   private isClosed = false;
   private closeRequested = false;
@@ -607,6 +617,29 @@ class WasmoonLuaEngine implements LuaEngine {
       this.pushValue(L, value, 0);
       return this.makeRef(L, -1, this.api.lua_type(L, -1));
     });
+  }
+
+  budgetEpoch(): LuaRef {
+    if (this.epochRefObject !== null) return this.epochRefObject;
+    const ref = this.protected((L) => {
+      this.api.lua_createtable(L, 1, 0);
+      this.api.lua_pushinteger(L, 0n);
+      this.api.lua_rawseti(L, -2, 1n);
+      return this.makeRef(L, -1, LUA_TTABLE);
+    });
+    this.epochRefObject = ref;
+    this.epochRef = ref.id;
+    return ref;
+  }
+
+  /** `t[1]` of the budget epoch table, read inside the hook (which has stack room). */
+  private readEpoch(L: Ptr): number {
+    const api = this.api;
+    api.lua_rawgeti(L, LUA_REGISTRYINDEX, this.epochRef);
+    api.lua_rawgeti(L, -1, 1n);
+    const epoch = Number(api.lua_tointegerx(L, -1, 0));
+    api.lua_settop(L, -3);
+    return epoch;
   }
 
   preload(
@@ -846,6 +879,14 @@ class WasmoonLuaEngine implements LuaEngine {
   private onHook(L: Ptr): void {
     const api = this.api;
     const now = performance.now();
+    if (this.epochRef !== 0n && !this.budgetSpent) {
+      // A dispatcher moved on to its next handler: that one gets a fresh budget.
+      const epoch = this.readEpoch(L);
+      if (epoch !== this.lastEpoch) {
+        this.lastEpoch = epoch;
+        this.deadline = 0;
+      }
+    }
     if (this.deadline === 0) this.deadline = now + this.cpuBudgetMs;
     if (now < this.deadline) {
       // A thread left in "raise on every instruction" mode by an earlier entry.
@@ -1431,6 +1472,13 @@ class WasmoonLuaEngine implements LuaEngine {
     const bytes = Buffer.allocUnsafe(length);
     bytes.set(this.u8.subarray(ptr, ptr + length));
     return bytes;
+  }
+
+  /** @internal The bytes of the string at `idx`, in place (see LuaArgs.bytesView). */
+  viewBytes(L: Ptr, idx: number): Buffer {
+    const ptr = this.api.lua_tolstring(L, idx, this.lenPtr);
+    const length = this.readI32(this.lenPtr) >>> 0;
+    return this.heapBuffer.subarray(ptr, ptr + length);
   }
 
   /** @internal The string at `idx` decoded from UTF-8. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { buildFrame, OP, RawClient } from "../helpers/net-helpers.js";
 import { openClient, type RunningScript, startScript } from "../helpers/script-server.js";
 
 const fixture = (name: string) =>
@@ -124,6 +125,44 @@ describe("callback style: extensions and containment", () => {
     client.send("missing");
     assert.equal(await client.next(), "false no such client or connection closed");
     client.close();
+  });
+
+  it("gives each message of one socket read its own CPU budget", async () => {
+    const raw = await RawClient.connect(Number(new URL(script.url).port));
+    try {
+      // Four messages in one write, 60 ms of work each against a 100 ms budget.
+      const frames = Array.from({ length: 4 }, () =>
+        buildFrame({ opcode: OP.text, payload: "busy 60" }),
+      );
+      await raw.write(Buffer.concat(frames));
+      for (let i = 0; i < 4; i++) {
+        const frame = await raw.nextFrame(3000);
+        assert.equal(frame.payload.toString(), "busy done");
+      }
+    } finally {
+      raw.destroy();
+    }
+  });
+
+  it("a failing message of a read closes its client with 1011; the messages before it were handled", async () => {
+    const bystander = await openClient(script.url);
+    const raw = await RawClient.connect(Number(new URL(script.url).port));
+    try {
+      const frames = ["id", "error", "id"].map((payload) =>
+        buildFrame({ opcode: OP.text, payload }),
+      );
+      await raw.write(Buffer.concat(frames));
+      const result = await raw.readUntilClose();
+      assert.equal(result.code, 1011);
+      // The first message was answered, the third never reached main.
+      assert.equal(result.frames.length, 1);
+      assert.match(result.frames[0]!.payload.toString(), /^id \d+$/);
+      bystander.send("id");
+      assert.match(String(await bystander.next()), /^id \d+$/);
+    } finally {
+      raw.destroy();
+      bystander.close();
+    }
   });
 
   it("moonsocket logging goes to the server log", async () => {

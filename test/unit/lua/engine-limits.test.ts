@@ -90,6 +90,52 @@ describe("CPU budget", () => {
     for (let i = 0; i < 3; i++) assert.deepEqual(lua.call(spin as LuaRef, BUDGET_MS * 0.5), [true]);
   });
 
+  it("gives each handler of a dispatcher its own budget when it moves the budget epoch", () => {
+    const [dispatch] = lua.run(
+      `local epoch = ...
+       local function spin(ms) local t = os.clock() while (os.clock() - t) * 1000 < ms do end end
+       return function(n, ms, move)
+         for i = 1, n do
+           if move then epoch[1] = epoch[1] + 1 end
+           spin(ms)
+         end
+         return n
+       end`,
+      "@dispatch.lua",
+      lua.budgetEpoch(),
+    );
+    assert.equal(lua.budgetEpoch(), lua.budgetEpoch());
+    // Four handlers of 60 % of the budget each: 240 % in one entry, but each within its own.
+    assert.deepEqual(lua.call(dispatch as LuaRef, 4, BUDGET_MS * 0.6, true), [4]);
+    // Without moving the epoch they share the entry's budget.
+    assert.throws(
+      () => lua.call(dispatch as LuaRef, 4, BUDGET_MS * 0.6, false),
+      isCode("ERR_LUA_CPU_BUDGET"),
+    );
+    // One handler over budget is stopped even though the epoch moves before it.
+    const elapsed = timeThrow(
+      () => lua.call(dispatch as LuaRef, 1, 1e9, true),
+      isCode("ERR_LUA_CPU_BUDGET"),
+    );
+    assert.ok(elapsed < BUDGET_MS * 3 + 200);
+  });
+
+  it("does not let a spent budget be revived by moving the epoch", () => {
+    const [revive] = lua.run(
+      `local epoch = ...
+       return function()
+         while true do
+           pcall(function() while true do end end)
+           epoch[1] = epoch[1] + 1
+         end
+       end`,
+      "@revive.lua",
+      lua.budgetEpoch(),
+    );
+    const elapsed = timeThrow(() => lua.call(revive as LuaRef), isCode("ERR_LUA_CPU_BUDGET"));
+    assert.ok(elapsed < BUDGET_MS * 3 + 200);
+  });
+
   it("shares one budget between an entry and the calls it makes back into Lua", () => {
     const [spin] = lua.run("return function() while true do end end", "@inner.lua");
     lua.registerFunction(null, "nested_spin", () => {
