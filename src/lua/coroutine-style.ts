@@ -6,6 +6,7 @@ import { type ClientOptions, connect, type WebSocketClient } from "../client/cli
 import { CloseCode, isValidCloseCode } from "../protocol/close-code.js";
 import { HandshakeError } from "../protocol/errors.js";
 import { parseUpgradeRequest } from "../protocol/handshake.js";
+import { SMALL_FRAME_BYTES } from "../protocol/output-queue.js";
 import { isValidUtf8 } from "../protocol/utf8.js";
 import { MetricsRegistry } from "../server/metrics.js";
 import { WebSocketServer } from "../server/server.js";
@@ -972,7 +973,9 @@ export class CoroutineStyle implements StyleRuntime {
     if (ws === undefined || ws.gone || ws.closing || (ws.server === null && ws.client === null))
       return luaMulti(false, SOCKET_CLOSED);
     const opcode = a.integer(2);
-    const data = a.bytes(3);
+    // A small message to a server socket is copied into its frame at once: read it in place.
+    const view = a.bytesView(3);
+    const data = ws.server !== null && view.length < SMALL_FRAME_BYTES ? view : Buffer.from(view);
     try {
       switch (opcode) {
         case SocketEvent.Text:
