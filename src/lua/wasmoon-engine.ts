@@ -545,12 +545,14 @@ class WasmoonLuaEngine implements LuaEngine {
     const base = api.lua_gettop(L);
     try {
       if (!this.canPushUnprotected(args) || api.lua_checkstack(L, args.length + 2) === 0) {
-        return this.protect((L) => {
+        const values = this.protect((L) => {
           api.lua_rawgeti(L, LUA_REGISTRYINDEX, ref.id);
           for (const arg of args) this.pushValue(L, arg, 0);
           api.lua_callk(L, args.length, LUA_MULTRET, 0, 0);
           return this.valuesToJs(L, 0, api.lua_gettop(L));
         });
+        this.checkBudget();
+        return values;
       }
       api.lua_pushcclosure(L, this.messageHandlerPtr, 0);
       api.lua_rawgeti(L, LUA_REGISTRYINDEX, ref.id);
@@ -563,6 +565,7 @@ class WasmoonLuaEngine implements LuaEngine {
         throw this.fail(err);
       }
       if (status !== LUA_OK) throw this.takeError(L, status);
+      this.checkBudget();
       return this.takeResults(L, base + 1);
     } finally {
       if (this.broken === undefined) api.lua_settop(L, base);
@@ -712,6 +715,10 @@ class WasmoonLuaEngine implements LuaEngine {
         result = api.lua_resume(co, L, nargs, this.nresPtr);
       } catch (err) {
         throw this.fail(err);
+      }
+      if ((result === LUA_OK || result === LUA_YIELD) && this.budgetSpent) {
+        ref.finished = true;
+        return { status: "error", error: budgetReturnError() };
       }
       if (result === LUA_OK || result === LUA_YIELD) {
         const nres = this.readI32(this.nresPtr);
@@ -873,6 +880,15 @@ class WasmoonLuaEngine implements LuaEngine {
       job.error = err;
     }
     return 0;
+  }
+
+  /**
+   * A spent budget raises on every instruction, but Lua can still get back to the host without
+   * executing one more: `return pcall(f)` returns through a tail call. Such a return is the
+   * budget error all the same.
+   */
+  private checkBudget(): void {
+    if (this.budgetSpent) throw budgetReturnError();
   }
 
   /** Count hook: enforces the CPU budget of the current entry. */
@@ -1521,4 +1537,8 @@ class WasmoonLuaEngine implements LuaEngine {
     this.heap();
     return this.scratchPtr;
   }
+}
+
+function budgetReturnError(): LuaError {
+  return new LuaError("ERR_LUA_CPU_BUDGET", "cpu budget exceeded");
 }

@@ -62,6 +62,17 @@ describe("CPU budget", () => {
     });
   }
 
+  it("stops a loop whose pcall returns to the host through a tail call", () => {
+    const source = "return pcall(function() while true do end end)";
+    const elapsed = timeThrow(() => lua.run(source, "@tail.lua"), isCode("ERR_LUA_CPU_BUDGET"));
+    assert.ok(elapsed < BUDGET_MS * 3 + 200, `stopped too late: ${elapsed} ms`);
+    const [body] = lua.run(`return function() ${source} end`, "@tail-co.lua");
+    const result = lua.resume(lua.newThread(body as LuaRef));
+    assert.equal(result.status, "error");
+    assert.equal(result.status === "error" && result.error.code, "ERR_LUA_CPU_BUDGET");
+    assert.deepEqual(lua.run("return 40 + 2", "@ok.lua"), [42]);
+  });
+
   it("stops a loop in a coroutine resumed by the host and keeps other coroutines working", () => {
     const [fn] = lua.run(
       "return function() coroutine.yield('ready') while true do end end",
