@@ -39,7 +39,8 @@ small): comparing (`<`, `<=`: strcoll) two equal 100 MB strings takes ~0.45 s pe
 `==` ~0.1 s, `..` ~0.1 s, and a loop of them runs 1000 of those between hook checks. Only the
 engine can bound that (check the clock from the hook more often after a slow interval). Also
 utf8.len (~8 ns/byte), string.format("%q"), string.pack with large sizes: ~1-2 s per call at
-the default 256 MB cap.
+the default 256 MB cap; these force a budget check before a call with a string argument over
+64 KB, so at most one such call runs past the budget.
 
 HOW THE HOST USES IT
   Run once per state, after the sandbox prelude (it wraps the sandbox's `load`, `loadstring` and
@@ -597,6 +598,138 @@ end
 string.upper = linear(c_upper, "upper")
 string.lower = linear(c_lower, "lower")
 string.reverse = linear(c_reverse, "reverse")
+
+-- Calls whose cost grows with their string arguments (utf8.len: ~8 ns a byte; format's %q and
+-- %s; pack and unpack with big sizes): a budget check before a call with a big string or a
+-- long argument list, so such calls cannot run back to back past the budget. Errors read as
+-- the C function's, at the script's position.
+local function sized(cfn, name)
+  local finish = finisher(name)
+  return function(...)
+    local n = select("#", ...)
+    if n > 8 then
+      checkpoint()
+    else
+      for i = 1, n do
+        local v = select(i, ...)
+        if type(v) == "string" and #v > BIG_STRING then
+          checkpoint()
+          break
+        end
+      end
+    end
+    return finish(pcall(cfn, ...))
+  end
+end
+
+-- format's %q of a big string is one slow C call (8 MB of NUL bytes: 3.5 s): quote such a
+-- string in 64 KB pieces with budget checks between them, and format it with %s.
+local c_format, byte = string.format, string.byte
+local QUOTE_PIECE = 1 << 16
+
+-- True when a piece may end after byte i of s: C's %q writes a control character as \ddd only
+-- when a digit follows, which the next piece cannot see.
+local function clean_cut(s, i)
+  local b = byte(s, i)
+  local n = byte(s, i + 1)
+  return n == nil or n < 48 or n > 57 or (b >= 32 and b ~= 127)
+end
+
+local function quote_big(s)
+  local parts, count, from, len = {}, 0, 1, #s
+  while from <= len do
+    local to = from + QUOTE_PIECE - 1
+    if to >= len then
+      to = len
+    else
+      while not clean_cut(s, to) do
+        to = to + 1
+      end
+    end
+    local q = c_format("%q", sub(s, from, to))
+    count = count + 1
+    parts[count] = sub(q, 2, -2)
+    from = to + 1
+    if count % 16 == 0 then
+      checkpoint()
+    end
+  end
+  return '"' .. table.concat(parts) .. '"'
+end
+
+-- The format with each %q whose argument is a big string turned into %s of the quoted
+-- string; nil when there is none.
+local function requote(fmt, ...)
+  if type(fmt) ~= "string" then
+    return nil
+  end
+  local args, changed, out, last = nil, false, {}, 1
+  local i, len, arg = 1, #fmt, 0
+  while i <= len do
+    if byte(fmt, i) == 37 then -- '%'
+      if byte(fmt, i + 1) == 37 then
+        i = i + 2
+      else
+        arg = arg + 1
+        local j = i + 1
+        local c = byte(fmt, j)
+        while c and (c < 65 or (c > 90 and c < 97) or c > 122) do
+          j = j + 1
+          c = byte(fmt, j)
+        end
+        if c == 113 and j == i + 1 then -- a plain '%q'
+          local v = select(arg, ...)
+          if type(v) == "string" and #v > BIG_STRING then
+            args = args or { n = select("#", ...), ... }
+            args[arg] = quote_big(v)
+            out[#out + 1] = sub(fmt, last, i - 1) .. "%s"
+            last = j + 1
+            changed = true
+          end
+        end
+        i = j + 1
+      end
+    else
+      i = i + 1
+    end
+  end
+  if not changed then
+    return nil
+  end
+  out[#out + 1] = sub(fmt, last)
+  return table.concat(out), args
+end
+
+local finish_format = finisher("format")
+function string.format(fmt, ...)
+  local n = select("#", ...)
+  local big = n > 8 or (type(fmt) == "string" and #fmt > BIG_STRING)
+  if not big then
+    for i = 1, n do
+      local v = select(i, ...)
+      if type(v) == "string" and #v > BIG_STRING then
+        big = true
+        break
+      end
+    end
+  end
+  if big then
+    checkpoint()
+    local new_fmt, args = requote(fmt, ...)
+    if new_fmt then
+      return finish_format(pcall(c_format, new_fmt, table.unpack(args, 1, args.n)))
+    end
+  end
+  return finish_format(pcall(c_format, fmt, ...))
+end
+string.pack = sized(string.pack, "pack")
+string.unpack = sized(string.unpack, "unpack")
+string.packsize = sized(string.packsize, "packsize")
+if rawget(_G, "utf8") then
+  utf8.len = sized(utf8.len, "len")
+  utf8.codepoint = sized(utf8.codepoint, "codepoint")
+  utf8.offset = sized(utf8.offset, "offset")
+end
 
 if loaded then
   loaded["moonsocket.safe-builtins"] = true

@@ -19,14 +19,14 @@ describe("the guarded functions", () => {
   before(async () => {
     lua = await createLuaEngine({ cpuBudgetMs: 60_000, memoryLimitBytes: 128 * 1024 * 1024 });
     lua.run(
-      `C = { rep = string.rep, upper = string.upper, concat = table.concat, sort = table.sort,
+      `C = { rep = string.rep, upper = string.upper, format = string.format, len = utf8.len, concat = table.concat, sort = table.sort,
         insert = table.insert, remove = table.remove, move = table.move, unpack = table.unpack,
         load = load, loadstring = loadstring, collectgarbage = collectgarbage }`,
       "=setup",
     );
     lua.run(SOURCE, "=safe-builtins", { memory_limit_bytes: lua.memoryLimitBytes });
     lua.run(
-      `W = { rep = string.rep, upper = string.upper, concat = table.concat, sort = table.sort,
+      `W = { rep = string.rep, upper = string.upper, format = string.format, len = utf8.len, concat = table.concat, sort = table.sort,
         insert = table.insert, remove = table.remove, move = table.move, unpack = table.unpack,
         load = load, loadstring = loadstring, collectgarbage = collectgarbage }
       BIG = {} for i = 1, 20000 do BIG[i] = i end
@@ -55,6 +55,16 @@ describe("the guarded functions", () => {
 
   const cases: [string, string][] = [
     ["rep", 'local r = L.rep("ab", 3, ",") return r'],
+    ["format", 'local r = L.format("%5.1f|%s|%q|%d%%", 2.25, "x", "a\\0001", 7) return r'],
+    ["format with a bad argument", 'local r = L.format("%d", "x") return r'],
+    [
+      "format %q of 300 KB, control bytes before digits at the piece edges",
+      `local t = {} for i = 0, 299999 do t[#t + 1] = string.char(i % 65536 == 65535 and 0 or (i > 0 and i % 65536 == 0) and 49 or i % 256) end
+       local s = table.concat(t) .. "\\0009"
+       local a = L.format("<%q|%s|%q>", s, "mid", s:sub(1, 70000)) return #a, a == C.format("<%q|%s|%q>", s, "mid", s:sub(1, 70000))`,
+    ],
+    ["utf8.len", 'local r = L.len("h\\xc3\\xa9llo") return r'],
+    ["utf8.len of bad UTF-8", 'return L.len("ab\\xff")'],
     ["rep of a large result", 'local r = L.rep("ab", 3e6, ",") return #r, r:sub(1, 9), r:sub(-9)'],
     ["rep of one byte, 5e6 times", 'local r = L.rep("a", 5e6) return #r, r:sub(-3)'],
     [
@@ -259,6 +269,11 @@ describe("long library calls under the CPU budget", () => {
       "local t = {} for i = 1, 2e6 do t[i] = {} end while true do collectgarbage() end",
     ],
     ["upper-casing 50 MB, repeatedly", 'local s = ("a"):rep(5e7) while true do s:upper() end'],
+    ["utf8.len of 20 MB, repeatedly", 'local s = ("a"):rep(2e7) while true do utf8.len(s) end'],
+    [
+      "string.format %q of 8 MB, repeatedly",
+      'local s = ("\\0"):rep(8e6) while true do local q = string.format("%q", s) end',
+    ],
   ];
   for (const [name, code] of hostile) {
     it(`stops ${name} within twice the budget`, () => {
