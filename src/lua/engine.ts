@@ -260,6 +260,12 @@ export interface LuaEngine {
    * table every time.
    */
   budgetEpoch(): LuaRef;
+  /**
+   * Milliseconds left of the CPU budget of the running entry (starting its clock if no check
+   * has yet), or the whole budget outside any entry: for host functions whose work the
+   * instruction hook cannot see, like a regular expression match, to bound themselves.
+   */
+  budgetLeftMs(): number;
   /** Creates a coroutine that will run `fn`; resume it with {@link LuaEngine.resume}. */
   newThread(fn: LuaRef): LuaRef;
   /**

@@ -173,6 +173,15 @@ export class LuaHost {
     }
   }
 
+  /**
+   * Logs and counts a limit hit that the script sees as an error return rather than an error
+   * (an ngx.re match stopped at the CPU budget).
+   */
+  reportLimit(message: string, fields: Record<string, unknown> = {}): void {
+    this.errors?.inc();
+    this.logger.warn(message, { script: this.scriptName, ...fields });
+  }
+
   /** Stops every timer and frees the Lua state. */
   close(): void {
     for (const timer of this.timers.values()) clearTimeout(timer);

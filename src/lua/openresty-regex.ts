@@ -26,6 +26,15 @@
  */
 
 import { isValidUtf8 } from "../protocol/utf8.js";
+import {
+  execBounded,
+  type InPlaceLimit,
+  inPlaceLength,
+  MATCH_LIMIT_MESSAGE,
+  type MatchBudget,
+} from "./regex-limit.js";
+
+export { MATCH_LIMIT_MESSAGE, type MatchBudget } from "./regex-limit.js";
 
 /** A compiled pattern. */
 interface Compiled {
@@ -33,6 +42,8 @@ interface Compiled {
   readonly unicode: boolean;
   /** Named groups → group number. */
   readonly names: Record<string, number> | null;
+  /** Subjects up to this long are matched in place, longer ones under a timeout. */
+  readonly inPlace: InPlaceLimit;
 }
 
 /** An error in the pattern or the options; `raise` when OpenResty raises it instead of returning it. */
@@ -433,7 +444,12 @@ function compile(pattern: Buffer, options: string): Compiled {
       );
     }
     const names = groupNames(regex);
-    result = { regex, unicode: flags.unicode, names };
+    result = {
+      regex,
+      unicode: flags.unicode,
+      names,
+      inPlace: inPlaceLength(source, flags.anchored),
+    };
   } catch (error) {
     if (!(error instanceof RegexError)) throw error;
     if (error.raise) throw error;
@@ -553,22 +569,37 @@ export interface RegexMatch {
   names: Record<string, number> | null;
 }
 
+/** The bound for callers that bring none: a second, the default CPU budget. */
+const defaultBudget: MatchBudget = () => 1000;
+
 /**
  * Runs `pattern` on `subject` from byte offset `start` (0-based). Returns the match, or null.
- * @throws {RegexError} on a bad pattern, option or subject.
+ * A match that would take longer than `budget` allows fails with PCRE's match limit error (see
+ * regex-limit.ts).
+ * @throws {RegexError} on a bad pattern, option or subject, or the match limit.
  */
 export function execRegex(
   subject: Buffer,
   pattern: Buffer,
   options: string,
   start: number,
+  budget: MatchBudget = defaultBudget,
 ): RegexMatch | null {
   const compiled = compile(pattern, options);
   const text = decode(subject, compiled.unicode);
   if (start > subject.length) return null;
   const regex = compiled.regex;
-  regex.lastIndex = text.indexAt(Math.max(0, start));
-  const m = regex.exec(text.text);
+  const from = text.indexAt(Math.max(0, start));
+  const length = text.text.length - (compiled.inPlace.wholeSubject ? 0 : from);
+  regex.lastIndex = from;
+  let m: RegExpExecArray | null | "timeout";
+  if (length <= compiled.inPlace.length) {
+    m = regex.exec(text.text);
+  } else {
+    const left = budget();
+    m = left <= 0 ? "timeout" : execBounded(regex, text.text, left);
+  }
+  if (m === "timeout") throw new RegexError(MATCH_LIMIT_MESSAGE);
   if (m === null) return null;
   const positions: number[] = [];
   const indices = m.indices!;
@@ -583,7 +614,7 @@ export function execRegex(
 /**
  * ngx.re.sub / gsub with a template replacement (`$0`, `$1`, `${1}`, `${name}`, `$$`). Returns
  * the new subject and the number of replacements.
- * @throws {RegexError} on a bad pattern, option, subject or template.
+ * @throws {RegexError} on a bad pattern, option, subject or template, or the match limit.
  */
 export function substituteRegex(
   subject: Buffer,
@@ -591,6 +622,7 @@ export function substituteRegex(
   template: Buffer,
   options: string,
   global: boolean,
+  budget: MatchBudget = defaultBudget,
 ): [Buffer, number] {
   const compiled = compile(pattern, options);
   const parts = parseTemplate(template, compiled.names);
@@ -599,7 +631,7 @@ export function substituteRegex(
   let count = 0;
   let start = 0;
   while (start <= subject.length) {
-    const m = execRegex(subject, pattern, options, start);
+    const m = execRegex(subject, pattern, options, start, budget);
     if (m === null) break;
     const [s, e] = [m.positions[0]!, m.positions[1]!];
     parts2.push(subject.subarray(last, s));

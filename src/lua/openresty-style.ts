@@ -83,7 +83,13 @@ import {
   luaMulti,
 } from "./engine.js";
 import type { LuaHost } from "./lua-host.js";
-import { execRegex, RegexError, substituteRegex } from "./openresty-regex.js";
+import {
+  execRegex,
+  MATCH_LIMIT_MESSAGE,
+  type MatchBudget,
+  RegexError,
+  substituteRegex,
+} from "./openresty-regex.js";
 import { readRuntimeFile } from "./runtime-files.js";
 import { SchedulerBridge } from "./scheduler-bridge.js";
 import type { StyleRuntime } from "./script-app.js";
@@ -771,6 +777,18 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     const logger = host.logger;
     const clientId = (handle: number | undefined) =>
       handle === undefined ? undefined : this.requests.get(handle)?.client?.id;
+    // A costly ngx.re match may take half of what is left of the CPU budget (see
+    // regex-limit.ts): the other half lets the script handle the error, as under PCRE's limit.
+    const regexBudget: MatchBudget = () => host.engine.budgetLeftMs() / 2;
+    const regexFailure = (error: RegexError, pattern: Buffer) => {
+      if (error.message === MATCH_LIMIT_MESSAGE) {
+        host.reportLimit(`ngx.re: a match ran out of CPU budget (${MATCH_LIMIT_MESSAGE})`, {
+          kind: "ERR_LUA_REGEX_LIMIT",
+          pattern: pattern.toString("latin1").slice(0, 200),
+        });
+      }
+      return luaMulti(false, error.message, error.raise);
+    };
     return {
       set_timer: (args) => host.setTimer(args.number(1), args.ref(2), args.boolean(3)),
       cancel_timer: (args) => host.cancelTimer(args.integer(1)),
@@ -859,11 +877,17 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       },
       re_exec: (args) => {
         try {
-          const m = execRegex(args.bytes(1), args.bytes(2), args.string(3), args.integer(4) - 1);
+          const m = execRegex(
+            args.bytes(1),
+            args.bytes(2),
+            args.string(3),
+            args.integer(4) - 1,
+            regexBudget,
+          );
           if (m === null) return null;
           return luaMulti(m.positions, m.names);
         } catch (error) {
-          if (error instanceof RegexError) return luaMulti(false, error.message, error.raise);
+          if (error instanceof RegexError) return regexFailure(error, args.bytes(2));
           throw error;
         }
       },
@@ -875,10 +899,11 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
             args.bytes(3),
             args.string(4),
             args.boolean(5),
+            regexBudget,
           );
           return luaMulti(result, count);
         } catch (error) {
-          if (error instanceof RegexError) return luaMulti(false, error.message, error.raise);
+          if (error instanceof RegexError) return regexFailure(error, args.bytes(2));
           throw error;
         }
       },

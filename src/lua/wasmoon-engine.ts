@@ -882,6 +882,14 @@ class WasmoonLuaEngine implements LuaEngine {
     return 0;
   }
 
+  budgetLeftMs(): number {
+    if (this.depth === 0) return this.cpuBudgetMs;
+    if (this.budgetSpent) return 0;
+    const now = performance.now();
+    if (this.deadline === 0) this.deadline = now + this.cpuBudgetMs;
+    return Math.max(0, this.deadline - now);
+  }
+
   /**
    * A spent budget raises on every instruction, but Lua can still get back to the host without
    * executing one more: `return pcall(f)` returns through a tail call. Such a return is the

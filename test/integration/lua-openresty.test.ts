@@ -528,6 +528,29 @@ describe("OpenResty style: the ngx API", () => {
     client.close();
   });
 
+  it("ngx.re: catastrophic backtracking ends in PCRE's match limit error, and the script goes on", async () => {
+    const client = await openClient(script.url);
+    const r = await ask(client, "re_hostile");
+    assert.equal(r.matched, false);
+    assert.equal(r.err, "pcre_exec() failed: -8");
+    assert.equal(r.gsub_err, "pcre_exec() failed: -8");
+    assert.equal(r.after, "42");
+    // Each match got at most half of what was left of the 300 ms budget.
+    assert.ok((r.seconds as number) < 0.3, `took ${r.seconds} s`);
+    await waitForLog(script, /ngx\.re: a match ran out of CPU budget .*pattern=/);
+    client.close();
+  });
+
+  it("ngx.re: a loop of hostile matches is stopped by the CPU budget with 1011", async () => {
+    const other = await openClient(script.url);
+    const looping = await openClient(script.url);
+    looping.send("re_loop");
+    assert.equal((await closedWithin(looping)).code, 1011);
+    other.send("echo still served");
+    assert.equal(await other.next(), "still served");
+    other.close();
+  });
+
   it("encoding, hashing, time, constants; LuaJIT-only features fail clearly", async () => {
     const client = await openClient(script.url);
     const r = await ask(client, "misc");

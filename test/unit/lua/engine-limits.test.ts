@@ -159,6 +159,22 @@ describe("CPU budget", () => {
     assert.ok(elapsed < BUDGET_MS * 3 + 200);
   });
 
+  it("tells a host function how much of the entry's budget is left", () => {
+    assert.equal(lua.budgetLeftMs(), BUDGET_MS);
+    const seen: number[] = [];
+    lua.registerFunction(null, "budget_left", () => {
+      seen.push(lua.budgetLeftMs());
+      return undefined;
+    });
+    lua.run(
+      "budget_left(); local t = os.clock() while os.clock() - t < 0.03 do end budget_left()",
+      "=left",
+    );
+    assert.ok(seen[0]! <= BUDGET_MS && seen[0]! > BUDGET_MS - 20, String(seen[0]));
+    assert.ok(seen[1]! < seen[0]! - 20, `${seen[1]} < ${seen[0]} - 20`);
+    assert.throws(() => lua.run("while true do end", "=spin"), isCode("ERR_LUA_CPU_BUDGET"));
+  });
+
   it("refuses __gc finalizers, which Lua runs with hooks off", async () => {
     const doomed = await createLuaEngine({ cpuBudgetMs: BUDGET_MS });
     assert.throws(
