@@ -320,7 +320,8 @@ function keepTail(text, maxChars = 4000) {
 let serverCwd = REPO;
 
 /**
- * Copies the build (dist/src), package.json and bench/ into .bench-tmp/snapshot, so that a
+ * Copies the build (dist/src), the Lua runtime it reads at run time (src/lua/runtime),
+ * package.json and bench/ into .bench-tmp/snapshot, so that a
  * rebuild by someone else during a long run does not change the code under test halfway.
  * Modules still resolve from the repo's node_modules (the snapshot lies inside the repo).
  * Returns a SHA-256 over the copied build, recorded with the results.
@@ -332,6 +333,9 @@ function takeSnapshot() {
   if (existsSync(resolve(REPO, "dist/src"))) {
     cpSync(resolve(REPO, "dist/src"), resolve(snapshot, "dist/src"), { recursive: true });
   }
+  cpSync(resolve(REPO, "src/lua/runtime"), resolve(snapshot, "src/lua/runtime"), {
+    recursive: true,
+  });
   cpSync(resolve(REPO, "package.json"), resolve(snapshot, "package.json"));
   cpSync(resolve(REPO, "bench"), resolve(snapshot, "bench"), {
     recursive: true,

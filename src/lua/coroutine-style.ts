@@ -135,7 +135,7 @@ export class CoroutineStyle implements StyleRuntime {
   private readonly bridge: SchedulerBridge;
   private readonly startMain: LuaRef;
   private readonly onRequest: LuaRef;
-  /** Lua `wake(h)`: makes the task waiting for handle h's next event ready. */
+  /** Lua `wake_handles(h1, h2, …)`: makes the tasks waiting for these handles' events ready. */
   private readonly wakeFn: LuaRef;
   /** Events of each handle not read by the script yet (see next_event). */
   private readonly inboxes = new Map<number, EventInbox>();
@@ -281,9 +281,9 @@ export class CoroutineStyle implements StyleRuntime {
     if (handles.length === 0) return;
     this.wakeHandles = [];
     this.dispatch(() => {
-      const engine = this.host.engine;
-      for (const handle of handles) engine.call(this.wakeFn, handle);
-      this.bridge.run();
+      // One entry wakes the tasks and runs them (in slices: they go on Lua's stack).
+      for (let i = 0; i < handles.length; i += 256)
+        this.bridge.run(this.wakeFn, ...handles.slice(i, i + 256));
     });
   };
 

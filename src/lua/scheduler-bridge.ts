@@ -1,4 +1,4 @@
-import { LuaError, type LuaRef, type LuaValue } from "./engine.js";
+import { LuaError, type LuaInput, type LuaRef, type LuaValue } from "./engine.js";
 import type { LuaHost } from "./lua-host.js";
 import { readRuntimeFile } from "./runtime-files.js";
 
@@ -25,7 +25,7 @@ export type FailureHandler = (context: LuaValue, message: string, traceback: str
  */
 export class SchedulerBridge {
   private readonly host: LuaHost;
-  private readonly stepFn: LuaRef;
+  private readonly runEntryFn: LuaRef;
   private readonly postFn: LuaRef;
   private readonly postBatchFn: LuaRef;
   private readonly openFn: LuaRef;
@@ -47,10 +47,11 @@ export class SchedulerBridge {
         onFailure(args.value(1), message, traceback);
         return undefined;
       }),
+      epoch: engine.budgetEpoch(),
     };
     const [module] = engine.run(readRuntimeFile("scheduler.lua"), "=scheduler", primitives);
     const table = module as Record<string, LuaValue>;
-    this.stepFn = table.step as LuaRef;
+    this.runEntryFn = table.run_entry as LuaRef;
     this.postFn = table.post as LuaRef;
     this.postBatchFn = table.post_batch as LuaRef;
     this.openFn = table.open_socket as LuaRef;
@@ -66,14 +67,19 @@ export class SchedulerBridge {
   private readonly onFailure: FailureHandler;
 
   /**
-   * Resumes every ready coroutine, one resume per entry into Lua so that each gets the whole
-   * CPU budget. A budget abort in one is reported and the rest go on.
+   * Resumes every ready coroutine, in one entry into Lua where each resume gets the whole CPU
+   * budget (see run_entry in scheduler.lua). With `first`, calls `first(...args)` in the same
+   * entry before (it wakes tasks). A budget abort in one coroutine is reported and the rest go
+   * on in a new entry.
    */
-  run(): void {
+  run(first?: LuaRef, ...args: LuaInput[]): void {
     const engine = this.host.engine;
-    for (;;) {
+    let pending = first;
+    for (let retried = false; ; ) {
       try {
-        if (engine.call(this.stepFn)[0] !== true) return;
+        if (pending === undefined) engine.call(this.runEntryFn);
+        else engine.call(this.runEntryFn, pending, ...args);
+        return;
       } catch (error) {
         if (engine.closed) return;
         // The error escaped the scheduler itself: a CPU budget or memory limit hit while a
@@ -88,6 +94,10 @@ export class SchedulerBridge {
         this.host.reportError("a coroutine", error);
         const message = error instanceof Error ? error.message : String(error);
         this.onFailure(context, message, "");
+        // `first` may not have finished (a memory error): call it once more, it must be
+        // harmless to repeat (waking a task that is awake already does nothing).
+        if (pending !== undefined && retried) pending = undefined;
+        retried = true;
       }
     }
   }

@@ -599,6 +599,14 @@ describe("coroutine style API (api.lua)", () => {
     bystander.close();
   });
 
+  it("tasks made ready together each get a CPU budget of their own", async () => {
+    const client = await openClient(api("api"));
+    // 150 ms budget: 100 ms each is within it, 200 ms together is not.
+    client.send("busy_pair 100");
+    assert.equal(await client.next(), "2 done");
+    client.close();
+  });
+
   it("a runaway task is stopped by the CPU budget; the server keeps serving", async () => {
     const bystander = await openClient(api("echo"));
     const spinner = await openClient(api("api"));

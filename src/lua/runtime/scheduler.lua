@@ -6,6 +6,7 @@
 -- Called as a chunk with the host primitives:
 --   host.set_timer(ms, fn, repeat) -> id, host.cancel_timer(id)
 --   host.failed(context, message, traceback)   a coroutine died with an error
+--   host.epoch   the engine's budget epoch table (see run_entry)
 -- Returns the scheduler module (also preloaded as "moonsocket.scheduler").
 local host = ...
 
@@ -90,6 +91,21 @@ end
 --- Resumes queued coroutines until none is ready.
 function M.run()
   while M.step() do end
+end
+
+local epoch = host.epoch
+
+--- Host entry: calls first(...) when given (the host wakes tasks so), then resumes queued
+--- coroutines until none is ready, all in this one entry. Each resume gets a CPU budget of
+--- its own: moving the budget epoch makes the engine start the budget over. A runaway
+--- coroutine still ends the entry (a spent budget fires until control is back in the host),
+--- and the host calls again for the rest.
+function M.run_entry(first, ...)
+  if first then first(...) end
+  local step = M.step
+  repeat
+    epoch[1] = epoch[1] + 1
+  until not step()
 end
 
 --- Sleeps `ms` milliseconds (yields; other coroutines run meanwhile).

@@ -5,8 +5,8 @@
 -- or connect): a task takes them one at a time with next_event, and waits when there is none.
 --
 -- Called as a chunk with the host primitives, after silly.lua. Returns on_request, the
--- function the host calls for each request, and wake, which it calls when a handle a task
--- waits on has an event.
+-- function the host calls for each request, and wake_handles, which it calls with the handles
+-- that have new events (a task waiting on one of them is made ready).
 local H = ...
 
 local R = require "moonsocket.silly"
@@ -63,6 +63,12 @@ local function wake(h)
     waiting[h] = nil
     wake_task(co)
   end
+end
+
+-- Host entry: wake(h) for each handle given (nothing for a task that is awake already).
+local function wake_handles(...)
+  local handles = { ... }
+  for i = 1, #handles do wake(handles[i]) end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -404,4 +410,4 @@ end
 package.preload["silly.net.http"] = function() return http end
 package.preload["silly.net.websocket"] = function() return websocket end
 
-return on_request, wake
+return on_request, wake_handles
