@@ -120,32 +120,37 @@ local function collect_garbage()
 end
 
 local function newsocket(h, stream, conn)
-  local sock = setmetatable({ conn = conn, stream = stream, _h = h, _closed = false }, sock_mt)
+  -- Three fields (four slots, with room for _events): closed is `conn == nil`.
+  local sock = setmetatable({ conn = conn, stream = stream, _h = h }, sock_mt)
   open_socks[h] = true
   sock_refs[h] = sock
   return sock
 end
 
--- Events a read takes from the host at once (the rest wait in sock._events for the next reads).
+-- Events a read takes from the host at once (the rest wait in sock._events for the next reads;
+-- its slot 1, read already, holds the position of the next one).
 local READ_BATCH <const> = 64
 
 --- Next whole message: data, type ("text", "binary", "ping", "pong", "close"), or
 --- nil, err, "" once the connection is closed or failed.
 function sock_methods.read(sock)
-  if sock._closed then return nil, SOCKET_CLOSED, "" end
+  if sock.conn == nil then return nil, SOCKET_CLOSED, "" end
   local kind, data
   local events = sock._events
   if events ~= nil then
-    local at = sock._at
+    local at = events[1]
     kind, data = events[at], events[at + 1]
-    if events[at + 2] == nil then sock._events = nil else sock._at = at + 2 end
+    if events[at + 2] == nil then sock._events = nil else events[1] = at + 2 end
   else
     local err = sock._err
     if err then return nil, err, "" end
     events = take_events(sock._h, READ_BATCH)
-    if sock._closed then return nil, SOCKET_CLOSED, "" end
+    if sock.conn == nil then return nil, SOCKET_CLOSED, "" end
     kind, data = events[1], events[2]
-    if events[3] ~= nil then sock._events, sock._at = events, 3 end
+    if events[3] ~= nil then
+      events[1] = 3
+      sock._events = events
+    end
   end
   if kind == 1 or kind == 2 then return data, frame_type[kind] end
   if kind == -1 or kind == K_FAIL then
@@ -177,19 +182,18 @@ function sock_methods.write(sock, data, typ)
     end
   end
   if op >= 8 and #data > 125 then return false, CONTROL_TOO_LONG end
-  if sock._closed then return false, SOCKET_CLOSED end
+  if sock.conn == nil then return false, SOCKET_CLOSED end
   return ws_send(sock._h, op, data)
 end
 
 --- Starts the close handshake (code 1000). The socket cannot be used afterwards.
 function sock_methods.close(sock)
-  if sock._closed then return false, SOCKET_CLOSED end
-  sock._closed = true
+  if sock.conn == nil then return false, SOCKET_CLOSED end
+  sock.conn = nil
   local h = sock._h
   -- The host wakes a task still blocked reading this socket (it reads "socket closed").
   local ok, err = H.ws_close(h)
   open_socks[h] = nil
-  sock.conn = nil
   return ok, err
 end
 
