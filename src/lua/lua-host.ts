@@ -178,8 +178,13 @@ export class LuaHost {
    * (an ngx.re match stopped at the CPU budget).
    */
   reportLimit(message: string, fields: Record<string, unknown> = {}): void {
-    this.errors?.inc();
+    this.countLimit();
     this.logger.warn(message, { script: this.scriptName, ...fields });
+  }
+
+  /** Counts a limit hit without logging it (a caller that throttles its log lines). */
+  countLimit(): void {
+    this.errors?.inc();
   }
 
   /** Stops every timer and frees the Lua state. */

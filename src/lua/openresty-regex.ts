@@ -597,7 +597,8 @@ export function execRegex(
     m = regex.exec(text.text);
   } else {
     const left = budget();
-    m = left <= 0 ? "timeout" : execBounded(regex, text.text, left);
+    // Under a millisecond (the timeout's granularity) is as good as spent.
+    m = left < 1 ? "timeout" : execBounded(regex, text.text, left);
   }
   if (m === "timeout") throw new RegexError(MATCH_LIMIT_MESSAGE);
   if (m === null) return null;

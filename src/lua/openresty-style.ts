@@ -780,12 +780,24 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     // A costly ngx.re match may take half of what is left of the CPU budget (see
     // regex-limit.ts): the other half lets the script handle the error, as under PCRE's limit.
     const regexBudget: MatchBudget = () => host.engine.budgetLeftMs() / 2;
+    // Logged at most once a second (a script may retry in a loop), counted every time.
+    let lastLogged = Number.NEGATIVE_INFINITY;
+    let unlogged = 0;
     const regexFailure = (error: RegexError, pattern: Buffer) => {
       if (error.message === MATCH_LIMIT_MESSAGE) {
-        host.reportLimit(`ngx.re: a match ran out of CPU budget (${MATCH_LIMIT_MESSAGE})`, {
-          kind: "ERR_LUA_REGEX_LIMIT",
-          pattern: pattern.toString("latin1").slice(0, 200),
-        });
+        const now = performance.now();
+        unlogged++;
+        if (now - lastLogged >= 1000) {
+          host.reportLimit(`ngx.re: a match ran out of CPU budget (${MATCH_LIMIT_MESSAGE})`, {
+            kind: "ERR_LUA_REGEX_LIMIT",
+            pattern: pattern.toString("latin1").slice(0, 200),
+            hits: unlogged,
+          });
+          lastLogged = now;
+          unlogged = 0;
+        } else {
+          host.countLimit();
+        }
       }
       return luaMulti(false, error.message, error.raise);
     };

@@ -77,10 +77,13 @@ function M.step()
     head = head + 1
     local co = entry[1]
     if co_status(co) == "suspended" then
+      -- Kept until the failure is reported: a spent CPU budget may raise again on the way
+      -- (it fires on every instruction until control is back in the host), and the host then
+      -- blames current_context.
       M.current_context = contexts[co]
       local ok, err = co_resume(co, unpack(entry, 2, entry.n))
-      M.current_context = nil
       if not ok then host.failed(contexts[co], err, traceback(co, err)) end
+      M.current_context = nil
       return true
     end
   end
@@ -101,6 +104,7 @@ local epoch = host.epoch
 --- coroutine still ends the entry (a spent budget fires until control is back in the host),
 --- and the host calls again for the rest.
 function M.run_entry(first, ...)
+  M.current_context = nil
   if first then first(...) end
   local step = M.step
   repeat

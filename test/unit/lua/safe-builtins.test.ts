@@ -276,7 +276,7 @@ describe("long library calls under the CPU budget", () => {
     ],
   ];
   for (const [name, code] of hostile) {
-    it(`stops ${name} within twice the budget`, () => {
+    it(`stops ${name} within three budgets`, () => {
       const start = performance.now();
       assert.throws(
         () => lua.run(code, "@hostile.lua"),
@@ -286,7 +286,8 @@ describe("long library calls under the CPU budget", () => {
           /cpu budget exceeded/.test(err.message),
       );
       const elapsed = performance.now() - start;
-      assert.ok(elapsed < BUDGET_MS * 2, `stopped after ${elapsed.toFixed(0)} ms`);
+      // Three budgets: room for a loaded machine, far below what the calls take unchecked.
+      assert.ok(elapsed < BUDGET_MS * 3, `stopped after ${elapsed.toFixed(0)} ms`);
       lua.collectGarbage();
       assert.deepEqual(lua.run('return #("ab"):rep(3), table.concat({1, 2}, ",")', "@ok.lua"), [
         6,
