@@ -41,6 +41,7 @@ local function take_events(h, max)
   local co, main = co_running()
   if main then error("this call blocks: run it inside a task (task.fork)", 3) end
   repeat
+    events = nil -- an idle connection does not keep an empty table
     waiting[h] = co
     task_status[co] = "WAIT"
     co_yield()
