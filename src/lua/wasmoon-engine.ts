@@ -397,6 +397,10 @@ class WasmoonLuaEngine implements LuaEngine {
   private budgetSpent = false;
   /** Registry ref of the budget epoch table (0: none yet), and the epoch of the last check. */
   private epochRef = 0n;
+  /** Address of the epoch table's `t[1]` value in the heap (see budgetEpoch), or 0. */
+  private epochValuePtr = 0;
+  /** A big allocation was refused because the budget was spent (see onBigAllocation). */
+  private allocationRefused = false;
   private epochRefObject: WasmoonRef | null = null;
   private lastEpoch = 0;
   private readonly canReenableHooks: boolean;
@@ -446,7 +450,9 @@ class WasmoonLuaEngine implements LuaEngine {
     this.ensureScratch(SCRATCH_INITIAL);
 
     const em = this.emscripten;
-    this.allocator = createCountingAllocator(api.realloc, api.free, this.memoryLimitBytes);
+    this.allocator = createCountingAllocator(api.realloc, api.free, this.memoryLimitBytes, (size) =>
+      this.onBigAllocation(size),
+    );
     const allocPtr = em.addFunction(this.allocator.alloc, "iiiii");
     this.hostCallPtr = em.addFunction((L: Ptr) => this.onHostCall(L), "ii");
     this.hostGcPtr = em.addFunction((L: Ptr) => this.onHostGc(L), "ii");
@@ -625,14 +631,43 @@ class WasmoonLuaEngine implements LuaEngine {
   budgetEpoch(): LuaRef {
     if (this.epochRefObject !== null) return this.epochRefObject;
     const ref = this.protected((L) => {
-      this.api.lua_createtable(L, 1, 0);
-      this.api.lua_pushinteger(L, 0n);
-      this.api.lua_rawseti(L, -2, 1n);
+      const api = this.api;
+      api.lua_createtable(L, 1, 0);
+      // Where t[1] lives, so that onBigAllocation can read it without touching the Lua stack:
+      // the first slot of the table's array part (Lua 5.4, wasm32: Table.array at offset 12).
+      // Checked with two values; the table is never resized (only t[1] is ever set).
+      const table = api.lua_topointer(L, -1);
+      const slot = this.heapI32()[(table + 12) >> 2]!;
+      let verified = slot !== 0 && slot % 8 === 0;
+      for (const probe of [0x5a5a5a5an, 0n]) {
+        api.lua_pushinteger(L, probe);
+        api.lua_rawseti(L, -2, 1n);
+        verified &&= this.heapI64(slot) === probe;
+      }
+      this.epochValuePtr = verified ? slot : 0;
       return this.makeRef(L, -1, LUA_TTABLE);
     });
     this.epochRefObject = ref;
     this.epochRef = ref.id;
     return ref;
+  }
+
+  /**
+   * Allocator callback for an allocation of a megabyte or more: refuses it (0) when the CPU
+   * budget of the running entry is spent, so that a loop of huge concatenations or table
+   * growths stops at once instead of at the next hook check; Lua then raises "not enough
+   * memory", reported as the budget error. Must not touch the Lua state: Lua is mid-instruction.
+   */
+  private onBigAllocation(_size: number): number {
+    if (this.depth === 0 || this.deadline === 0) return 1;
+    if (this.epochRef !== 0n) {
+      // A dispatcher moved to its next handler, whose budget starts at the next check.
+      if (this.epochValuePtr === 0) return 1;
+      if (Number(this.heapI64(this.epochValuePtr)) !== this.lastEpoch) return 1;
+    }
+    if (performance.now() < this.deadline) return 1;
+    this.allocationRefused = true;
+    return 0;
   }
 
   /** `t[1]` of the budget epoch table, read inside the hook (which has stack room). */
@@ -803,6 +838,7 @@ class WasmoonLuaEngine implements LuaEngine {
     if (this.depth === 0) {
       this.deadline = 0; // started by the first budget check, see onHook
       this.budgetSpent = false;
+      this.allocationRefused = false;
     } else if (this.depth >= MAX_NESTING) {
       throw new LuaError("ERR_LUA_ENGINE", "too many nested calls into Lua");
     }
@@ -990,6 +1026,10 @@ class WasmoonLuaEngine implements LuaEngine {
     else if (status === LUA_ERRERR && pending === null)
       message = `error in error handling (${message})`;
     if (this.budgetSpent && code !== "ERR_LUA_MEMORY") code = "ERR_LUA_CPU_BUDGET";
+    if (code === "ERR_LUA_MEMORY" && this.allocationRefused) {
+      code = "ERR_LUA_CPU_BUDGET";
+      message = "cpu budget exceeded (an allocation was refused)";
+    }
     this.api.lua_settop(L, -2);
     return new LuaError(code, message, traceback);
   }
@@ -999,6 +1039,7 @@ class WasmoonLuaEngine implements LuaEngine {
     const api = this.api;
     let code: LuaErrorCode = status === LUA_ERRMEM ? "ERR_LUA_MEMORY" : "ERR_LUA_RUNTIME";
     if (this.budgetSpent && code !== "ERR_LUA_MEMORY") code = "ERR_LUA_CPU_BUDGET";
+    if (code === "ERR_LUA_MEMORY" && this.allocationRefused) code = "ERR_LUA_CPU_BUDGET";
     let message = "not enough memory";
     let traceback = "";
     try {
@@ -1467,6 +1508,16 @@ class WasmoonLuaEngine implements LuaEngine {
   // Memory
 
   /** The heap as bytes; views are rebuilt after the WebAssembly memory grew (and detached). */
+  private heapI32(): Int32Array {
+    this.heap();
+    return this.i32;
+  }
+
+  /** The int64 at `ptr` (8-aligned) of the heap. */
+  private heapI64(ptr: number): bigint {
+    return new BigInt64Array(this.api.memory.buffer, ptr, 1)[0]!;
+  }
+
   private heap(): Uint8Array {
     if (this.u8.byteLength === 0) {
       const buffer = this.api.memory.buffer;

@@ -131,6 +131,34 @@ describe("CPU budget", () => {
     assert.ok(elapsed < BUDGET_MS * 3 + 200);
   });
 
+  it("refuses huge allocations after the budget, but not those of a dispatcher's next handler", () => {
+    lua.registerFunction(null, "host_stall", () => {
+      const until = performance.now() + BUDGET_MS * 1.5;
+      while (performance.now() < until);
+      return undefined;
+    });
+    const [dispatch] = lua.run(
+      `local epoch = ...
+       return function()
+         -- First handler: starts the budget clock, then a host call past the whole budget.
+         epoch[1] = epoch[1] + 1
+         for _ = 1, 5000 do end
+         host_stall()
+         -- Next handler: a 2 MB allocation at once, before any budget check.
+         epoch[1] = epoch[1] + 1
+         return #(("x"):rep(2^21) .. "y")
+       end`,
+      "@dispatch.lua",
+      lua.budgetEpoch(),
+    );
+    assert.deepEqual(lua.call(dispatch as LuaRef), [2 ** 21 + 1]);
+    // Without a new handler, the same allocation past the budget is refused: the budget error.
+    assert.throws(
+      () => lua.run('for _ = 1, 5000 do end host_stall() return #("x"):rep(2^21)', "=late"),
+      isCode("ERR_LUA_CPU_BUDGET", /an allocation was refused/),
+    );
+  });
+
   it("does not let a spent budget be revived by moving the epoch", () => {
     const [revive] = lua.run(
       `local epoch = ...

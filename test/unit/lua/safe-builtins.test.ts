@@ -274,6 +274,16 @@ describe("long library calls under the CPU budget", () => {
       "string.format %q of 8 MB, repeatedly",
       'local s = ("\\0"):rep(8e6) while true do local q = string.format("%q", s) end',
     ],
+    // Each `..` is one VM instruction copying 40 MB: the allocator refuses them once the budget
+    // is spent (before: 250 of them, seconds, ran before the next check).
+    [
+      "concatenations of 40 MB, repeatedly",
+      'local a = ("x"):rep(2e7) while true do local c = a .. a end',
+    ],
+    [
+      "concatenations of 40 MB inside pcall, repeatedly",
+      'local a = ("x"):rep(2e7) while true do pcall(function() local c = a .. a end) end',
+    ],
   ];
   for (const [name, code] of hostile) {
     it(`stops ${name} within three budgets`, () => {
