@@ -815,6 +815,23 @@ local function fill(ms, i)
   return sb[i]
 end
 
+-- The first position from s on (at most n + 1) whose byte is not in class cl.
+local function class_run_end(ms, s, n, cl)
+  local sb = ms.sb
+  while s <= n do
+    local c = sb[s]
+    if c == nil then
+      c = fill(ms, s)
+      sb = ms.sb
+    end
+    if not cl[c] then
+      break
+    end
+    s = s + 1
+  end
+  return s
+end
+
 local MEMERR = "not enough memory"
 
 -- Raises again an error caught by pcall. A memory error must stay one (the host reports
@@ -824,6 +841,16 @@ local function rethrow(e)
     local _ = c_rep("x", 0x7ffffffe)
   end
   error(e, 0)
+end
+
+-- Raises again what a pcall around the matcher caught: the matcher's own error (ms.err) at
+-- the caller of the function calling this one, as C's luaL_error would, anything else as is.
+-- Must not be tail-called (the level counts its caller's frame).
+local function reraise(ms, e)
+  if e == SENTINEL then
+    error(ms.err, 3)
+  end
+  rethrow(e)
 end
 
 local function raise(ms, msg)
@@ -874,17 +901,7 @@ do_match = function(ms, s, k)
           if qq == Q_PLUS then
             s = s + 1
           end
-          while s <= n do
-            local c = sb[s]
-            if c == nil then
-              c = fill(ms, s)
-              sb = ms.sb
-            end
-            if not cl[c] then
-              break
-            end
-            s = s + 1
-          end
+          s = class_run_end(ms, s, n, cl)
         end
         break
       elseif qq == Q_OPT then
@@ -921,18 +938,7 @@ do_match = function(ms, s, k)
         if qq == Q_PLUS then
           s = s + 1
         end
-        local i = s
-        while i <= n do
-          local c = sb[i]
-          if c == nil then
-            c = fill(ms, i)
-            sb = ms.sb
-          end
-          if not cl[c] then
-            break
-          end
-          i = i + 1
-        end
+        local i = class_run_end(ms, s, n, cl)
         local res = nil
         while i >= s do
           local r = do_match(ms, i, k + 1)
@@ -1293,10 +1299,7 @@ local function lua_find_aux(s, p, init, plain, find)
   local ms = new_state(s, pat)
   local ok, cnt = pcall(find_aux, ms, init, pat.anchor, pat.first, find)
   if not ok then
-    if cnt == SENTINEL then
-      error(ms.err, 2)
-    end
-    rethrow(cnt)
+    reraise(ms, cnt)
   end
   if cnt == 0 then
     return nil
@@ -1362,10 +1365,7 @@ local function lua_gmatch(s, p, init)
   return function()
     local ok, cnt, e = pcall(gmatch_step, ms, src, lastmatch, first)
     if not ok then
-      if cnt == SENTINEL then
-        error(ms.err, 2)
-      end
-      rethrow(cnt)
+      reraise(ms, cnt)
     end
     if cnt == 0 then
       return
@@ -1513,10 +1513,7 @@ local function lua_gsub(s, p, repl, max_s)
   if tr == "string" then
     local ok, count, copied = pcall(gsub_string, ms, parse_repl(repl), max_s, anchor, first, out)
     if not ok then
-      if count == SENTINEL then
-        error(ms.err, 2)
-      end
-      rethrow(count)
+      reraise(ms, count)
     end
     if count == 0 then
       return orig, 0
@@ -1534,10 +1531,7 @@ local function lua_gsub(s, p, repl, max_s)
   while count < max_s do
     local ok, st, e = pcall(gsub_next, ms, src, lastmatch, anchor, first)
     if not ok then
-      if st == SENTINEL then
-        error(ms.err, 2)
-      end
-      rethrow(st)
+      reraise(ms, st)
     end
     if st == nil then
       break
@@ -1550,10 +1544,7 @@ local function lua_gsub(s, p, repl, max_s)
     local cnt
     ok, cnt = pcall(repl_args, ms, st, e, tr == "function")
     if not ok then
-      if cnt == SENTINEL then
-        error(ms.err, 2)
-      end
-      rethrow(cnt)
+      reraise(ms, cnt)
     end
     local v
     if tr == "function" then
