@@ -45,6 +45,7 @@ const HIGH_WATER_MESSAGES = 1024;
 const HIGH_WATER_BYTES = 8 * 1024 * 1024;
 
 const SOCKET_CLOSED = "socket closed";
+const NO_BYTES = Buffer.alloc(0);
 
 /** Options of the coroutine style that the command line does not set (tests, embedding). */
 export interface CoroutineStyleOptions {
@@ -94,6 +95,8 @@ interface HttpStream {
   readonly rawBody: Buffer[];
   /** The connection went away. */
   gone: boolean;
+  /** The upgrade socket's close listener (until the stream is accepted). */
+  onSocketClose: (() => void) | null;
 }
 
 /** One WebSocket of the script: accepted by `websocket.upgrade` or opened by `connect`. */
@@ -387,6 +390,7 @@ export class CoroutineStyle implements StyleRuntime {
         if (stream !== undefined) this.endStream(stream, a.optBytes(2));
       }),
       http_done: fn((a) => this.handlerDone(a.integer(1))),
+      upgrade_problem: fn((a) => upgradeProblem(a.optString(1), a.optString(2))),
       ws_accept: fn((a) => this.accept(a.integer(1))),
       ws_connect: fn((a) => this.connect(a)),
       ws_send: fn((a) => this.send(a)),
@@ -564,13 +568,14 @@ export class CoroutineStyle implements StyleRuntime {
       ended: false,
       rawBody: [],
       gone: false,
+      onSocketClose: null,
     };
     this.streams.set(stream.handle, stream);
     return stream;
   }
 
   private handleRequest(listener: Listener, req: IncomingMessage, res: ServerResponse): void {
-    const stream = this.newStream(listener, req, res, null, Buffer.alloc(0));
+    const stream = this.newStream(listener, req, res, null, NO_BYTES);
     res.on("close", () => {
       stream.gone = true;
       this.streams.delete(stream.handle);
@@ -604,17 +609,18 @@ export class CoroutineStyle implements StyleRuntime {
     head: Buffer,
   ): void {
     const stream = this.newStream(listener, req, null, socket, head);
-    // Captures the handle only: once accepted, the request (headers and all) can be collected
-    // while the socket lives on.
+    // Captures the handle only, and is removed once the stream is accepted: the request
+    // (headers and all) can then be collected while the socket lives on.
     const handle = stream.handle;
-    socket.on("close", () => {
+    stream.onSocketClose = () => {
       const open = this.streams.get(handle);
       if (open !== undefined) {
         open.gone = true;
         this.streams.delete(handle);
       }
-    });
-    this.startHandler(stream, Buffer.alloc(0));
+    };
+    socket.on("close", stream.onSocketClose);
+    this.startHandler(stream, NO_BYTES);
   }
 
   /** Runs the listener's Lua handler for `stream` in a new task. */
@@ -626,27 +632,21 @@ export class CoroutineStyle implements StyleRuntime {
     if (queryAt >= 0)
       for (const [name, value] of new URLSearchParams(url.slice(queryAt + 1)))
         query[name] ??= value;
-    const header: { [key: string]: string | string[] } = {};
-    for (const [name, values] of Object.entries(req.headersDistinct)) {
-      if (values !== undefined) header[name] = values.length === 1 ? values[0]! : values;
-    }
-    const info = {
-      method: req.method ?? "GET",
-      path: queryAt < 0 ? url : url.slice(0, queryAt),
+    // Passed as arguments (see on_request): no table to build, in JS or in Lua.
+    const args: LuaInput[] = [
+      stream.listener.id,
+      stream.handle,
+      req.method ?? "GET",
+      queryAt < 0 ? url : url.slice(0, queryAt),
       query,
-      header,
-      version: `HTTP/${req.httpVersion}`,
-      remoteaddr: `${req.socket.remoteAddress ?? ""}:${req.socket.remotePort ?? 0}`,
-      scheme: stream.listener.secure ? "https" : "http",
-      body: body.length > 0 ? body : undefined,
-    };
+      luaHeaders(req),
+      req.httpVersion === "1.1" ? "HTTP/1.1" : `HTTP/${req.httpVersion}`,
+      `${req.socket.remoteAddress ?? ""}:${req.socket.remotePort ?? 0}`,
+      stream.listener.secure ? "https" : "http",
+      body.length > 0 ? body : undefined,
+    ];
     this.dispatch(() => {
-      const [accepted] = this.host.engine.call(
-        this.onRequest,
-        stream.listener.id,
-        stream.handle,
-        info,
-      );
+      const [accepted] = this.host.engine.call(this.onRequest, ...args);
       if (accepted !== true) {
         // The listener was closed meanwhile.
         this.endWithStatus(stream, 503, "Service Unavailable\n");
@@ -800,16 +800,10 @@ export class CoroutineStyle implements StyleRuntime {
       return luaMulti(null, "not an upgrade request");
     }
     if (stream.started || stream.ended) return luaMulti(null, "stream already responded");
-    let problem: string | null = null;
-    try {
-      parseUpgradeRequest(stream.req.method ?? "", stream.req.httpVersion, stream.req.headers);
-    } catch (error) {
-      if (!(error instanceof HandshakeError)) throw error;
-      problem = error.message;
-    }
     const ws = newSocket(handle);
     stream.ended = true;
     this.streams.delete(handle);
+    if (stream.onSocketClose !== null) stream.socket.removeListener("close", stream.onSocketClose);
     this.accepting = ws;
     // Before accepting: frames that came with the request are delivered during the accept.
     this.openInbox(handle);
@@ -821,7 +815,7 @@ export class CoroutineStyle implements StyleRuntime {
     }
     // acceptUpgrade answered a refused handshake itself (4xx, logged and counted).
     let refusal: string | null = null;
-    if (client === null) refusal = problem ?? "handshake refused";
+    if (client === null) refusal = handshakeProblem(stream.req) ?? "handshake refused";
     else if (!client.connected) refusal = "server is full, try again later";
     if (refusal !== null) {
       this.inboxes.delete(handle);
@@ -1101,6 +1095,58 @@ export function parseAddress(
   if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
   if (host === "" || host === "*") host = host === "*" ? "0.0.0.0" : defaultHost;
   return { host, port: Number(portText) };
+}
+
+/**
+ * The request's headers as silly's `stream.header`: lower-case names, the value a string, or
+ * a list when the header came more than once. Node's own `req.headers` (built for the
+ * server's checks already) when no header repeats, the common case: no copy then.
+ */
+function luaHeaders(req: IncomingMessage): { [key: string]: string | string[] } {
+  const joined = req.headers;
+  let names = 0;
+  for (const name in joined) {
+    if (name === "set-cookie") return distinctHeaders(req); // always a list in req.headers
+    names++;
+  }
+  if (names * 2 === req.rawHeaders.length) return joined as { [key: string]: string };
+  return distinctHeaders(req);
+}
+
+function distinctHeaders(req: IncomingMessage): { [key: string]: string | string[] } {
+  const header: { [key: string]: string | string[] } = {};
+  for (const [name, values] of Object.entries(req.headersDistinct)) {
+    if (values !== undefined) header[name] = values.length === 1 ? values[0]! : values;
+  }
+  return header;
+}
+
+/** What is wrong with an upgrade request the server refused, in the handshake's words. */
+function handshakeProblem(req: IncomingMessage): string | null {
+  try {
+    parseUpgradeRequest(req.method ?? "", req.httpVersion, req.headers);
+    return null;
+  } catch (error) {
+    if (!(error instanceof HandshakeError)) throw error;
+    return error.message;
+  }
+}
+
+/**
+ * Why silly's `websocket.upgrade` refuses a request with these Upgrade and Connection header
+ * values (absent: not checked), in silly's words; null when they are fine. Lowercased as
+ * Lua's C-locale `string.lower` does, ASCII only.
+ */
+function upgradeProblem(upgrade: string | undefined, connection: string | undefined) {
+  if (upgrade !== undefined && asciiLowerCase(upgrade) !== "websocket")
+    return "header upgrade mismatch";
+  if (connection !== undefined && !asciiLowerCase(connection).includes("upgrade"))
+    return "header connection mismatch";
+  return null;
+}
+
+function asciiLowerCase(text: string): string {
+  return text.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
 }
 
 /** Lua header table → node headers (values as latin1 so every byte goes out as given). */

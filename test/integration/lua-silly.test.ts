@@ -25,6 +25,7 @@ import {
   httpRequest,
   type LogCapture,
   rawHttp,
+  upgradeRequest,
   waitUntil,
   withTimeout,
 } from "../helpers/net-helpers.js";
@@ -533,6 +534,28 @@ describe("coroutine style API (api.lua)", () => {
     const res = await get("/ws/refuse");
     assert.equal(res.status, 400);
     await silly.log.waitForLine(/refused upgrade: nil\|header connection mismatch/);
+  });
+
+  it("upgrade refusals name the header at fault; header values compare case-insensitively", async () => {
+    const cases: Array<[Parameters<typeof upgradeRequest>[0], string]> = [
+      [{ headers: { Upgrade: "h2c" } }, "header upgrade mismatch"],
+      [{ headers: { "Sec-WebSocket-Key": null } }, "sec-websocket-key not found"],
+      [{ method: "POST" }, "method not GET"],
+    ];
+    for (const [request, reason] of cases) {
+      const res = await rawHttp(silly.port, upgradeRequest({ ...request, path: "/ws/refuse" }));
+      assert.equal(res.status, 400, reason);
+      await silly.log.waitForLine(new RegExp(`refused upgrade: nil\\|${reason}`));
+    }
+    const mixedCase = await rawHttp(
+      silly.port,
+      upgradeRequest({
+        path: "/ws/refuse",
+        headers: { Upgrade: "WebSocket", Connection: "keep-alive, UPGRADE" },
+      }),
+      500,
+    );
+    assert.equal(mixedCase.status, 101);
   });
 
   it("many messages in a burst arrive whole and in order (reading pauses and resumes)", async () => {

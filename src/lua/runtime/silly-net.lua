@@ -10,12 +10,14 @@
 local H = ...
 
 local R = require "moonsocket.silly"
+local sched = require "moonsocket.scheduler"
 
 local type, tostring, pairs, ipairs, error = type, tostring, pairs, ipairs, error
 local setmetatable, getmetatable = setmetatable, getmetatable
-local lower, find, sub, concat = string.lower, string.find, string.sub, table.concat
-local co_running, co_yield = coroutine.running, coroutine.yield
-local spawn_task, wake_task, task_status = R.spawn_task, R.wake, R.status
+local sub, concat = string.sub, table.concat
+local co_running, co_yield, co_yieldable = coroutine.running, coroutine.yield, coroutine.isyieldable
+local wake_task, task_status = R.wake, R.status
+local spawn, task_context = sched.spawn, sched.context
 
 -- Event kinds the host delivers besides the frame opcodes (1 text, 2 binary, 8 close,
 -- 9 ping, 10 pong) and -1 (the connection is gone).
@@ -34,14 +36,15 @@ local waiting = {}
 local next_events, inbox_close, ws_send = H.next_events, H.inbox_close, H.ws_send
 
 -- The events the host has for handle h, at most `max`, as { kind1, data1, kind2, data2, … }
--- (kind -1 once the handle is gone). Blocks the task while the host has none.
+-- (kind -1 once the handle is gone). Blocks the task while the host has none, holding few
+-- registers: a task parked here should fit in its coroutine's initial stack (see read_batch).
 local function take_events(h, max)
   local events = { next_events(h, max) }
   if events[1] ~= nil then return events end
-  local co, main = co_running()
-  if main then error("this call blocks: run it inside a task (task.fork)", 3) end
+  events = nil -- an idle connection does not keep an empty table
+  if not co_yieldable() then error("this call blocks: run it inside a task (task.fork)", 3) end
+  local co = co_running()
   repeat
-    events = nil -- an idle connection does not keep an empty table
     waiting[h] = co
     task_status[co] = "WAIT"
     co_yield()
@@ -132,27 +135,8 @@ end
 -- its slot 1, read already, holds the position of the next one).
 local READ_BATCH <const> = 64
 
---- Next whole message: data, type ("text", "binary", "ping", "pong", "close"), or
---- nil, err, "" once the connection is closed or failed.
-function sock_methods.read(sock)
-  if sock.conn == nil then return nil, SOCKET_CLOSED, "" end
-  local kind, data
-  local events = sock._events
-  if events ~= nil then
-    local at = events[1]
-    kind, data = events[at], events[at + 1]
-    if events[at + 2] == nil then sock._events = nil else events[1] = at + 2 end
-  else
-    local err = sock._err
-    if err then return nil, err, "" end
-    events = take_events(sock._h, READ_BATCH)
-    if sock.conn == nil then return nil, SOCKET_CLOSED, "" end
-    kind, data = events[1], events[2]
-    if events[3] ~= nil then
-      events[1] = 3
-      sock._events = events
-    end
-  end
+-- What a read returns for event (kind, data) of socket sock.
+local function read_result(sock, kind, data)
   if kind == 1 or kind == 2 then return data, frame_type[kind] end
   if kind == -1 or kind == K_FAIL then
     local h = sock._h
@@ -163,6 +147,37 @@ function sock_methods.read(sock)
     return nil, err, ""
   end
   return data, frame_type[kind]
+end
+
+-- A read with no batched event left: takes the next batch from the host, waiting for one.
+-- Reached by a tail call from read, and with one register below the call, so that a task
+-- parked here fits in its coroutine's initial stack (see take_events).
+local function read_batch(sock)
+  do
+    local err = sock._err
+    if err then return nil, err, "" end
+  end
+  local events = take_events(sock._h, READ_BATCH)
+  if sock.conn == nil then return nil, SOCKET_CLOSED, "" end
+  local kind, data = events[1], events[2]
+  if events[3] ~= nil then
+    events[1] = 3
+    sock._events = events
+  end
+  return read_result(sock, kind, data)
+end
+
+--- Next whole message: data, type ("text", "binary", "ping", "pong", "close"), or
+--- nil, err, "" once the connection is closed or failed.
+function sock_methods.read(sock)
+  if sock.conn == nil then return nil, SOCKET_CLOSED, "" end
+  local events = sock._events
+  if events == nil then return read_batch(sock) end
+  local at = events[1]
+  local kind, data = events[at], events[at + 1]
+  if events[at + 2] == nil then sock._events = nil else events[1] = at + 2 end
+  if kind == 1 or kind == 2 then return data, frame_type[kind] end
+  return read_result(sock, kind, data)
 end
 
 --- Sends one message (type "text", "binary" (default), "ping", "pong" or "close"):
@@ -311,14 +326,21 @@ function http.listen(conf)
   return listener
 end
 
-local function run_handler(handler, stream, h)
+-- A request's task. Its handle is the task's context. No local below the call to the
+-- handler and no vararg frame: a WebSocket handler parked in sock:read() then keeps its
+-- coroutine's initial stack (see take_events).
+local function run_handler(handler, stream)
+  task_status[co_running()] = "RUN"
   handler(stream)
-  H.http_done(h)
+  local co = co_running()
+  task_status[co] = nil
+  H.http_done(task_context(co))
 end
 
 --- Host entry: a request arrived on listener `id`; runs its handler in a new task whose
---- context is the request's handle, so an error there closes that connection only.
-local function on_request(id, h, info)
+--- context is the request's handle, so an error there closes that connection only. The
+--- request comes as arguments, not as a table: nothing to collect afterwards.
+local function on_request(id, h, method, path, query, header, version, remoteaddr, scheme, body)
   collect_garbage()
   local handler = handlers[id]
   if handler == nil then return false end
@@ -326,17 +348,17 @@ local function on_request(id, h, info)
   -- (_body, read from _pos) is there only when the request has one. A WebSocket's stream
   -- lives as long as the connection.
   local stream = setmetatable({
-    method = info.method,
-    path = info.path,
-    query = info.query,
-    header = info.header,
-    version = info.version,
-    remoteaddr = info.remoteaddr,
-    scheme = info.scheme,
-    conn = newconn(h, info.remoteaddr),
+    method = method,
+    path = path,
+    query = query,
+    header = header,
+    version = version,
+    remoteaddr = remoteaddr,
+    scheme = scheme,
+    conn = newconn(h, remoteaddr),
   }, stream_mt)
-  if info.body then stream._body = info.body end
-  spawn_task(run_handler, h, handler, stream, h)
+  if body then stream._body = body end
+  task_status[spawn(run_handler, h, handler, stream)] = "READY"
   return true
 end
 
@@ -351,27 +373,27 @@ local function header_value(header, name)
   return v
 end
 
+-- Answers a request that cannot be upgraded with 400: nil, err.
+local function refuse(stream, err)
+  stream:respond(400, {})
+  stream:closewrite()
+  return nil, err
+end
+
 --- Upgrades a request stream to a WebSocket: sock, or nil, err (the request is answered
---- with an HTTP error then).
+--- with an HTTP error then). The header checks run in the host: the sandbox's string
+--- functions are Lua code, and a call chain that deep would double the stack the handler's
+--- task keeps for the whole connection (see take_events).
 function websocket.upgrade(stream)
   if type(stream) ~= "table" or getmetatable(stream) ~= stream_mt then
     error("bad argument #1 to 'upgrade' (http stream expected)", 2)
   end
-  local function refuse(err)
-    stream:respond(400, {})
-    stream:closewrite()
-    return nil, err
-  end
-  if stream.method ~= "GET" then return refuse("method not GET") end
+  if stream.method ~= "GET" then return refuse(stream, "method not GET") end
   local header = stream.header
-  if type(header) ~= "table" then return refuse("header not found") end
-  local upgrade = header_value(header, "upgrade")
-  if upgrade and lower(upgrade) ~= "websocket" then return refuse("header upgrade mismatch") end
-  local connection = header_value(header, "connection")
-  if connection and not find(lower(connection), "upgrade", 1, true) then
-    return refuse("header connection mismatch")
-  end
-  if not header["sec-websocket-key"] then return refuse("sec-websocket-key not found") end
+  if type(header) ~= "table" then return refuse(stream, "header not found") end
+  local problem = H.upgrade_problem(header_value(header, "upgrade"), header_value(header, "connection"))
+  if problem then return refuse(stream, problem) end
+  if not header["sec-websocket-key"] then return refuse(stream, "sec-websocket-key not found") end
   local h = stream.conn.fd
   local ok, err = H.ws_accept(h)
   if not ok then return nil, err end
