@@ -1134,19 +1134,14 @@ function handshakeProblem(req: IncomingMessage): string | null {
 
 /**
  * Why silly's `websocket.upgrade` refuses a request with these Upgrade and Connection header
- * values (absent: not checked), in silly's words; null when they are fine. Lowercased as
- * Lua's C-locale `string.lower` does, ASCII only.
+ * values (absent: not checked), in silly's words; null when they are fine. Case-insensitive
+ * in ASCII only, as Lua's C-locale `string.lower` (a non-Unicode `i` regexp never folds a
+ * non-ASCII letter into an ASCII one).
  */
 function upgradeProblem(upgrade: string | undefined, connection: string | undefined) {
-  if (upgrade !== undefined && asciiLowerCase(upgrade) !== "websocket")
-    return "header upgrade mismatch";
-  if (connection !== undefined && !asciiLowerCase(connection).includes("upgrade"))
-    return "header connection mismatch";
+  if (upgrade !== undefined && !/^websocket$/i.test(upgrade)) return "header upgrade mismatch";
+  if (connection !== undefined && !/upgrade/i.test(connection)) return "header connection mismatch";
   return null;
-}
-
-function asciiLowerCase(text: string): string {
-  return text.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
 }
 
 /** Lua header table → node headers (values as latin1 so every byte goes out as given). */
