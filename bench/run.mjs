@@ -507,13 +507,39 @@ function parseHoldMemory(stdout, result) {
   return null;
 }
 
+/**
+ * The server's `moonsocket_lua_memory_bytes` (bytes allocated by its Lua state), or null for a
+ * server without it. Exact, unlike RSS: it shows a Lua style's memory per connection.
+ */
+async function luaMemoryBytes(port) {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    const match = /^moonsocket_lua_memory_bytes (\d+)$/m.exec(await res.text());
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 async function runOnce(wsload, scenario, server, rep) {
   const handle = await startServer(server);
   const args = wsloadArgs(scenario, handle.pid, handle.port);
   const timeoutMs =
     ((scenario.kind === "hold" ? settings.holdS : settings.durationS) + settings.warmupS) * 1000 +
     WSLOAD_SLACK_MS;
-  const wsloadRun = await runWsload(wsload, args, timeoutMs);
+  const luaBefore = scenario.kind === "hold" ? await luaMemoryBytes(handle.port) : null;
+  const running = runWsload(wsload, args, timeoutMs);
+  let luaAfter = null;
+  if (luaBefore !== null) {
+    // Read while the connections are held: they open at wsload's default 2000 a second, then
+    // its warm-up passes and it reads the RSS; this reads halfway through the hold after that.
+    const openingS = settings.holdConnections / 2000;
+    await sleep((openingS + settings.warmupS + settings.holdS / 2) * 1000);
+    luaAfter = await luaMemoryBytes(handle.port);
+  }
+  const wsloadRun = await running;
   const diedDuringRun = handle.exited;
   await stopServer(handle);
   const result = parseResultLine(wsloadRun.stdout);
@@ -531,7 +557,13 @@ async function runOnce(wsload, scenario, server, rep) {
     run.cpuServerPercent = result.cpu_server;
     run.msgsPerCpuSecond = result.cpu_server > 0 ? result.rate / (result.cpu_server / 100) : null;
   }
-  if (scenario.kind === "hold") run.kibPerConnection = parseHoldMemory(wsloadRun.stdout, result);
+  if (scenario.kind === "hold") {
+    run.kibPerConnection = parseHoldMemory(wsloadRun.stdout, result);
+    run.luaBytesPerConnection =
+      luaBefore !== null && luaAfter !== null && result?.opened > 0
+        ? (luaAfter - luaBefore) / result.opened
+        : null;
+  }
   if (run.problems.length > 0 || run.warnings.length > 0) {
     run.wsloadOutput = `${wsloadRun.stdout}${wsloadRun.stderr}`;
     run.serverOutput = handle.output;
@@ -617,6 +649,7 @@ function summarize(runs) {
         Object.assign(row, {
           connections: settings.holdConnections,
           kibPerConnection: median(mine.map((r) => r.kibPerConnection ?? Number.NaN)),
+          luaBytesPerConnection: median(mine.map((r) => r.luaBytesPerConnection ?? Number.NaN)),
           rssBeforeKiB: pick("rss_before"),
           rssAfterKiB: pick("rss_after"),
           perRep: mine.map((r) => r.kibPerConnection),
@@ -700,6 +733,7 @@ function renderMarkdown(rows) {
       "server",
       "KiB per idle connection",
       ...refs.map((r) => `÷ ${r}`),
+      "Lua bytes per connection",
       "RSS before KiB",
       "RSS after KiB",
       "notes",
@@ -709,6 +743,7 @@ function renderMarkdown(rows) {
       r.server,
       fmtFixed(r.kibPerConnection, 2),
       ...refs.map((ref) => (r.ratios[ref] == null ? "–" : `${fmtFixed(r.ratios[ref], 2)}×`)),
+      fmtInt(r.luaBytesPerConnection),
       fmtInt(r.rssBeforeKiB),
       fmtInt(r.rssAfterKiB),
       notesOf(r),
