@@ -36,8 +36,11 @@ local waiting = {}
 local next_events, inbox_close, ws_send = H.next_events, H.inbox_close, H.ws_send
 
 -- The events the host has for handle h, at most `max`, as { kind1, data1, kind2, data2, … }
--- (kind -1 once the handle is gone). Blocks the task while the host has none, holding few
--- registers: a task parked here should fit in its coroutine's initial stack (see read_batch).
+-- (kind -1 once the handle is gone). Blocks the task while the host has none.
+-- Keep the frames below the yield thin: a coroutine starts with 40 stack slots, a C function
+-- such as coroutine.yield needs 20 free ones above it, and once a call needs more Lua doubles
+-- the stack for good (+0.7 KB for every idle connection). Hence few registers here, a tail
+-- call from sock:read to read_batch, and run_handler's thin frame.
 local function take_events(h, max)
   local events = { next_events(h, max) }
   if events[1] ~= nil then return events end
