@@ -390,7 +390,7 @@ export class CoroutineStyle implements StyleRuntime {
         if (stream !== undefined) this.endStream(stream, a.optBytes(2));
       }),
       http_done: fn((a) => this.handlerDone(a.integer(1))),
-      upgrade_problem: fn((a) => upgradeProblem(a.optString(1), a.optString(2))),
+      upgrade_problem: fn((a) => upgradeProblem(checkedHeader(a, 1), checkedHeader(a, 2))),
       ws_accept: fn((a) => this.accept(a.integer(1))),
       ws_connect: fn((a) => this.connect(a)),
       ws_send: fn((a) => this.send(a)),
@@ -1134,13 +1134,24 @@ function handshakeProblem(req: IncomingMessage): string | null {
 
 /**
  * Why silly's `websocket.upgrade` refuses a request with these Upgrade and Connection header
- * values (absent: not checked), in silly's words; null when they are fine. Case-insensitive
- * in ASCII only, as Lua's C-locale `string.lower` (a non-Unicode `i` regexp never folds a
- * non-ASCII letter into an ASCII one).
+ * values, in silly's words; null when they are fine. A value of `undefined` (nil or false in
+ * Lua) is not checked, `null` (a value that is no text: true, a function…) never matches.
+ * Case-insensitive in ASCII only, as Lua's C-locale `string.lower` (a non-Unicode `i` regexp
+ * never folds a non-ASCII letter into an ASCII one).
  */
-function upgradeProblem(upgrade: string | undefined, connection: string | undefined) {
-  if (upgrade !== undefined && !/^websocket$/i.test(upgrade)) return "header upgrade mismatch";
-  if (connection !== undefined && !/upgrade/i.test(connection)) return "header connection mismatch";
+function upgradeProblem(upgrade: string | null | undefined, connection: string | null | undefined) {
+  if (upgrade !== undefined && (upgrade === null || !/^websocket$/i.test(upgrade)))
+    return "header upgrade mismatch";
+  if (connection !== undefined && (connection === null || !/upgrade/i.test(connection)))
+    return "header connection mismatch";
+  return null;
+}
+
+/** Header value `i` as text (see upgradeProblem): undefined for nil and false, null for no text. */
+function checkedHeader(a: LuaArgs, i: number): string | null | undefined {
+  const type = a.type(i);
+  if (type === "string" || type === "number") return a.string(i);
+  if (type === "nil" || (type === "boolean" && !a.boolean(i))) return undefined;
   return null;
 }
 

@@ -558,6 +558,19 @@ describe("coroutine style API (api.lua)", () => {
     assert.equal(mixedCase.status, 101);
   });
 
+  it("a header value that is no text makes upgrade refuse with 400, not fail", async () => {
+    const res = await rawHttp(silly.port, upgradeRequest({ path: "/ws/odd-header" }));
+    assert.equal(res.status, 400);
+    await silly.log.waitForLine(/odd header upgrade: nil\|header upgrade mismatch/);
+  });
+
+  it("a second task reading a socket at once fails (1011); the first reads the close", async () => {
+    const client = await openClient(api("two-readers"));
+    assert.equal((await client.closed).code, 1011);
+    await silly.log.waitForLine(/api\.lua:\d+: socket is already being read by another task/);
+    await silly.log.waitForLine(/first reader: nil\|/);
+  });
+
   it("many messages in a burst arrive whole and in order (reading pauses and resumes)", async () => {
     const client = await openClient(api("echo"));
     const count = 3000;

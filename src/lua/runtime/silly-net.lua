@@ -15,7 +15,8 @@ local sched = require "moonsocket.scheduler"
 local type, tostring, pairs, ipairs, error = type, tostring, pairs, ipairs, error
 local setmetatable, getmetatable = setmetatable, getmetatable
 local sub, concat = string.sub, table.concat
-local co_running, co_yield, co_yieldable = coroutine.running, coroutine.yield, coroutine.isyieldable
+local co_running, co_yield, co_yieldable, co_status =
+  coroutine.running, coroutine.yield, coroutine.isyieldable, coroutine.status
 local wake_task, task_status = R.wake, R.status
 local spawn, task_context = sched.spawn, sched.context
 
@@ -47,6 +48,13 @@ local function take_events(h, max)
   events = nil -- an idle connection does not keep an empty table
   if not co_yieldable() then error("this call blocks: run it inside a task (task.fork)", 3) end
   local co = co_running()
+  do
+    -- One reader at a time, as silly asserts: a second one would leave the first asleep.
+    local reader = waiting[h]
+    if reader ~= nil and reader ~= co and co_status(reader) ~= "dead" then
+      error("socket is already being read by another task", 3)
+    end
+  end
   repeat
     waiting[h] = co
     task_status[co] = "WAIT"
