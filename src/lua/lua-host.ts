@@ -24,6 +24,9 @@ export interface LuaHostOptions {
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
+/** The longest delay Node's timers take (2^31 − 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * One sandboxed Lua state with the library every style shares: pattern matching and the other
  * library calls the CPU budget could not interrupt made budget-safe (`safe-patterns.lua`,
@@ -40,7 +43,8 @@ export class LuaHost {
   /** Called after every entry into Lua from a host event (timers); styles run their scheduler here. */
   afterEvent: () => void = () => {};
   private readonly errors: Counter | null;
-  private readonly timers = new Map<number, NodeJS.Timeout>();
+  /** Pending timers by id; null for one that never fires (an infinite delay). */
+  private readonly timers = new Map<number, NodeJS.Timeout | null>();
   private nextTimerId = 1;
   private readonly startedAt = performance.now();
 
@@ -116,7 +120,11 @@ export class LuaHost {
     engine.run(readRuntimeFile("moonsocket.lua"), "=moonsocket");
   }
 
-  /** Runs `fn` after `ms` milliseconds (every `ms` when `repeat`); returns the timer id. */
+  /**
+   * Runs `fn` after `ms` milliseconds (every `ms` when `repeat`); returns the timer id. Delays
+   * past Node's limit (2^31 − 1 ms, about 24.8 days, beyond which Node fires after 1 ms) are
+   * waited in steps; an infinite one never fires.
+   */
   setTimer(ms: number, fn: LuaRef, repeat: boolean): number {
     const id = this.nextTimerId++;
     const fire = () => {
@@ -126,16 +134,34 @@ export class LuaHost {
       if (!repeat) fn.release();
       this.afterEvent();
     };
-    const timer = repeat ? setInterval(fire, Math.max(1, ms)) : setTimeout(fire, ms);
-    this.timers.set(id, timer);
+    if (!repeat) this.armTimer(id, ms, fire);
+    else if (ms <= MAX_TIMER_MS) this.timers.set(id, setInterval(fire, Math.max(1, ms)));
+    else {
+      const fireAndRearm = () => {
+        fire();
+        if (this.timers.has(id)) this.armTimer(id, ms, fireAndRearm);
+      };
+      this.armTimer(id, ms, fireAndRearm);
+    }
     return id;
+  }
+
+  /** Runs `fire` once after `ms` as timer `id`, in steps of Node's longest delay if need be. */
+  private armTimer(id: number, ms: number, fire: () => void): void {
+    if (ms === Number.POSITIVE_INFINITY) this.timers.set(id, null);
+    else if (ms > MAX_TIMER_MS)
+      this.timers.set(
+        id,
+        setTimeout(() => this.armTimer(id, ms - MAX_TIMER_MS, fire), MAX_TIMER_MS),
+      );
+    else this.timers.set(id, setTimeout(fire, ms));
   }
 
   /** Cancels a timer; false when it already fired or never existed. */
   cancelTimer(id: number): boolean {
     const timer = this.timers.get(id);
     if (timer === undefined) return false;
-    clearTimeout(timer);
+    if (timer !== null) clearTimeout(timer);
     this.timers.delete(id);
     return true;
   }
@@ -189,7 +215,7 @@ export class LuaHost {
 
   /** Stops every timer and frees the Lua state. */
   close(): void {
-    for (const timer of this.timers.values()) clearTimeout(timer);
+    for (const timer of this.timers.values()) if (timer !== null) clearTimeout(timer);
     this.timers.clear();
     this.engine.close();
   }

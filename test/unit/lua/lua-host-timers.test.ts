@@ -1,0 +1,89 @@
+/**
+ * LuaHost timers, the clock behind `_setTimeout`, `time.sleep`, `ngx.sleep` and `ngx.timer`:
+ * delays longer than Node's timers take (2^31 − 1 ms) and infinite ones.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, afterEach, before, beforeEach, describe, it, mock } from "node:test";
+import type { LuaRef } from "../../../src/lua/engine.js";
+import { LuaHost } from "../../../src/lua/lua-host.js";
+import { MetricsRegistry } from "../../../src/server/metrics.js";
+import { captureLogger } from "../../helpers/net-helpers.js";
+
+const NODE_MAX_DELAY = 2 ** 31 - 1;
+
+describe("LuaHost timers", () => {
+  let host: LuaHost;
+  const fired = () => Number(host.engine.run("return fired", "=count")[0]);
+  // A new reference each time: a timer owns (and releases) the one it is given.
+  const bump = () => host.engine.run("return bump", "=bump")[0] as LuaRef;
+
+  before(async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "moonsocket-timers-"));
+    const scriptPath = path.join(dir, "app.lua");
+    writeFileSync(scriptPath, "-- empty\n");
+    host = await LuaHost.create({
+      scriptPath,
+      logger: captureLogger().logger,
+      metrics: new MetricsRegistry(),
+    });
+    host.engine.run("fired = 0; function bump() fired = fired + 1 end", "=bump");
+  });
+  after(() => host.close());
+  beforeEach(() => {
+    host.engine.run("fired = 0", "=reset");
+    mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  });
+  afterEach(() => mock.timers.reset());
+
+  it("a delay past 2^31 − 1 ms fires when it is due, not after 1 ms", () => {
+    host.setTimer(NODE_MAX_DELAY + 5000, bump(), false);
+    mock.timers.tick(1000);
+    assert.equal(fired(), 0);
+    mock.timers.tick(NODE_MAX_DELAY - 1000);
+    assert.equal(fired(), 0);
+    mock.timers.tick(5000);
+    assert.equal(fired(), 1);
+  });
+
+  it("an infinite delay never fires and can still be cancelled", () => {
+    const id = host.setTimer(Number.POSITIVE_INFINITY, bump(), false);
+    const every = host.setTimer(Number.POSITIVE_INFINITY, bump(), true);
+    mock.timers.tick(NODE_MAX_DELAY);
+    mock.timers.tick(NODE_MAX_DELAY);
+    assert.equal(fired(), 0);
+    assert.equal(host.cancelTimer(id), true);
+    assert.equal(host.cancelTimer(every), true);
+    assert.equal(host.cancelTimer(id), false);
+  });
+
+  it("a repeating timer with a period past 2^31 − 1 ms fires once per period until cancelled", () => {
+    const period = NODE_MAX_DELAY + 1000;
+    const id = host.setTimer(period, bump(), true);
+    mock.timers.tick(NODE_MAX_DELAY);
+    assert.equal(fired(), 0);
+    mock.timers.tick(1000);
+    assert.equal(fired(), 1);
+    mock.timers.tick(NODE_MAX_DELAY);
+    mock.timers.tick(1000);
+    assert.equal(fired(), 2);
+    assert.equal(host.cancelTimer(id), true);
+    mock.timers.tick(NODE_MAX_DELAY);
+    mock.timers.tick(1000);
+    assert.equal(fired(), 2);
+  });
+
+  it("ordinary delays and intervals are unchanged", () => {
+    host.setTimer(10, bump(), false);
+    const id = host.setTimer(100, bump(), true);
+    mock.timers.tick(10);
+    assert.equal(fired(), 1);
+    mock.timers.tick(290);
+    assert.equal(fired(), 4);
+    host.cancelTimer(id);
+    mock.timers.tick(1000);
+    assert.equal(fired(), 4);
+  });
+});
