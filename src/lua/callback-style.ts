@@ -74,6 +74,8 @@ export class CallbackStyle implements ServerHooks {
       if (!isValidCloseCode(code)) args.argError(2, `invalid close code ${code}`);
       const reason = args.optBytes(3) ?? Buffer.alloc(0);
       if (reason.length > 123) args.argError(3, "close reason longer than 123 bytes");
+      // RFC 6455 §5.5.1: the reason is UTF-8; a peer fails the connection on anything else.
+      if (!isValidUtf8(reason)) args.argError(3, "close reason is not valid UTF-8");
       client.close(code, reason.toString("utf8"));
       return true;
     });

@@ -99,6 +99,21 @@ describe("callback style: extensions and containment", () => {
     assert.deepEqual(await client.closed, { code: 4001, reason: "bye" });
   });
 
+  it("_close refuses a code or reason the protocol forbids, with an error naming it", async () => {
+    const client = await openClient(script.url);
+    client.send("badclose");
+    assert.deepEqual((await client.next()).split("\n"), [
+      "false bad argument #2 to '_close' (invalid close code 1005)",
+      "false bad argument #2 to '_close' (invalid close code 999)",
+      "false bad argument #3 to '_close' (close reason longer than 123 bytes)",
+      "false bad argument #3 to '_close' (close reason is not valid UTF-8)",
+      "false bad argument #2 to '_close' (number expected, got string)",
+    ]);
+    client.send("id");
+    assert.match(await client.next(), /^id \d+$/);
+    client.close();
+  });
+
   it("_getHeaders and _getClientInfo describe the upgrade request", async () => {
     const client = await openClient(`${script.url}room?x=1`, { headers: { "X-Token": "secret" } });
     client.send("headers");
