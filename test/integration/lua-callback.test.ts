@@ -188,6 +188,14 @@ describe("callback style: extensions and containment", () => {
     client.close();
   });
 
+  it("print logs its arguments at info, concatenated as ngx's print", async () => {
+    const client = await openClient(script.url);
+    client.send("print hi");
+    assert.equal(await client.next(), "printed");
+    assert.match(script.log(), /INFO {2}client \d+ printed hi niltrue/);
+    client.close();
+  });
+
   for (const [command, expected] of [
     ["error", /Lua error in main: extensions\.lua:\d+: boom on purpose/],
     ["errtable", /Lua error in main: .*table/],

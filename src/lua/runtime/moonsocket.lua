@@ -41,7 +41,9 @@ end
 --- Cancels a timer; false when it already fired.
 M.cancel = host.cancel_timer
 
--- `print` goes to the server log at level info, as ngx's print does.
+-- `print` goes to the server log at level info, as ngx's print does: its arguments
+-- concatenated, no separator (OpenResty's tutorial snippets, which need no ngx, run in this
+-- style and print so).
 print = M.info
 
 package.preload["moonsocket"] = function() return M end

@@ -464,6 +464,16 @@ function ngx.log(level, ...)
   prim.log(LOG_LEVELS[l], concat(parts, "", 1, n), location(2), type(h) == "number" and h or nil)
 end
 
+--- print(...): ngx.log at NOTICE (the server's info), as in OpenResty: the arguments are
+--- concatenated, with no separator.
+function G.print(...)
+  local n = select("#", ...)
+  local parts = {}
+  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  local _, h = current()
+  prim.log("info", concat(parts, "", 1, n), location(2), type(h) == "number" and h or nil)
+end
+
 --- Text of ngx.say / ngx.print arguments (strings, numbers, booleans, nil, ngx.null, arrays).
 local function output_text(parts, v)
   local tv = type(v)
