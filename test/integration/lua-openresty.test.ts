@@ -366,6 +366,13 @@ describe("OpenResty style: resty.websocket.server", () => {
     );
     assert.match(line, /traceback=/);
     assert.match(line, /script=api\.lua/);
+    const tableValue = await openClient(script.url);
+    tableValue.send("errtable");
+    assert.equal((await closedWithin(tableValue)).code, 1011);
+    await waitForLog(
+      script,
+      /Lua error in the OpenResty handler: \(error object is a table value\)/,
+    );
     other.send("echo still here");
     assert.equal(await other.next(), "still here");
     other.close();

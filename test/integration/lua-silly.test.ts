@@ -123,6 +123,10 @@ async function startWsServer(
 }
 
 /** Sends a command to /ws/api and returns the text answer. */
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
 async function command(client: TestClient, line: string, ms = 3000): Promise<string> {
   client.send(line);
   return client.next(ms);
@@ -626,6 +630,17 @@ describe("coroutine style API (api.lua)", () => {
     victim.send("trigger");
     assert.equal((await victim.closed).code, 1011);
     await silly.log.waitForLine(/boom after upgrade/);
+    // Errors whose value is no string are logged as the standalone lua shows them.
+    for (const [kind, text] of [
+      ["table", "(error object is a table value)"],
+      ["tostring", "custom error text"],
+      ["nil", "(error object is a nil value)"],
+    ]) {
+      const client = await openClient(api("boom-value"));
+      client.send(kind!);
+      assert.equal((await client.closed).code, 1011);
+      await silly.log.waitForLine(new RegExp(`Lua error in a coroutine: ${escapeRegExp(text!)}`));
+    }
     // A task forked by the handler belongs to its connection too.
     const forked = await openClient(api("api"));
     forked.send("fork_boom");

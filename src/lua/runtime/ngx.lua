@@ -100,8 +100,7 @@ end
 
 --- xpcall handler: the message and a traceback, kept apart for the log.
 local function capture(e)
-  local ok, message = pcall(tostring, e)
-  return { msg = ok and message or "(error object cannot be converted to a string)", tb = traceback(nil, 2) }
+  return { msg = sched.error_text(e), tb = traceback(nil, 2) }
 end
 
 --- The script's shared tables (see openresty-style.ts: top-level `local NAME = {}`).

@@ -13,6 +13,8 @@ local host = ...
 local co_create, co_resume, co_status, co_running, co_yield =
   coroutine.create, coroutine.resume, coroutine.status, coroutine.running, coroutine.yield
 local pack, unpack = table.pack, table.unpack
+local type, tostring, getmetatable, pcall = type, tostring, getmetatable, pcall
+local debug_traceback = debug and debug.traceback
 
 local M = {}
 
@@ -58,12 +60,27 @@ function M.wait()
   return co_yield()
 end
 
+--- The text of an error value, as the standalone `lua` shows it: a string or number as is,
+--- the result of a __tostring metamethod, else "(error object is a table value)".
+function M.error_text(e)
+  local t = type(e)
+  if t == "string" then return e end
+  if t == "number" then return tostring(e) end
+  local mt = getmetatable(e)
+  if type(mt) == "table" and mt.__tostring ~= nil then
+    local ok, text = pcall(tostring, e)
+    if ok and type(text) == "string" then return text end
+  end
+  return "(error object is a " .. t .. " value)"
+end
+local error_text = M.error_text
+
 local function traceback(co, message)
-  if debug and debug.traceback then
-    local ok, text = pcall(debug.traceback, co, tostring(message))
+  if debug_traceback then
+    local ok, text = pcall(debug_traceback, co, message)
     if ok then return text end
   end
-  return tostring(message)
+  return message
 end
 
 --- Resumes the next ready coroutine. Returns true if one ran, false when none is ready.
@@ -82,7 +99,10 @@ function M.step()
       -- blames current_context.
       M.current_context = contexts[co]
       local ok, err = co_resume(co, unpack(entry, 2, entry.n))
-      if not ok then host.failed(contexts[co], err, traceback(co, err)) end
+      if not ok then
+        local text = error_text(err)
+        host.failed(contexts[co], text, traceback(co, text))
+      end
       M.current_context = nil
       return true
     end
