@@ -1,5 +1,11 @@
 import { readFileSync } from "node:fs";
-import { type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
+import {
+  type IncomingMessage,
+  type ServerResponse,
+  STATUS_CODES,
+  validateHeaderName,
+  validateHeaderValue,
+} from "node:http";
 import type { Socket } from "node:net";
 import { createSecureContext } from "node:tls";
 import { type ClientOptions, connect, type WebSocketClient } from "../client/client.js";
@@ -661,8 +667,19 @@ export class CoroutineStyle implements StyleRuntime {
     if (stream.started || stream.ended) return luaMulti(false, "response already started");
     const status = a.integer(2);
     if (status < 100 || status > 999) a.argError(2, "HTTP status expected (100..999)");
+    const headers = a.isNil(3) ? {} : toHeaders(a.table(3));
+    // Refused here, while the script can still answer otherwise (a CR or LF in a value would
+    // otherwise fail the response when it is sent).
+    try {
+      for (const [name, value] of Object.entries(headers)) {
+        validateHeaderName(name);
+        for (const item of Array.isArray(value) ? value : [value]) validateHeaderValue(name, item);
+      }
+    } catch (error) {
+      return luaMulti(false, `invalid header: ${errorMessage(error)}`);
+    }
     stream.status = status;
-    stream.headers = a.isNil(3) ? {} : toHeaders(a.table(3));
+    stream.headers = headers;
     stream.responded = true;
     return true;
   }

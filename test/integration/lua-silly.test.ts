@@ -376,6 +376,23 @@ describe("coroutine style API (api.lua)", () => {
     assert.equal(started.body.length, 0);
   });
 
+  it("respond refuses a header or status the protocol forbids; the script answers otherwise", async () => {
+    const res = await get("/bad-respond");
+    assert.equal(res.status, 400);
+    assert.equal(res.headers["set-cookie"], undefined);
+    assert.equal(
+      res.body.toString(),
+      [
+        "false",
+        'invalid header: Invalid character in header content ["x-a"]',
+        "false",
+        'invalid header: Header name must be a valid HTTP token ["bad name"]',
+        "false",
+        "bad argument #1 to 'respond' (HTTP status expected (100..999))",
+      ].join("|"),
+    );
+  });
+
   it("request bodies with readall, every byte value kept both ways", async () => {
     const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
     const res = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {

@@ -14,7 +14,7 @@ local sched = require "moonsocket.scheduler"
 
 local type, tostring, pairs, ipairs, error = type, tostring, pairs, ipairs, error
 local setmetatable, getmetatable = setmetatable, getmetatable
-local sub, concat = string.sub, table.concat
+local sub, concat, tointeger = string.sub, table.concat, math.tointeger
 local co_running, co_yield, co_yieldable, co_status =
   coroutine.running, coroutine.yield, coroutine.isyieldable, coroutine.status
 local wake_task, task_status = R.wake, R.status
@@ -235,6 +235,10 @@ local stream_mt = { __index = stream_methods }
 function stream_methods.respond(stream, status, header, close)
   if type(status) ~= "number" then
     error("bad argument #1 to 'respond' (number expected, got " .. type(status) .. ")", 2)
+  end
+  local code = tointeger(status)
+  if code == nil or code < 100 or code > 999 then
+    error("bad argument #1 to 'respond' (HTTP status expected (100..999))", 2)
   end
   if header ~= nil and type(header) ~= "table" then
     error("bad argument #2 to 'respond' (table expected, got " .. type(header) .. ")", 2)
