@@ -243,6 +243,11 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
   }
 }
 
+/** RFC 9110 §5.1 token characters: what a header name may be made of. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A header value: visible characters, spaces and tabs, and obs-text (RFC 9110 §5.5). */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
 /** Connects to a ws:// or wss:// URL and completes the opening handshake. Rejects with HandshakeError or a socket error. */
 export async function connect(
   url: string | URL,
@@ -265,16 +270,6 @@ export async function connect(
   const deflate = options.perMessageDeflate === true ? {} : options.perMessageDeflate || null;
   const handshakeTimeout = options.handshakeTimeout ?? 10_000;
 
-  const socket: net.Socket = secure
-    ? tls.connect({
-        host,
-        port,
-        servername: net.isIP(host) ? "" : host,
-        rejectUnauthorized: options.rejectUnauthorized ?? true,
-        ...(options.ca !== undefined ? { ca: options.ca } : {}),
-      })
-    : net.connect({ host, port });
-
   const hostHeader = target.port ? `${target.hostname}:${target.port}` : target.hostname;
   let request =
     `GET ${target.pathname || "/"}${target.search} HTTP/1.1\r\nHost: ${hostHeader}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
@@ -284,9 +279,27 @@ export async function connect(
   for (const [name, value] of Object.entries(options.headers ?? {})) {
     if (/[\r\n]/.test(name) || /[\r\n]/.test(value))
       throw new StateError(`header ${name} contains a line break`, "ERR_WS_HEADER");
+    if (!HEADER_NAME.test(name))
+      throw new StateError(
+        `header name ${JSON.stringify(name)} is not an HTTP token`,
+        "ERR_WS_HEADER",
+      );
+    if (!HEADER_VALUE.test(value))
+      throw new StateError(`header ${name} contains a control character`, "ERR_WS_HEADER");
     request += `${name}: ${value}\r\n`;
   }
   request += "\r\n";
+
+  // Only once the request is known to be good: a refused request must leave no socket behind.
+  const socket: net.Socket = secure
+    ? tls.connect({
+        host,
+        port,
+        servername: net.isIP(host) ? "" : host,
+        rejectUnauthorized: options.rejectUnauthorized ?? true,
+        ...(options.ca !== undefined ? { ca: options.ca } : {}),
+      })
+    : net.connect({ host, port });
 
   const head = await new Promise<ReturnType<typeof parseResponseHead> & object>(
     (resolve, reject) => {

@@ -80,6 +80,36 @@ function firstClientFrame(bytes: Buffer): { opcode: number; payload: Buffer } | 
 }
 
 describe("client handshake checks", () => {
+  it("refuses request headers that would break the request, before it opens any connection", async () => {
+    let connections = 0;
+    const server = net.createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      for (const [headers, message] of [
+        [{ "x-a": "v\r\nx-injected: 1" }, "header x-a contains a line break"],
+        [{ "bad name": "v" }, 'header name "bad name" is not an HTTP token'],
+        [{ "x-b": "v\u0000" }, "header x-b contains a control character"],
+      ] as const) {
+        await assert.rejects(connect(`ws://127.0.0.1:${port}/`, { headers }), {
+          code: "ERR_WS_HEADER",
+          message,
+        });
+      }
+      // Nothing was left connecting (a refused connection with no listener crashed the process).
+      await assert.rejects(connect("ws://127.0.0.1:9/", { headers: { "x-a": "\n" } }), {
+        code: "ERR_WS_HEADER",
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(connections, 0);
+    } finally {
+      server.close();
+    }
+  });
+
   it("rejects a wrong Sec-WebSocket-Accept", async () => {
     const url = await startRawServer(
       () => {},
