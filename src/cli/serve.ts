@@ -145,8 +145,11 @@ export async function runServe(
 }
 
 async function startApp(app: ScriptApp, port: number, host: string): Promise<boolean> {
+  // A coroutine-style script may listen on several addresses: name the one that failed.
+  let failing: { port?: number; host?: string } = {};
   try {
     for (const server of app.servers) {
+      failing = server.options;
       await server.listen();
       process.stdout.write(
         `moonsocket serve listening on ${server.url} (open ${server.url.replace(/^ws/, "http")} in a browser)\n`,
@@ -155,7 +158,11 @@ async function startApp(app: ScriptApp, port: number, host: string): Promise<boo
     return true;
   } catch (error) {
     process.stderr.write(
-      `moonsocket serve: ${describeListenError(error as NodeJS.ErrnoException, port, host)}\n`,
+      `moonsocket serve: ${describeListenError(
+        error as NodeJS.ErrnoException,
+        failing.port ?? port,
+        failing.host ?? host,
+      )}\n`,
     );
     return false;
   }

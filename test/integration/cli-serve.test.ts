@@ -90,7 +90,23 @@ describe("moonsocket serve", () => {
     const port = new URL(first.url).port;
     const second = run(["serve", script("function main() end\n"), "--port", port]);
     assert.equal(await second.exited, 1);
-    assert.match(second.stderr(), /port \d+ on 127\.0\.0\.1 is already in use/);
+    assert.match(second.stderr(), new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`));
+  });
+
+  it("a coroutine-style script listening twice on one port: exit 1 naming that port", async () => {
+    const first = await serve(script("function main() end\n"));
+    const port = new URL(first.url).port;
+    const source = [
+      'local task = require "silly.task"',
+      'local http = require "silly.net.http"',
+      "task.fork(function()",
+      `  http.listen { addr = "127.0.0.1:${port}", handler = function() end }`,
+      "end)",
+      "",
+    ].join("\n");
+    const second = run(["serve", script(source)]);
+    assert.equal(await second.exited, 1);
+    assert.match(second.stderr(), new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`));
   });
 
   it("--watch swaps an edited callback script in place, keeping connections", async () => {
