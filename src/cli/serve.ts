@@ -29,6 +29,13 @@ export const SERVE_COMMAND = defineCommand({
       default: 256 * 1024 * 1024,
       description: "memory cap of the Lua state",
     },
+    maxTimers: {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 250_000,
+      description: "timers a script may have pending at once (_setTimeout, time.sleep, ngx.timer…)",
+    },
     watch: { type: "boolean", description: "reload the script when its file changes" },
   },
   examples: ["moonsocket serve app.lua", "moonsocket serve chat.lua --static public --port 8080"],
@@ -52,6 +59,7 @@ export async function runServe(
   const flagValues = values as unknown as ServerFlagValues & {
     cpuBudget: number;
     memoryLimit: number;
+    maxTimers: number;
     watch: boolean;
   };
   if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
@@ -67,6 +75,7 @@ export async function runServe(
     serverOptions,
     cpuBudgetMs: flagValues.cpuBudget,
     memoryLimitBytes: flagValues.memoryLimit,
+    maxTimers: flagValues.maxTimers,
     logger,
     metrics: new MetricsRegistry(),
   };

@@ -18,6 +18,11 @@ export interface LuaHostOptions {
   cpuBudgetMs?: number;
   /** Memory cap of the Lua state. Default 256 MiB. */
   memoryLimitBytes?: number;
+  /**
+   * Timers the script may have pending at once (they live outside the Lua state, so its
+   * memory cap does not bound them: about 0.9 KB each). Default 250,000.
+   */
+  maxTimers?: number;
   logger: Logger;
   metrics?: MetricsRegistry;
 }
@@ -26,6 +31,8 @@ const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
 /** The longest delay Node's timers take (2^31 − 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export const DEFAULT_MAX_TIMERS = 250_000;
 
 /**
  * One sandboxed Lua state with the library every style shares: pattern matching and the other
@@ -46,6 +53,9 @@ export class LuaHost {
   /** Pending timers by id; null for one that never fires (an infinite delay). */
   private readonly timers = new Map<number, NodeJS.Timeout | null>();
   private nextTimerId = 1;
+  readonly maxTimers: number;
+  /** When the timer limit was last logged (it is logged at most once a second). */
+  private timerLimitLoggedAt = Number.NEGATIVE_INFINITY;
   private readonly startedAt = performance.now();
 
   private constructor(engine: LuaEngine, options: LuaHostOptions, errors: Counter | null) {
@@ -54,6 +64,12 @@ export class LuaHost {
     this.scriptPath = resolve(options.scriptPath);
     this.scriptName = basename(options.scriptPath);
     this.errors = errors;
+    this.maxTimers = options.maxTimers ?? DEFAULT_MAX_TIMERS;
+  }
+
+  /** Timers pending now. */
+  get pendingTimers(): number {
+    return this.timers.size;
   }
 
   /** Creates the Lua state and installs the shared library. */
@@ -73,11 +89,11 @@ export class LuaHost {
         (options.metrics.get("moonsocket_lua_errors_total") as Counter | undefined) ??
         options.metrics.counter({
           name: "moonsocket_lua_errors_total",
-          help: "Lua errors and limit hits (CPU budget, memory cap) in the script.",
+          help: "Lua errors and limit hits (CPU budget, memory cap, timers) in the script.",
         });
     }
-    if (options.metrics !== undefined) reportMemory(options.metrics, engine);
     const host = new LuaHost(engine, options, errors);
+    if (options.metrics !== undefined) reportResources(options.metrics, host);
     host.installLibrary();
     return host;
   }
@@ -109,11 +125,17 @@ export class LuaHost {
     engine.registerFunction("__moonsocket", "log", log);
     engine.registerFunction("__moonsocket", "now", () => Date.now() / 1000);
     engine.registerFunction("__moonsocket", "monotonic", () => performance.now() - this.startedAt);
-    engine.registerFunction("__moonsocket", "set_timer", (args) => {
-      const ms = args.number(1);
-      if (!(ms >= 0)) args.argError(1, "delay must be a number of milliseconds >= 0");
-      return this.setTimer(ms, args.ref(2), args.boolean(3));
-    });
+    // One host function each (no Lua wrapper): an error, a bad delay or the timer limit, is
+    // then reported at the script's line.
+    const timerFunction =
+      (repeat: boolean): HostFunction =>
+      (args) => {
+        const ms = args.number(1);
+        if (!(ms >= 0)) args.argError(1, "delay must be a number of milliseconds >= 0");
+        return this.setTimer(ms, args.ref(2), repeat);
+      };
+    engine.registerFunction("__moonsocket", "set_timeout", timerFunction(false));
+    engine.registerFunction("__moonsocket", "set_interval", timerFunction(true));
     engine.registerFunction("__moonsocket", "cancel_timer", (args) =>
       this.cancelTimer(args.integer(1)),
     );
@@ -126,6 +148,17 @@ export class LuaHost {
    * waited in steps; an infinite one never fires.
    */
   setTimer(ms: number, fn: LuaRef, repeat: boolean): number {
+    if (this.timers.size >= this.maxTimers) {
+      fn.release();
+      const message = `too many timers: ${this.maxTimers} pending (--max-timers)`;
+      this.countLimit();
+      const now = performance.now();
+      if (now - this.timerLimitLoggedAt >= 1000) {
+        this.timerLimitLoggedAt = now;
+        this.logger.warn(message, { script: this.scriptName });
+      }
+      throw new Error(message);
+    }
     const id = this.nextTimerId++;
     const fire = () => {
       if (!repeat) this.timers.delete(id);
@@ -221,26 +254,36 @@ export class LuaHost {
   }
 }
 
-/** The Lua state each registry's memory gauges read (the newest: a reload replaces it). */
-const measuredEngines = new WeakMap<MetricsRegistry, { engine: LuaEngine }>();
+/** The host each registry's Lua gauges read (the newest: a reload replaces it). */
+const measuredHosts = new WeakMap<MetricsRegistry, { host: LuaHost }>();
 
-/** Exposes the Lua state's memory use and its cap (the memory limit's metric). */
-function reportMemory(metrics: MetricsRegistry, engine: LuaEngine): void {
-  const known = measuredEngines.get(metrics);
+/** Exposes the Lua state's memory use and pending timers, with their caps (the limits' metrics). */
+function reportResources(metrics: MetricsRegistry, host: LuaHost): void {
+  const known = measuredHosts.get(metrics);
   if (known !== undefined) {
-    known.engine = engine;
+    known.host = host;
     return;
   }
-  const slot = { engine };
-  measuredEngines.set(metrics, slot);
+  const slot = { host };
+  measuredHosts.set(metrics, slot);
   metrics.gauge({
     name: "moonsocket_lua_memory_bytes",
     help: "Memory the script's Lua state uses.",
-    collect: () => slot.engine.memoryUsedBytes,
+    collect: () => slot.host.engine.memoryUsedBytes,
   });
   metrics.gauge({
     name: "moonsocket_lua_memory_limit_bytes",
     help: "Cap on the Lua state's memory (--memory-limit).",
-    collect: () => slot.engine.memoryLimitBytes,
+    collect: () => slot.host.engine.memoryLimitBytes,
+  });
+  metrics.gauge({
+    name: "moonsocket_lua_timers",
+    help: "Timers the script has pending.",
+    collect: () => slot.host.pendingTimers,
+  });
+  metrics.gauge({
+    name: "moonsocket_lua_timers_limit",
+    help: "Cap on the script's pending timers (--max-timers).",
+    collect: () => slot.host.maxTimers,
   });
 }

@@ -16,6 +16,8 @@ export interface ScriptAppOptions {
   cpuBudgetMs?: number;
   /** Memory cap of the Lua state. Default 256 MiB. */
   memoryLimitBytes?: number;
+  /** Timers the script may have pending at once. Default 250,000. */
+  maxTimers?: number;
   logger: Logger;
   metrics: MetricsRegistry;
   /** A port given explicitly on the command line; replaces a silly script's own listen port. */
@@ -61,6 +63,7 @@ export class ScriptApp {
       ...(options.memoryLimitBytes !== undefined
         ? { memoryLimitBytes: options.memoryLimitBytes }
         : {}),
+      ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
     });
     try {
       const runtime = await createRuntime(style, host, options);
@@ -92,6 +95,7 @@ export class ScriptApp {
       ...(options.memoryLimitBytes !== undefined
         ? { memoryLimitBytes: options.memoryLimitBytes }
         : {}),
+      ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
     });
     let runtime: StyleRuntime;
     try {

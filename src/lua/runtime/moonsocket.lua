@@ -28,15 +28,10 @@ M.now = host.now
 --- Milliseconds since the script started, monotonic.
 M.monotonic = host.monotonic
 
---- Calls `fn` once after `ms` milliseconds; returns a timer id for `cancel`.
-function M.set_timeout(ms, fn)
-  return host.set_timer(ms, fn, false)
-end
-
---- Calls `fn` every `ms` milliseconds; returns a timer id for `cancel`.
-function M.set_interval(ms, fn)
-  return host.set_timer(ms, fn, true)
-end
+--- set_timeout(ms, fn): calls `fn` once after `ms` milliseconds; returns a timer id for `cancel`.
+M.set_timeout = host.set_timeout
+--- set_interval(ms, fn): calls `fn` every `ms` milliseconds; returns a timer id for `cancel`.
+M.set_interval = host.set_interval
 
 --- Cancels a timer; false when it already fired.
 M.cancel = host.cancel_timer

@@ -86,4 +86,46 @@ describe("LuaHost timers", () => {
     mock.timers.tick(1000);
     assert.equal(fired(), 4);
   });
+
+  it("caps pending timers: the one past --max-timers is a Lua error, logged and counted", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "moonsocket-timers-"));
+    const scriptPath = path.join(dir, "app.lua");
+    writeFileSync(scriptPath, "-- empty\n");
+    const log = captureLogger();
+    const metrics = new MetricsRegistry();
+    const capped = await LuaHost.create({ scriptPath, logger: log.logger, metrics, maxTimers: 3 });
+    try {
+      const [results] = capped.engine.run(
+        `local m = require "moonsocket"
+        local ids, out = {}, {}
+        for i = 1, 4 do
+          local ok, id = pcall(function()
+            local id = m.set_timeout(60000, function() end)
+            return id
+          end)
+          out[#out + 1] = tostring(ok) .. " " .. tostring(id)
+          if ok then ids[#ids + 1] = id end
+        end
+        m.cancel(ids[1])
+        out[#out + 1] = tostring((pcall(m.set_timeout, 60000, function() end)))
+        return table.concat(out, "\\n")`,
+        "=capped",
+      );
+      const lines = String(results).split("\n");
+      assert.deepEqual(lines.slice(0, 3), ["true 1", "true 2", "true 3"]);
+      assert.equal(lines[3], "false capped:5: too many timers: 3 pending (--max-timers)");
+      assert.equal(lines[4], "true");
+      assert.equal(capped.pendingTimers, 3);
+      assert.equal(
+        log.lines().filter((line) => /WARN .*too many timers: 3 pending/.test(line)).length,
+        1,
+      );
+      const text = metrics.render();
+      assert.match(text, /^moonsocket_lua_timers 3$/m);
+      assert.match(text, /^moonsocket_lua_timers_limit 3$/m);
+      assert.match(text, /^moonsocket_lua_errors_total 1$/m);
+    } finally {
+      capped.close();
+    }
+  });
 });
