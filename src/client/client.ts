@@ -243,7 +243,7 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
   }
 }
 
-/** RFC 9110 §5.1 token characters: what a header name may be made of. */
+/** RFC 9110 §5.1 token characters: what a header name (or a subprotocol) may be made of. */
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** A header value: visible characters, spaces and tabs, and obs-text (RFC 9110 §5.5). */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -274,6 +274,12 @@ export async function connect(
   let request =
     `GET ${target.pathname || "/"}${target.search} HTTP/1.1\r\nHost: ${hostHeader}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n`;
+  for (const protocol of protocols)
+    if (!HEADER_NAME.test(protocol))
+      throw new StateError(
+        `subprotocol ${JSON.stringify(protocol)} is not an HTTP token (RFC 6455 §4.1)`,
+        "ERR_WS_HEADER",
+      );
   if (protocols.length > 0) request += `Sec-WebSocket-Protocol: ${protocols.join(", ")}\r\n`;
   if (deflate !== null) request += `Sec-WebSocket-Extensions: ${buildDeflateOffer(deflate)}\r\n`;
   for (const [name, value] of Object.entries(options.headers ?? {})) {

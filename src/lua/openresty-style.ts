@@ -1023,7 +1023,10 @@ function describeConnectError(error: unknown, host: string): string {
     if (error.status !== 0) return `bad HTTP response status line: ${error.message}`;
     return `failed to complete the handshake: ${error.message}`;
   }
-  if (error instanceof StateError) return "bad websocket uri";
+  if (error instanceof StateError)
+    return error.code === "ERR_WS_HEADER"
+      ? `bad request header: ${error.message}`
+      : "bad websocket uri";
   const code = (error as NodeJS.ErrnoException).code;
   switch (code) {
     case "ECONNREFUSED":

@@ -99,6 +99,10 @@ describe("client handshake checks", () => {
           message,
         });
       }
+      await assert.rejects(
+        connect(`ws://127.0.0.1:${port}/`, { protocols: ["chat\r\nx-injected: 1"] }),
+        { code: "ERR_WS_HEADER", message: /is not an HTTP token/ },
+      );
       // Nothing was left connecting (a refused connection with no listener crashed the process).
       await assert.rejects(connect("ws://127.0.0.1:9/", { headers: { "x-a": "\n" } }), {
         code: "ERR_WS_HEADER",

@@ -684,5 +684,21 @@ describe("OpenResty style: resty.websocket.client", () => {
     assert.equal(await refused.next(), "connect failed: failed to connect: connection refused");
     const bad = await openClient(`${relay.url}?target=${encodeURIComponent("http://127.0.0.1/")}`);
     assert.equal(await bad.next(), "connect failed: bad websocket uri");
+    // A header or subprotocol that would break the request is refused before connecting.
+    const target = encodeURIComponent("ws://127.0.0.1:1/");
+    const injected = await openClient(
+      `${relay.url}?target=${target}&from=${encodeURIComponent("x\r\nX-Injected: 1")}`,
+    );
+    assert.equal(
+      await injected.next(),
+      "connect failed: bad request header: header X-From contains a line break",
+    );
+    const badProtocol = await openClient(
+      `${relay.url}?target=${target}&protocol=${encodeURIComponent("a b")}`,
+    );
+    assert.equal(
+      await badProtocol.next(),
+      'connect failed: bad request header: subprotocol "a b" is not an HTTP token (RFC 6455 §4.1)',
+    );
   });
 });
