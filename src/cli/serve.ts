@@ -36,6 +36,13 @@ export const SERVE_COMMAND = defineCommand({
       default: 250_000,
       description: "timers a script may have pending at once (_setTimeout, time.sleep, ngx.timer…)",
     },
+    maxListeners: {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 100,
+      description: "listeners a coroutine-style script may have open at once (http.listen)",
+    },
     watch: { type: "boolean", description: "reload the script when its file changes" },
   },
   examples: ["moonsocket serve app.lua", "moonsocket serve chat.lua --static public --port 8080"],
@@ -60,6 +67,7 @@ export async function runServe(
     cpuBudget: number;
     memoryLimit: number;
     maxTimers: number;
+    maxListeners: number;
     watch: boolean;
   };
   if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
@@ -76,6 +84,7 @@ export async function runServe(
     cpuBudgetMs: flagValues.cpuBudget,
     memoryLimitBytes: flagValues.memoryLimit,
     maxTimers: flagValues.maxTimers,
+    maxListeners: flagValues.maxListeners,
     logger,
     metrics: new MetricsRegistry(),
   };

@@ -70,7 +70,14 @@ export interface CoroutineStyleOptions {
    * the script's first `http.listen` address. Default: the script's own port.
    */
   readonly portOverride?: number;
+  /**
+   * Listeners the script may have open at once (each takes a port and a file descriptor; a
+   * script listening in a loop would use them all up). Default 100.
+   */
+  readonly maxListeners?: number;
 }
+
+export const DEFAULT_MAX_LISTENERS = 100;
 
 /** One `http.listen` of the script. */
 interface Listener {
@@ -157,6 +164,7 @@ export class CoroutineStyle implements StyleRuntime {
   /** The socket being accepted, for the onConnect hook that acceptUpgrade runs. */
   private accepting: WsSocket | null = null;
   private nextHandle = 1;
+  private listenerLimitLoggedAt = Number.NEGATIVE_INFINITY;
   private metricsUsed = false;
   private loading = false;
   private loaded = false;
@@ -175,6 +183,11 @@ export class CoroutineStyle implements StyleRuntime {
     this.bridge = new SchedulerBridge(host, (context, message, traceback) =>
       this.onFailure(context, message, traceback),
     );
+    options.metrics?.gauge({
+      name: "moonsocket_lua_listeners",
+      help: "Listeners the coroutine-style script has open (--max-listeners).",
+      collect: () => this.listeners.size,
+    });
     // Timers fire from the event loop; the coroutines they wake run through dispatch.
     host.afterEvent = () => this.dispatch(() => this.bridge.run());
     const engine = host.engine;
@@ -452,6 +465,20 @@ export class CoroutineStyle implements StyleRuntime {
       });
       return luaMulti(null, message);
     };
+    const maxListeners = this.extra.maxListeners ?? DEFAULT_MAX_LISTENERS;
+    if (this.listeners.size >= maxListeners) {
+      // Counted every time, logged at most once a second: a script may retry in a loop.
+      const message = `too many listeners: ${maxListeners} open (--max-listeners)`;
+      this.host.countLimit();
+      const now = performance.now();
+      if (now - this.listenerLimitLoggedAt >= 1000) {
+        this.listenerLimitLoggedAt = now;
+        this.host.logger.warn(`http.listen at '${addr}' failed: ${message}`, {
+          script: this.host.scriptName,
+        });
+      }
+      return luaMulti(null, message);
+    }
     const parsed = parseAddress(addr, this.options.host ?? "127.0.0.1");
     if (typeof parsed === "string") return refuse(parsed);
     let tls = this.options.tls;

@@ -18,6 +18,8 @@ export interface ScriptAppOptions {
   memoryLimitBytes?: number;
   /** Timers the script may have pending at once. Default 250,000. */
   maxTimers?: number;
+  /** Listeners a coroutine-style script may have open at once. Default 100. */
+  maxListeners?: number;
   logger: Logger;
   metrics: MetricsRegistry;
   /** A port given explicitly on the command line; replaces a silly script's own listen port. */
@@ -166,11 +168,10 @@ async function createRuntime(
     }
     case "coroutine": {
       const { CoroutineStyle } = await import("./coroutine-style.js");
-      return new CoroutineStyle(
-        host,
-        serverOptions,
-        options.portOverride !== undefined ? { portOverride: options.portOverride } : {},
-      );
+      return new CoroutineStyle(host, serverOptions, {
+        ...(options.portOverride !== undefined ? { portOverride: options.portOverride } : {}),
+        ...(options.maxListeners !== undefined ? { maxListeners: options.maxListeners } : {}),
+      });
     }
   }
 }

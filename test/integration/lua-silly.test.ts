@@ -692,6 +692,23 @@ describe("coroutine style API (api.lua)", () => {
   });
 });
 
+describe("limits of a coroutine-style script", () => {
+  it("listeners past --max-listeners are refused with nil, err, logged and counted", async () => {
+    const silly = await startSilly(fixture("listeners.lua"), { extra: { maxListeners: 2 } });
+    try {
+      await silly.log.waitForLine(
+        /listens: true nil, true nil, false too many listeners: 2 open \(--max-listeners\)/,
+      );
+      await silly.log.waitForLine(/WARN .*too many listeners: 2 open/);
+      const metrics = await (await fetch(`http://127.0.0.1:${silly.port}/metrics`)).text();
+      assert.match(metrics, /^moonsocket_lua_listeners 2$/m);
+      assert.match(metrics, /^moonsocket_lua_errors_total 1$/m);
+    } finally {
+      await silly.stop();
+    }
+  });
+});
+
 describe("listen addresses", () => {
   it("':PORT' takes the configured host, 'IP:PORT' is used as given", () => {
     assert.deepEqual(parseAddress(":8080", "127.0.0.1"), { host: "127.0.0.1", port: 8080 });
