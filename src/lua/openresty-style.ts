@@ -260,6 +260,8 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
   private bridge: SchedulerBridge | null = null;
   private api: NgxApi | null = null;
   private readonly requests = new Map<number, Request>();
+  /** Socket events waiting for the next flush (see queueEvent). */
+  private batch = newEventBatch();
   private readonly byClient = new Map<ServerClient, Request>();
   private readonly outgoing = new Map<number, Outgoing>();
   private nextHandle = 1;
@@ -390,23 +392,53 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
 
   private deliverFrame(handle: number, opcode: number, payload: Buffer, fin: boolean): void {
     if (this.disposed) return;
-    const bridge = this.bridge!;
     if (opcode === Opcode.Close) {
       // The inbox gets the reason as data and the code as extra (none for an empty close frame).
       if (payload.length >= 2)
-        bridge.deliver(handle, Opcode.Close, payload.subarray(2), payload.readUInt16BE(0));
-      else bridge.deliver(handle, Opcode.Close, EMPTY, null);
+        this.queueEvent(handle, Opcode.Close, payload.subarray(2), payload.readUInt16BE(0));
+      else this.queueEvent(handle, Opcode.Close, EMPTY, null);
     } else {
-      bridge.deliver(handle, opcode, payload, fin);
+      this.queueEvent(handle, opcode, payload, fin);
     }
   }
 
   private connectionGone(request: Request, code: number): void {
     if (request.disconnected) return;
     request.disconnected = true;
-    if (!this.disposed) this.bridge!.deliver(request.handle, -1, null, code);
+    if (!this.disposed) this.queueEvent(request.handle, -1, null, code);
     this.maybeRelease(request);
   }
+
+  /**
+   * Queues a socket event for the next flush, which runs once the current socket read is
+   * handled: the frames of one read (16 at pipelining depth 16) then enter Lua together and
+   * their readers resume once, instead of an entry, a resume and a yield per frame. Every
+   * event goes through here, so each socket's events keep their order.
+   */
+  private queueEvent(
+    handle: number,
+    kind: number,
+    data: Buffer | null,
+    extra: number | boolean | null,
+  ): void {
+    const batch = this.batch;
+    batch.handles.push(handle);
+    batch.kinds.push(kind);
+    batch.datas.push(data);
+    batch.extras.push(extra);
+    if (batch.handles.length === 1) queueMicrotask(this.flushEvents);
+  }
+
+  private readonly flushEvents = (): void => {
+    const batch = this.batch;
+    this.batch = newEventBatch();
+    if (this.disposed || this.host.engine.closed) return;
+    try {
+      this.bridge!.deliverBatch(batch.handles, batch.kinds, batch.datas, batch.extras);
+    } catch (error) {
+      this.host.reportError("the OpenResty runtime", error);
+    }
+  };
 
   private maybeRelease(request: Request): void {
     if (request.released || !request.finished || !request.disconnected) return;
@@ -620,7 +652,7 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
         out.client = client;
         void client.closed.then((info) => {
           this.outgoing.delete(handle);
-          if (!this.disposed) this.bridge!.deliver(handle, -1, null, info.code);
+          if (!this.disposed) this.queueEvent(handle, -1, null, info.code);
         });
         this.resumeConnect(callback, true, null);
       },
@@ -1040,4 +1072,16 @@ function describeConnectError(error: unknown, host: string): string {
       return `failed to connect: ${host} could not be resolved`;
   }
   return `failed to connect: ${error instanceof Error ? error.message : String(error)}`;
+}
+
+/** Socket events in arrival order, one array per field (they go into Lua as four tables). */
+interface EventBatch {
+  handles: number[];
+  kinds: number[];
+  datas: Array<Buffer | null>;
+  extras: Array<number | boolean | null>;
+}
+
+function newEventBatch(): EventBatch {
+  return { handles: [], kinds: [], datas: [], extras: [] };
 }

@@ -113,18 +113,22 @@ export class SchedulerBridge {
   }
 
   /**
-   * Queues several socket events with one entry into Lua (message order per socket kept) and
-   * runs the scheduler.
+   * Queues several socket events (in order) with one entry into Lua, and runs the scheduler:
+   * the readers they wake resume in one more entry, however many events there were.
    */
-  deliverBatch(handles: number[], kinds: number[], datas: Buffer[]): void {
+  deliverBatch(
+    handles: number[],
+    kinds: number[],
+    datas: Array<Buffer | null>,
+    extras: Array<number | boolean | null>,
+  ): void {
     const count = handles.length;
     if (count === 0) return;
-    if (count === 1) {
-      this.deliver(handles[0]!, kinds[0]!, datas[0]!);
-    } else {
-      this.host.engine.call(this.postBatchFn, handles, kinds, datas, count);
-      this.run();
-    }
+    // One event (every message, at pipelining depth 1): no tables to build.
+    if (count === 1)
+      this.host.engine.call(this.postFn, handles[0]!, kinds[0]!, datas[0]!, extras[0]!);
+    else this.host.engine.call(this.postBatchFn, handles, kinds, datas, extras, count);
+    this.run();
   }
 
   /** Queues an event for socket `handle` and runs the scheduler. */

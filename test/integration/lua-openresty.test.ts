@@ -148,6 +148,23 @@ describe("OpenResty style: the tutorial's scripts, unmodified", () => {
   });
 });
 
+describe("OpenResty style: bursts", () => {
+  it("a burst of frames in one TCP write comes back whole and in order, then the close", async () => {
+    const script = await startScript(fixture("echo.lua"));
+    try {
+      const client = await openClient(script.url);
+      const count = 500;
+      // ws corks the sends of one tick: the frames reach the server in a few socket reads.
+      for (let i = 0; i < count; i++) client.send(`m${i}`);
+      client.ws.close(1000, "bye");
+      for (let i = 0; i < count; i++) assert.equal(await client.next(), `m${i}`);
+      assert.equal((await closedWithin(client)).code, 1005);
+    } finally {
+      await script.stop();
+    }
+  });
+});
+
 describe("OpenResty style: resty.websocket.server", () => {
   let script: RunningScript;
   before(async () => {

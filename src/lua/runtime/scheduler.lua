@@ -170,9 +170,9 @@ end
 
 --- Queues n events at once (a socket read's worth of messages): one entry into Lua instead
 --- of n, and a reader woken once takes them all without yielding in between.
-function M.post_batch(hs, kinds, datas, n)
+function M.post_batch(hs, kinds, datas, extras, n)
   local post = M.post
-  for i = 1, n do post(hs[i], kinds[i], datas[i], nil) end
+  for i = 1, n do post(hs[i], kinds[i], datas[i], extras[i]) end
 end
 
 --- Queues an event for socket h and wakes its reader, without running the scheduler (the
