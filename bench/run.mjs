@@ -46,6 +46,7 @@ const SERVERS = [
   { name: "ws+bufferutil", cmd: ["node", "bench/ws-echo-server.mjs", "--host", "127.0.0.1", "--port", "{port}"] },
   { name: "lua-callback", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-callback.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
   { name: "lua-coroutine", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-coroutine.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
+  { name: "lua-openresty", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-openresty.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
 ];
 
 /** Servers run by default; the others only when named in --servers. */
