@@ -43,6 +43,14 @@ export const SERVE_COMMAND = defineCommand({
       default: 100,
       description: "listeners a coroutine-style script may have open at once (http.listen)",
     },
+    maxOutgoing: {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 10_000,
+      description:
+        "outgoing WebSocket connections a script may have open at once (websocket.connect, resty.websocket.client)",
+    },
     watch: { type: "boolean", description: "reload the script when its file changes" },
   },
   examples: ["moonsocket serve app.lua", "moonsocket serve chat.lua --static public --port 8080"],
@@ -68,6 +76,7 @@ export async function runServe(
     memoryLimit: number;
     maxTimers: number;
     maxListeners: number;
+    maxOutgoing: number;
     watch: boolean;
   };
   if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
@@ -85,6 +94,7 @@ export async function runServe(
     memoryLimitBytes: flagValues.memoryLimit,
     maxTimers: flagValues.maxTimers,
     maxListeners: flagValues.maxListeners,
+    maxOutgoing: flagValues.maxOutgoing,
     logger,
     metrics: new MetricsRegistry(),
   };

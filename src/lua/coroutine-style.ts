@@ -164,7 +164,6 @@ export class CoroutineStyle implements StyleRuntime {
   /** The socket being accepted, for the onConnect hook that acceptUpgrade runs. */
   private accepting: WsSocket | null = null;
   private nextHandle = 1;
-  private listenerLimitLoggedAt = Number.NEGATIVE_INFINITY;
   private metricsUsed = false;
   private loading = false;
   private loaded = false;
@@ -187,6 +186,15 @@ export class CoroutineStyle implements StyleRuntime {
       name: "moonsocket_lua_listeners",
       help: "Listeners the coroutine-style script has open (--max-listeners).",
       collect: () => this.listeners.size,
+    });
+    options.metrics?.gauge({
+      name: "moonsocket_lua_outgoing",
+      help: "Outgoing WebSocket connections the script has open (--max-outgoing).",
+      collect: () => {
+        let open = 0;
+        for (const socket of this.sockets.values()) if (socket.server === null) open++;
+        return open;
+      },
     });
     // Timers fire from the event loop; the coroutines they wake run through dispatch.
     host.afterEvent = () => this.dispatch(() => this.bridge.run());
@@ -467,17 +475,10 @@ export class CoroutineStyle implements StyleRuntime {
     };
     const maxListeners = this.extra.maxListeners ?? DEFAULT_MAX_LISTENERS;
     if (this.listeners.size >= maxListeners) {
-      // Counted every time, logged at most once a second: a script may retry in a loop.
-      const message = `too many listeners: ${maxListeners} open (--max-listeners)`;
-      this.host.countLimit();
-      const now = performance.now();
-      if (now - this.listenerLimitLoggedAt >= 1000) {
-        this.listenerLimitLoggedAt = now;
-        this.host.logger.warn(`http.listen at '${addr}' failed: ${message}`, {
-          script: this.host.scriptName,
-        });
-      }
-      return luaMulti(null, message);
+      return luaMulti(
+        null,
+        this.host.limitHit(`too many listeners: ${maxListeners} open (--max-listeners)`),
+      );
     }
     const parsed = parseAddress(addr, this.options.host ?? "127.0.0.1");
     if (typeof parsed === "string") return refuse(parsed);
@@ -886,6 +887,10 @@ export class CoroutineStyle implements StyleRuntime {
         `unsupported scheme '${target.protocol.slice(0, -1)}' (use ws:// or wss://)`,
       );
     }
+    let open = 0;
+    for (const socket of this.sockets.values()) if (socket.server === null) open++;
+    const refusal = this.host.outgoingRefusal(open);
+    if (refusal !== null) return luaMulti(null, refusal);
     const headers: Record<string, string> = {};
     let protocols: string[] = [];
     for (const [name, value] of Object.entries(fields)) {

@@ -23,6 +23,11 @@ export interface LuaHostOptions {
    * memory cap does not bound them: about 0.9 KB each). Default 250,000.
    */
   maxTimers?: number;
+  /**
+   * Outgoing WebSocket connections the script may have open at once (`websocket.connect`,
+   * `resty.websocket.client`). Default 10,000.
+   */
+  maxOutgoing?: number;
   logger: Logger;
   metrics?: MetricsRegistry;
 }
@@ -33,6 +38,7 @@ const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export const DEFAULT_MAX_TIMERS = 250_000;
+export const DEFAULT_MAX_OUTGOING = 10_000;
 
 /**
  * One sandboxed Lua state with the library every style shares: pattern matching and the other
@@ -54,8 +60,9 @@ export class LuaHost {
   private readonly timers = new Map<number, NodeJS.Timeout | null>();
   private nextTimerId = 1;
   readonly maxTimers: number;
-  /** When the timer limit was last logged (it is logged at most once a second). */
-  private timerLimitLoggedAt = Number.NEGATIVE_INFINITY;
+  readonly maxOutgoing: number;
+  /** When each throttled limit was last logged (see limitHit). */
+  private readonly limitLoggedAt = new Map<string, number>();
   private readonly startedAt = performance.now();
 
   private constructor(engine: LuaEngine, options: LuaHostOptions, errors: Counter | null) {
@@ -65,6 +72,7 @@ export class LuaHost {
     this.scriptName = basename(options.scriptPath);
     this.errors = errors;
     this.maxTimers = options.maxTimers ?? DEFAULT_MAX_TIMERS;
+    this.maxOutgoing = options.maxOutgoing ?? DEFAULT_MAX_OUTGOING;
   }
 
   /** Timers pending now. */
@@ -150,14 +158,7 @@ export class LuaHost {
   setTimer(ms: number, fn: LuaRef, repeat: boolean): number {
     if (this.timers.size >= this.maxTimers) {
       fn.release();
-      const message = `too many timers: ${this.maxTimers} pending (--max-timers)`;
-      this.countLimit();
-      const now = performance.now();
-      if (now - this.timerLimitLoggedAt >= 1000) {
-        this.timerLimitLoggedAt = now;
-        this.logger.warn(message, { script: this.scriptName });
-      }
-      throw new Error(message);
+      throw new Error(this.limitHit(`too many timers: ${this.maxTimers} pending (--max-timers)`));
     }
     const id = this.nextTimerId++;
     const fire = () => {
@@ -239,6 +240,31 @@ export class LuaHost {
   reportLimit(message: string, fields: Record<string, unknown> = {}): void {
     this.countLimit();
     this.logger.warn(message, { script: this.scriptName, ...fields });
+  }
+
+  /**
+   * Why the script may not open one more outgoing connection, having `open` already; null
+   * when it may. A refusal is counted and logged (see limitHit).
+   */
+  outgoingRefusal(open: number): string | null {
+    if (open < this.maxOutgoing) return null;
+    return this.limitHit(
+      `too many outgoing connections: ${this.maxOutgoing} open (--max-outgoing)`,
+    );
+  }
+
+  /**
+   * A limit hit that a script may repeat in a loop: counted every time, logged at most once a
+   * second per message. Returns the message.
+   */
+  limitHit(message: string): string {
+    this.countLimit();
+    const now = performance.now();
+    if (now - (this.limitLoggedAt.get(message) ?? Number.NEGATIVE_INFINITY) >= 1000) {
+      this.limitLoggedAt.set(message, now);
+      this.logger.warn(message, { script: this.scriptName });
+    }
+    return message;
   }
 
   /** Counts a limit hit without logging it (a caller that throttles its log lines). */

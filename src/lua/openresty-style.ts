@@ -275,6 +275,11 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     this.server = new WebSocketServer({ ...options, frameMode: true });
     this.server.addHooks(this);
     this.servers = [this.server];
+    options.metrics?.gauge({
+      name: "moonsocket_lua_outgoing",
+      help: "Outgoing WebSocket connections the script has open (--max-outgoing).",
+      collect: () => this.outgoing.size,
+    });
   }
 
   /** Compiles the script and installs `ngx` and the resty.* modules. Throws LuaError on a syntax error. */
@@ -605,6 +610,8 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     const url = args.string(1);
     const options = (args.optTable(2) ?? {}) as Record<string, LuaValue>;
     const owner = args.optInteger(3) ?? null;
+    const refusal = this.host.outgoingRefusal(this.outgoing.size);
+    if (refusal !== null) return luaMulti(null, `failed to connect: ${refusal}`);
     const callback = args.ref(4);
     let target: URL;
     try {

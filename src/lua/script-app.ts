@@ -20,6 +20,8 @@ export interface ScriptAppOptions {
   maxTimers?: number;
   /** Listeners a coroutine-style script may have open at once. Default 100. */
   maxListeners?: number;
+  /** Outgoing connections the script may have open at once. Default 10,000. */
+  maxOutgoing?: number;
   logger: Logger;
   metrics: MetricsRegistry;
   /** A port given explicitly on the command line; replaces a silly script's own listen port. */
@@ -66,6 +68,7 @@ export class ScriptApp {
         ? { memoryLimitBytes: options.memoryLimitBytes }
         : {}),
       ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
+      ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
     });
     try {
       const runtime = await createRuntime(style, host, options);
@@ -98,6 +101,7 @@ export class ScriptApp {
         ? { memoryLimitBytes: options.memoryLimitBytes }
         : {}),
       ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
+      ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
     });
     let runtime: StyleRuntime;
     try {

@@ -17,7 +17,12 @@ export interface RunningScript {
 /** Loads `scriptPath` with `moonsocket serve` semantics on 127.0.0.1, port 0. */
 export async function startScript(
   scriptPath: string,
-  options: { serverOptions?: ServerOptions; cpuBudgetMs?: number; memoryLimitBytes?: number } = {},
+  options: {
+    serverOptions?: ServerOptions;
+    cpuBudgetMs?: number;
+    memoryLimitBytes?: number;
+    maxOutgoing?: number;
+  } = {},
 ): Promise<RunningScript> {
   const stream = new PassThrough();
   let output = "";
@@ -35,6 +40,7 @@ export async function startScript(
     ...(options.memoryLimitBytes !== undefined
       ? { memoryLimitBytes: options.memoryLimitBytes }
       : {}),
+    ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
   });
   for (const server of app.servers) await server.listen();
   return {

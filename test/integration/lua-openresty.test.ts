@@ -692,6 +692,27 @@ describe("OpenResty style: resty.websocket.client", () => {
     await waitUntil(() => echo.server.clientCount === 0, 2000, "the relay's client to close");
   });
 
+  it("connections past --max-outgoing are refused, logged and counted", async () => {
+    const echo = await startServer(resources, {}, (server) =>
+      server.addHooks({ onMessage: (client, data, isBinary) => client.send(data, isBinary) }),
+    );
+    const relay = await startScript(fixture("client.lua"), { maxOutgoing: 1 });
+    resources.add(relay, (r) => r.stop());
+    const target = `${relay.url}?target=${encodeURIComponent(echo.url)}`;
+    const first = await openClient(target);
+    first.send("hi");
+    assert.equal(await first.next(), "8|nil|hi|text|nil");
+    const second = await openClient(target);
+    assert.equal(
+      await second.next(),
+      "connect failed: failed to connect: too many outgoing connections: 1 open (--max-outgoing)",
+    );
+    await waitForLog(relay, /WARN .*too many outgoing connections: 1 open/);
+    const metrics = relay.app.servers[0]!.metricsRegistry.render();
+    assert.match(metrics, /^moonsocket_lua_outgoing 1$/m);
+    first.close();
+  });
+
   it("connect errors: refused, bad URI", async () => {
     const relay = await startScript(fixture("client.lua"));
     resources.add(relay, (r) => r.stop());

@@ -49,6 +49,7 @@ async function startSilly(
   scriptPath: string,
   options: {
     cpuBudgetMs?: number;
+    maxOutgoing?: number;
     extra?: CoroutineStyleOptions;
     server?: ServerOptions;
     listen?: boolean;
@@ -61,6 +62,7 @@ async function startSilly(
     logger: log.logger,
     metrics,
     ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
+    ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
   });
   const style = new CoroutineStyle(
     host,
@@ -705,6 +707,25 @@ describe("limits of a coroutine-style script", () => {
       assert.match(metrics, /^moonsocket_lua_errors_total 1$/m);
     } finally {
       await silly.stop();
+    }
+  });
+
+  it("outgoing connections past --max-outgoing are refused with nil, err, logged and counted", async () => {
+    const peer = await startWsServer();
+    const silly = await startSilly(fixture("outgoing.lua"), {
+      maxOutgoing: 2,
+      extra: { resolveUrl: () => `ws://127.0.0.1:${peer.port}/` },
+    });
+    try {
+      await silly.log.waitForLine(
+        /connects: true nil, true nil, false too many outgoing connections: 2 open \(--max-outgoing\)/,
+      );
+      await silly.log.waitForLine(/WARN .*too many outgoing connections: 2 open/);
+      const metrics = await (await fetch(`http://127.0.0.1:${silly.port}/metrics`)).text();
+      assert.match(metrics, /^moonsocket_lua_outgoing 2$/m);
+    } finally {
+      await silly.stop();
+      await peer.close();
     }
   });
 });
