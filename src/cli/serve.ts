@@ -51,6 +51,13 @@ export const SERVE_COMMAND = defineCommand({
       description:
         "outgoing WebSocket connections a script may have open at once (websocket.connect, resty.websocket.client)",
     },
+    maxTopics: {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 1000,
+      description: "topics a callback-style script may subscribe one client to (_subscribe)",
+    },
     watch: { type: "boolean", description: "reload the script when its file changes" },
   },
   examples: ["moonsocket serve app.lua", "moonsocket serve chat.lua --static public --port 8080"],
@@ -77,6 +84,7 @@ export async function runServe(
     maxTimers: number;
     maxListeners: number;
     maxOutgoing: number;
+    maxTopics: number;
     watch: boolean;
   };
   if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
@@ -95,6 +103,7 @@ export async function runServe(
     maxTimers: flagValues.maxTimers,
     maxListeners: flagValues.maxListeners,
     maxOutgoing: flagValues.maxOutgoing,
+    maxTopics: flagValues.maxTopics,
     logger,
     metrics: new MetricsRegistry(),
   };

@@ -79,7 +79,21 @@ export class CallbackStyle implements ServerHooks {
       client.close(code, reason.toString("utf8"));
       return true;
     });
-    register("_subscribe", (args) => this.clientArg(args)?.subscribe(args.string(2)) ?? false);
+    register("_subscribe", (args) => {
+      const client = this.clientArg(args);
+      if (client === undefined) return false;
+      const topic = args.string(2);
+      // Subscriptions live outside the Lua state: its memory cap does not bound them.
+      const topics = this.server!.topicsOf(client);
+      if (topics.size >= this.host.maxTopics && !topics.has(topic)) {
+        const max = this.host.maxTopics;
+        return luaMulti(
+          false,
+          this.host.limitHit(`too many topics: ${max} per client (--max-topics)`),
+        );
+      }
+      return client.subscribe(topic);
+    });
     register("_unsubscribe", (args) => this.clientArg(args)?.unsubscribe(args.string(2)) ?? false);
     register("_publish", (args) => {
       const data = args.bytes(2);

@@ -28,6 +28,8 @@ export interface LuaHostOptions {
    * `resty.websocket.client`). Default 10,000.
    */
   maxOutgoing?: number;
+  /** Topics a callback-style script may subscribe one client to (`_subscribe`). Default 1,000. */
+  maxTopics?: number;
   logger: Logger;
   metrics?: MetricsRegistry;
 }
@@ -39,6 +41,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export const DEFAULT_MAX_TIMERS = 250_000;
 export const DEFAULT_MAX_OUTGOING = 10_000;
+export const DEFAULT_MAX_TOPICS = 1_000;
 
 /**
  * One sandboxed Lua state with the library every style shares: pattern matching and the other
@@ -61,6 +64,7 @@ export class LuaHost {
   private nextTimerId = 1;
   readonly maxTimers: number;
   readonly maxOutgoing: number;
+  readonly maxTopics: number;
   /** When each throttled limit was last logged (see limitHit). */
   private readonly limitLoggedAt = new Map<string, number>();
   private readonly startedAt = performance.now();
@@ -73,6 +77,7 @@ export class LuaHost {
     this.errors = errors;
     this.maxTimers = options.maxTimers ?? DEFAULT_MAX_TIMERS;
     this.maxOutgoing = options.maxOutgoing ?? DEFAULT_MAX_OUTGOING;
+    this.maxTopics = options.maxTopics ?? DEFAULT_MAX_TOPICS;
   }
 
   /** Timers pending now. */

@@ -22,6 +22,8 @@ export interface ScriptAppOptions {
   maxListeners?: number;
   /** Outgoing connections the script may have open at once. Default 10,000. */
   maxOutgoing?: number;
+  /** Topics a callback-style script may subscribe one client to. Default 1,000. */
+  maxTopics?: number;
   logger: Logger;
   metrics: MetricsRegistry;
   /** A port given explicitly on the command line; replaces a silly script's own listen port. */
@@ -69,6 +71,7 @@ export class ScriptApp {
         : {}),
       ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
       ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
+      ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
     });
     try {
       const runtime = await createRuntime(style, host, options);
@@ -102,6 +105,7 @@ export class ScriptApp {
         : {}),
       ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
       ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
+      ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
     });
     let runtime: StyleRuntime;
     try {

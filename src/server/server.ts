@@ -225,6 +225,11 @@ export class WebSocketServer implements ClientOwner {
     return this.topics.subscribers(topic).size;
   }
 
+  /** The topics `client` is subscribed to. */
+  topicsOf(client: ServerClient): ReadonlySet<string> {
+    return this.topics.topicsOf(client);
+  }
+
   private sendToMany(
     targets: Iterable<ServerClient>,
     data: string | Buffer,

@@ -93,6 +93,17 @@ describe("callback style: extensions and containment", () => {
     b.close();
   });
 
+  it("_subscribe stops at --max-topics per client, logged and counted", async () => {
+    const client = await openClient(script.url);
+    client.send("manysubs");
+    assert.equal(
+      await client.next(),
+      "false|too many topics: 1000 per client (--max-topics)|false|nil",
+    );
+    assert.match(script.log(), /WARN .*too many topics: 1000 per client/);
+    client.close();
+  });
+
   it("_close closes with the given code and reason", async () => {
     const client = await openClient(script.url);
     client.send("close 4001");
