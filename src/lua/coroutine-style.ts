@@ -106,6 +106,8 @@ interface HttpStream {
   ended: boolean;
   /** Body of an upgrade request's response, sent at its end. */
   readonly rawBody: Buffer[];
+  /** Bytes in rawBody. */
+  rawBodyBytes: number;
   /** The connection went away. */
   gone: boolean;
   /** The upgrade socket's close listener (until the stream is accepted). */
@@ -601,6 +603,7 @@ export class CoroutineStyle implements StyleRuntime {
       started: false,
       ended: false,
       rawBody: [],
+      rawBodyBytes: 0,
       gone: false,
       onSocketClose: null,
     };
@@ -717,10 +720,17 @@ export class CoroutineStyle implements StyleRuntime {
     if (stream === undefined || stream.gone) return luaMulti(false, SOCKET_CLOSED);
     if (stream.ended) return luaMulti(false, "write closed");
     const data = a.bytes(2);
+    // A client that does not read must not make the process buffer without end (--max-buffered).
+    const buffered = stream.res !== null ? stream.res.writableLength : stream.rawBodyBytes;
+    if (buffered + data.length > stream.listener.server.options.maxBufferedBytes)
+      return luaMulti(false, "send buffer full");
     try {
       this.startResponse(stream);
       if (stream.res !== null) stream.res.write(data);
-      else stream.rawBody.push(data);
+      else {
+        stream.rawBody.push(data);
+        stream.rawBodyBytes += data.length;
+      }
     } catch (error) {
       return luaMulti(false, errorMessage(error));
     }

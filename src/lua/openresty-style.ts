@@ -224,6 +224,8 @@ interface Request {
   released: boolean;
   /** ngx.say / ngx.print output and ngx.status, for an answer without a handshake. */
   body: Buffer[];
+  /** Bytes in body. */
+  bodyBytes: number;
   status: number;
   readonly startTime: number;
   requestId: string | null;
@@ -336,6 +338,7 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       responded: false,
       released: false,
       body: [],
+      bodyBytes: 0,
       status: 200,
       startTime: Date.now(),
       requestId: null,
@@ -857,7 +860,12 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       say: (args) => {
         const request = this.requests.get(args.integer(1));
         if (request === undefined || request.responded) return luaMulti(null, "closed");
-        request.body.push(Buffer.from(args.bytes(2)));
+        const data = Buffer.from(args.bytes(2));
+        // The body is sent when the handler ends: bounded like a client's unsent bytes.
+        if (request.bodyBytes + data.length > this.server.options.maxBufferedBytes)
+          return luaMulti(null, "response body too large (--max-buffered)");
+        request.body.push(data);
+        request.bodyBytes += data.length;
         return 1;
       },
       set_status: (args) => {

@@ -370,6 +370,21 @@ describe("OpenResty style: resty.websocket.server", () => {
     });
     assert.equal(body, "200 no websocket here, yes\n");
     said.terminate();
+    const flood = new WebSocket(`${script.url}?flood=1`);
+    flood.on("error", () => {});
+    const size = await new Promise<number>((resolve) => {
+      flood.on("unexpected-response", (_req, res) => {
+        let bytes = 0;
+        res.on("data", (chunk: Buffer) => (bytes += chunk.length));
+        res.on("end", () => resolve(bytes));
+      });
+    });
+    assert.equal(size, 16 * 1024 * 1024);
+    await waitForLog(
+      script,
+      /print refused after 16777216 bytes: response body too large \(--max-buffered\)/,
+    );
+    flood.terminate();
   });
 
   it("a Lua error closes that connection with 1011, logged with script, line and traceback; others go on", async () => {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -706,6 +706,26 @@ describe("limits of a coroutine-style script", () => {
       assert.match(metrics, /^moonsocket_lua_listeners 2$/m);
       assert.match(metrics, /^moonsocket_lua_errors_total 1$/m);
     } finally {
+      await silly.stop();
+    }
+  });
+
+  it("a response to a client that does not read stops at --max-buffered: write returns false", async () => {
+    const silly = await startSilly(fixture("api.lua"), {
+      server: { maxBufferedBytes: 1024 * 1024 },
+    });
+    const socket = net.connect(silly.port, "127.0.0.1");
+    try {
+      socket.write("GET /flood HTTP/1.1\r\nHost: x\r\n\r\n");
+      socket.pause(); // never read: the kernel buffers fill, then Node's
+      const line = await silly.log.waitForLine(
+        /write refused after \d+ bytes: send buffer full/,
+        10000,
+      );
+      const total = Number(/after (\d+) bytes/.exec(line)![1]);
+      assert.ok(total > 0 && total < 64 * 1024 * 1024, `refused after ${total} bytes`);
+    } finally {
+      socket.destroy();
       await silly.stop();
     }
   });
