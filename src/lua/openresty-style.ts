@@ -292,7 +292,17 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       Buffer.from(rewriteOpenRestyScript(source), "latin1"),
       `@${this.host.scriptName}`,
     );
-    this.bridge = new SchedulerBridge(this.host, (context) => this.onCoroutineFailure(context));
+    this.bridge = new SchedulerBridge(
+      this.host,
+      (context) => this.onCoroutineFailure(context),
+      (handle, reading) => {
+        // Only a request's peer: an outgoing connection's peer is one the script chose.
+        const socket = this.requests.get(handle)?.client?.transport.socket;
+        if (socket === undefined || socket.destroyed) return;
+        if (reading) socket.resume();
+        else socket.pause();
+      },
+    );
     const sources: Record<string, string> = {};
     for (const [name, file] of Object.entries(RESTY_SOURCES)) sources[name] = readRuntimeFile(file);
     const [api] = engine.run(readRuntimeFile("ngx.lua"), "=ngx", this.primitives(), sources, chunk);

@@ -32,7 +32,15 @@ export class SchedulerBridge {
   private readonly forgetFn: LuaRef;
   private readonly currentContextFn: LuaRef;
 
-  constructor(host: LuaHost, onFailure: FailureHandler) {
+  /**
+   * `onFlow(handle, reading)`, when given, is told to stop reading a socket's peer (false) when
+   * the script has too much of it unread, and to read again (true) once it caught up.
+   */
+  constructor(
+    host: LuaHost,
+    onFailure: FailureHandler,
+    onFlow?: (handle: number, reading: boolean) => void,
+  ) {
     this.host = host;
     const engine = host.engine;
     const primitives = {
@@ -48,6 +56,14 @@ export class SchedulerBridge {
         return undefined;
       }),
       epoch: engine.budgetEpoch(),
+      ...(onFlow !== undefined
+        ? {
+            flow: host.engine.createRef((args) => {
+              onFlow(args.integer(1), args.boolean(2));
+              return undefined;
+            }),
+          }
+        : {}),
     };
     const [module] = engine.run(readRuntimeFile("scheduler.lua"), "=scheduler", primitives);
     const table = module as Record<string, LuaValue>;

@@ -165,6 +165,27 @@ describe("OpenResty style: bursts", () => {
   });
 });
 
+describe("OpenResty style: a client sending faster than the handler reads", () => {
+  it("is paused past 8 MiB unread (the shared Lua heap stays small), then read in full", async () => {
+    const script = await startScript(fixture("slow-reader.lua"));
+    try {
+      const client = await openClient(`${script.url}?sleep=1`);
+      const frame = "x".repeat(1024 * 1024);
+      for (let i = 0; i < 40; i++) client.send(frame);
+      client.send("end");
+      await sleep(700);
+      // 40 MiB sent, nothing read yet: what waits in Lua stays near the 8 MiB high water.
+      const metrics = script.app.servers[0]!.metricsRegistry.render();
+      const luaBytes = Number(/^moonsocket_lua_memory_bytes (\d+)$/m.exec(metrics)![1]);
+      assert.ok(luaBytes < 24 * 1024 * 1024, `Lua heap at ${luaBytes} bytes`);
+      assert.equal(await client.next(10000), `41 ${40 * 1024 * 1024 + 3}`);
+      client.close();
+    } finally {
+      await script.stop();
+    }
+  });
+});
+
 describe("OpenResty style: resty.websocket.server", () => {
   let script: RunningScript;
   before(async () => {

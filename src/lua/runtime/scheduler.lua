@@ -18,6 +18,14 @@ local debug_traceback = debug and debug.traceback
 
 local M = {}
 
+-- Backpressure on a socket the script reads too slowly (when the host gives host.flow): past
+-- this many unread events or bytes the host stops reading from the peer (TCP then slows it
+-- down), and reads again once the script has caught up to half. Without it a client could
+-- fill the Lua heap, which every connection shares, by sending to a handler that never reads.
+local flow = host.flow
+local HIGH_EVENTS <const> = 1024
+local HIGH_BYTES <const> = 8 * 1024 * 1024
+
 -- Ready queue: entries { co, n = k, args... } resumed in order by run().
 local queue, head, tail = {}, 1, 0
 -- Owner context of each coroutine (e.g. the connection it serves), inherited by spawned children.
@@ -192,6 +200,14 @@ function M.post(h, kind, data, extra)
         s.kinds, s.datas, s.extras = kinds, {}, {}
       end
       kinds[last], s.datas[last], s.extras[last] = kind, data, extra
+      if flow and data then
+        local bytes = (s.bytes or 0) + #data
+        s.bytes = bytes
+        if not s.paused and (last - s.first + 1 >= HIGH_EVENTS or bytes >= HIGH_BYTES) then
+          s.paused = true
+          flow(h, false)
+        end
+      end
     end
     local waiter = s.waiter
     if waiter then
@@ -236,6 +252,14 @@ function M.read(h, timeout_ms)
   local kind, data, extra = kinds[first], datas[first], extras[first]
   kinds[first], datas[first], extras[first] = nil, nil, nil
   s.first = first + 1
+  if flow and data then
+    local bytes = s.bytes - #data
+    s.bytes = bytes
+    if s.paused and s.last - first <= HIGH_EVENTS / 2 and bytes <= HIGH_BYTES / 2 then
+      s.paused = false
+      flow(h, true)
+    end
+  end
   return kind, data, extra
 end
 
