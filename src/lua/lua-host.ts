@@ -102,7 +102,7 @@ export class LuaHost {
         (options.metrics.get("moonsocket_lua_errors_total") as Counter | undefined) ??
         options.metrics.counter({
           name: "moonsocket_lua_errors_total",
-          help: "Lua errors and limit hits (CPU budget, memory cap, timers) in the script.",
+          help: "Lua errors and limit hits (CPU budget, memory cap, timers, listeners, outgoing connections, topics) in the script.",
         });
     }
     const host = new LuaHost(engine, options, errors);
