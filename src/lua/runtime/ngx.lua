@@ -129,16 +129,14 @@ end
 
 --- Host: a WebSocket upgrade request arrived with handle h; run the script for it.
 function api.start(h)
+  -- Four fields to start with (eight slots once the handshake adds wb and accepted): the
+  -- flags start as nil (false), status nil means 200, clients is made by the first connect.
+  -- A connection lives as long as its client, so its table stays small.
   local conn = {
     h = h,
     env = setmetatable({}, env_mt),
     coroutines = {},
     live_threads = 0,
-    entry_done = false,
-    finished = false,
-    accepted = false,
-    status = 200,
-    clients = {},
   }
   conns[h] = conn
   sched.open_socket(h)
@@ -158,7 +156,10 @@ function api.release(h)
   conns[h] = nil
   sched.forget_socket(h)
   if conn then
-    for _, ch in ipairs(conn.clients) do sched.forget_socket(ch) end
+    local clients = conn.clients
+    if clients then
+      for _, ch in ipairs(clients) do sched.forget_socket(ch) end
+    end
   end
 end
 
@@ -758,7 +759,7 @@ setmetatable(ngx, {
     elseif k == "status" then
       local conn = current()
       if conn == nil then return 0 end
-      return conn.accepted and 101 or conn.status
+      return conn.accepted and 101 or conn.status or 200
     elseif k == "headers_sent" then
       local conn = current()
       return conn ~= nil and conn.accepted

@@ -107,7 +107,14 @@ function _M.connect(self, uri, opts)
   end)
   if not h then return nil, err end
   sched.open_socket(h)
-  if conn then conn.clients[#conn.clients + 1] = h end
+  if conn then
+    local clients = conn.clients
+    if clients == nil then
+      clients = {}
+      conn.clients = clients
+    end
+    clients[#clients + 1] = h
+  end
   local ok, reason = sched.wait()
   if not ok then
     sched.forget_socket(h)
