@@ -50,7 +50,14 @@ const SERVERS = [
 ];
 
 /** Servers run by default; the others only when named in --servers. */
-const DEFAULT_SERVERS = ["moonsocket", "ws", "ws+bufferutil", "lua-callback", "lua-coroutine"];
+const DEFAULT_SERVERS = [
+  "moonsocket",
+  "ws",
+  "ws+bufferutil",
+  "lua-callback",
+  "lua-coroutine",
+  "lua-openresty",
+];
 
 /** Reference servers: every result gets a column with its ratio to each of these. */
 const REFERENCE_SERVERS = ["ws", "ws+bufferutil"];
