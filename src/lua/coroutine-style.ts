@@ -192,11 +192,7 @@ export class CoroutineStyle implements StyleRuntime {
     options.metrics?.gauge({
       name: "moonsocket_lua_outgoing",
       help: "Outgoing WebSocket connections the script has open (--max-outgoing).",
-      collect: () => {
-        let open = 0;
-        for (const socket of this.sockets.values()) if (socket.server === null) open++;
-        return open;
-      },
+      collect: () => this.outgoingCount(),
     });
     // Timers fire from the event loop; the coroutines they wake run through dispatch.
     host.afterEvent = () => this.dispatch(() => this.bridge.run());
@@ -897,9 +893,7 @@ export class CoroutineStyle implements StyleRuntime {
         `unsupported scheme '${target.protocol.slice(0, -1)}' (use ws:// or wss://)`,
       );
     }
-    let open = 0;
-    for (const socket of this.sockets.values()) if (socket.server === null) open++;
-    const refusal = this.host.outgoingRefusal(open);
+    const refusal = this.host.outgoingRefusal(this.outgoingCount());
     if (refusal !== null) return luaMulti(null, refusal);
     const headers: Record<string, string> = {};
     let protocols: string[] = [];
@@ -938,6 +932,13 @@ export class CoroutineStyle implements StyleRuntime {
       },
     );
     return ws.handle;
+  }
+
+  /** Connections `websocket.connect` opened (or is opening): sockets no server accepted. */
+  private outgoingCount(): number {
+    let open = 0;
+    for (const socket of this.sockets.values()) if (socket.server === null) open++;
+    return open;
   }
 
   private connected(ws: WsSocket, client: WebSocketClient): void {

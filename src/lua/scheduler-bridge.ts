@@ -146,15 +146,4 @@ export class SchedulerBridge {
     else this.host.engine.call(this.postBatchFn, handles, kinds, datas, extras, count);
     this.run();
   }
-
-  /** Queues an event for socket `handle` and runs the scheduler. */
-  deliver(
-    handle: number,
-    kind: number,
-    data: Buffer | string | null,
-    extra: number | string | boolean | null = null,
-  ): void {
-    this.host.engine.call(this.postFn, handle, kind, data, extra);
-    this.run();
-  }
 }

@@ -4,7 +4,7 @@ import type { MetricsRegistry } from "../server/metrics.js";
 import { WebSocketServer } from "../server/server.js";
 import type { ServerOptions } from "../server/server-options.js";
 import { CallbackStyle } from "./callback-style.js";
-import { LuaHost } from "./lua-host.js";
+import { LuaHost, type LuaHostOptions } from "./lua-host.js";
 import { detectStyle, type ScriptStyle } from "./style-detect.js";
 
 /** Settings of a script-driven application. Durations in milliseconds, sizes in bytes. */
@@ -61,18 +61,7 @@ export class ScriptApp {
   static async create(options: ScriptAppOptions): Promise<ScriptApp> {
     const source = readFileSync(options.scriptPath, "utf8");
     const style = detectStyle(source);
-    const host = await LuaHost.create({
-      scriptPath: options.scriptPath,
-      logger: options.logger,
-      metrics: options.metrics,
-      ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
-      ...(options.memoryLimitBytes !== undefined
-        ? { memoryLimitBytes: options.memoryLimitBytes }
-        : {}),
-      ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
-      ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
-      ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
-    });
+    const host = await LuaHost.create(hostOptions(options));
     try {
       const runtime = await createRuntime(style, host, options);
       await runtime.load();
@@ -95,18 +84,7 @@ export class ScriptApp {
       detectStyle(readFileSync(options.scriptPath, "utf8")) !== this.style
     )
       return false;
-    const host = await LuaHost.create({
-      scriptPath: options.scriptPath,
-      logger: options.logger,
-      metrics: options.metrics,
-      ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
-      ...(options.memoryLimitBytes !== undefined
-        ? { memoryLimitBytes: options.memoryLimitBytes }
-        : {}),
-      ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
-      ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
-      ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
-    });
+    const host = await LuaHost.create(hostOptions(options));
     let runtime: StyleRuntime;
     try {
       runtime = this.runtime.reloadInto(host);
@@ -150,6 +128,22 @@ function callbackRuntime(server: WebSocketServer, callbacks: CallbackStyle): Sty
       next.introduceClients(server);
       return callbackRuntime(server, next);
     },
+  };
+}
+
+/** The Lua state's settings out of the application's (the limits given, the rest default). */
+function hostOptions(options: ScriptAppOptions): LuaHostOptions {
+  return {
+    scriptPath: options.scriptPath,
+    logger: options.logger,
+    metrics: options.metrics,
+    ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
+    ...(options.memoryLimitBytes !== undefined
+      ? { memoryLimitBytes: options.memoryLimitBytes }
+      : {}),
+    ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
+    ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
+    ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
   };
 }
 

@@ -437,6 +437,13 @@ local function location(level)
   return line and match(line, "^(.-:%d+):") or nil
 end
 
+-- Logs `text` at `level` with the position of the script line that called the function
+-- calling this one, and the client of the running request.
+local function log_line(level, text)
+  local _, h = current()
+  prim.log(level, text, location(3), type(h) == "number" and h or nil)
+end
+
 local function log_arg(v, i, fname)
   local tv = type(v)
   if tv == "string" then return v end
@@ -460,8 +467,7 @@ function ngx.log(level, ...)
   local n = select("#", ...)
   local parts = {}
   for i = 1, n do parts[i] = log_arg((select(i, ...)), i + 1, "log") end
-  local _, h = current()
-  prim.log(LOG_LEVELS[l], concat(parts, "", 1, n), location(2), type(h) == "number" and h or nil)
+  log_line(LOG_LEVELS[l], concat(parts, "", 1, n))
 end
 
 --- print(...): ngx.log at NOTICE (the server's info), as in OpenResty: the arguments are
@@ -470,8 +476,7 @@ function G.print(...)
   local n = select("#", ...)
   local parts = {}
   for i = 1, n do parts[i] = tostring((select(i, ...))) end
-  local _, h = current()
-  prim.log("info", concat(parts, "", 1, n), location(2), type(h) == "number" and h or nil)
+  log_line("info", concat(parts, "", 1, n))
 end
 
 --- Text of ngx.say / ngx.print arguments (strings, numbers, booleans, nil, ngx.null, arrays).

@@ -170,12 +170,6 @@ function M.forget_socket(h)
   sockets[h] = nil
 end
 
---- Host entry: queue an event for socket h, wake its reader, run the scheduler.
-function M.deliver(h, kind, data, extra)
-  M.post(h, kind, data, extra)
-  M.run()
-end
-
 --- Queues n events at once (a socket read's worth of messages): one entry into Lua instead
 --- of n, and a reader woken once takes them all without yielding in between.
 function M.post_batch(hs, kinds, datas, extras, n)

@@ -14,6 +14,13 @@ import { captureLogger } from "../../helpers/net-helpers.js";
 
 const NODE_MAX_DELAY = 2 ** 31 - 1;
 
+/** The path of an empty script in a folder of its own. */
+function emptyScriptPath(): string {
+  const scriptPath = path.join(mkdtempSync(path.join(tmpdir(), "moonsocket-timers-")), "app.lua");
+  writeFileSync(scriptPath, "-- empty\n");
+  return scriptPath;
+}
+
 describe("LuaHost timers", () => {
   let host: LuaHost;
   const fired = () => Number(host.engine.run("return fired", "=count")[0]);
@@ -21,11 +28,8 @@ describe("LuaHost timers", () => {
   const bump = () => host.engine.run("return bump", "=bump")[0] as LuaRef;
 
   before(async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "moonsocket-timers-"));
-    const scriptPath = path.join(dir, "app.lua");
-    writeFileSync(scriptPath, "-- empty\n");
     host = await LuaHost.create({
-      scriptPath,
+      scriptPath: emptyScriptPath(),
       logger: captureLogger().logger,
       metrics: new MetricsRegistry(),
     });
@@ -88,12 +92,14 @@ describe("LuaHost timers", () => {
   });
 
   it("caps pending timers: the one past --max-timers is a Lua error, logged and counted", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "moonsocket-timers-"));
-    const scriptPath = path.join(dir, "app.lua");
-    writeFileSync(scriptPath, "-- empty\n");
     const log = captureLogger();
     const metrics = new MetricsRegistry();
-    const capped = await LuaHost.create({ scriptPath, logger: log.logger, metrics, maxTimers: 3 });
+    const capped = await LuaHost.create({
+      scriptPath: emptyScriptPath(),
+      logger: log.logger,
+      metrics,
+      maxTimers: 3,
+    });
     try {
       const [results] = capped.engine.run(
         `local m = require "moonsocket"
