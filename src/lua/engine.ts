@@ -34,11 +34,12 @@ export interface LuaEngineOptions {
   readonly memoryLimitBytes?: number;
   /**
    * CPU budget of one entry from the host (a {@link LuaEngine.call}, {@link LuaEngine.resume},
-   * {@link LuaEngine.run} …), in milliseconds of wall time. When it is spent the running Lua code
+   * {@link LuaEngine.run} …), in milliseconds of CPU time of the thread that runs Lua (time spent
+   * waiting for a core on a loaded machine does not count). When it is spent the running Lua code
    * gets the error `"cpu budget exceeded"`, raised again on every instruction until control is
    * back in the host, so `pcall` cannot swallow it. Default 1000.
    *
-   * The budget is checked every 1000 VM instructions; the clock starts at the first check. A
+   * The budget is checked every 1000 VM instructions; it starts at the first check. A
    * single call into a C library function (a pathological `string.find` pattern, a 100 MB
    * `string.rep`) cannot be interrupted and may overrun it.
    */
@@ -261,7 +262,7 @@ export interface LuaEngine {
    */
   budgetEpoch(): LuaRef;
   /**
-   * Milliseconds left of the CPU budget of the running entry (starting its clock if no check
+   * CPU milliseconds left of the budget of the running entry (starting it if no check
    * has yet), or the whole budget outside any entry: for host functions whose work the
    * instruction hook cannot see, like a regular expression match, to bound themselves.
    */

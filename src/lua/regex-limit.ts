@@ -23,6 +23,7 @@
  */
 
 import { type Context, createContext, Script } from "node:vm";
+import { threadCpuTimeMs } from "./cpu-budget.js";
 
 /**
  * Estimated steps (characters compared, backtracks: 0.5 to a few ns each) under which a match
@@ -232,9 +233,15 @@ export type MatchBudget = () => number;
 
 let sandbox: { context: Context; script: Script } | null = null;
 
+/** Runs of a match that the machine starved of CPU (see {@link execBounded}). */
+const MAX_STARVED_RUNS = 3;
+
 /**
- * `regex.exec(text)`, or "timeout" when it ran for `timeoutMs`: the exec runs inside a `vm`
- * script with a timeout, whose watchdog thread terminates it.
+ * `regex.exec(text)`, or "timeout" when it ran for `timeoutMs` of CPU time: the exec runs
+ * inside a `vm` script with a timeout, whose watchdog thread terminates it. That watchdog counts
+ * wall-clock time; on a loaded machine a run that got less than half of its time on a core is
+ * tried again (a RegExp cannot be resumed), at most {@link MAX_STARVED_RUNS} times, so that a
+ * match is not refused for time it never had.
  */
 export function execBounded(
   regex: RegExp,
@@ -243,12 +250,23 @@ export function execBounded(
 ): RegExpExecArray | null | "timeout" {
   sandbox ??= { context: createContext({ job: null }), script: new Script("job()") };
   const { context, script } = sandbox;
-  context.job = () => regex.exec(text);
+  const timeout = Math.max(1, Math.ceil(timeoutMs));
+  const lastIndex = regex.lastIndex;
+  context.job = () => {
+    regex.lastIndex = lastIndex; // a run that was tried again starts where the first did
+    return regex.exec(text);
+  };
   try {
-    return script.runInContext(context, { timeout: Math.max(1, Math.ceil(timeoutMs)) });
-  } catch (error) {
-    if ((error as { code?: unknown }).code === "ERR_SCRIPT_EXECUTION_TIMEOUT") return "timeout";
-    throw error;
+    for (let run = 1; ; run++) {
+      const cpuStart = threadCpuTimeMs();
+      try {
+        return script.runInContext(context, { timeout });
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== "ERR_SCRIPT_EXECUTION_TIMEOUT") throw error;
+        const starved = threadCpuTimeMs() - cpuStart < timeout / 2;
+        if (!starved || run >= MAX_STARVED_RUNS) return "timeout";
+      }
+    }
   } finally {
     context.job = null;
   }

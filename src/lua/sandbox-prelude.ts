@@ -8,7 +8,8 @@
  * - `io`, `dofile`, `loadfile`, `package.loadlib`, `package.searchpath`, `package.cpath`: gone —
  *   they reach the file system or native code.
  * - `os`: only `clock`, `date`, `difftime`, `time` (no `execute`, `exit`, `getenv`, `remove`,
- *   `rename`, `tmpname`, `setlocale`).
+ *   `rename`, `tmpname`, `setlocale`). `os.clock` is CPU time, as C's `clock()` is; the
+ *   WebAssembly build's own counts wall-clock time.
  * - `debug`: only `traceback`, which reads the stack and changes nothing (scripts commonly pass it
  *   to `xpcall`); the rest of `debug` can read and write any local, upvalue or metatable.
  * - `string.dump` gone and `load` forced to mode `"t"`: crafted bytecode can break memory safety.
@@ -28,9 +29,12 @@
 /** Chunk name of the prelude, shown in its own error messages. */
 export const SANDBOX_PRELUDE_NAME = "=[sandbox]";
 
-/** Lua source of the prelude. Arguments: `read_module(name)`, `host_print(text)`. */
+/**
+ * Lua source of the prelude. Arguments: `read_module(name)`, `host_print(text)`, `cpu_clock()`
+ * (CPU seconds of the thread that runs Lua).
+ */
 export const SANDBOX_PRELUDE = `
-local read_module, host_print = ...
+local read_module, host_print, cpu_clock = ...
 local error, select, tostring, type = error, select, tostring, type
 local concat, format = table.concat, string.format
 local raw_load, raw_collectgarbage, raw_setmetatable = load, collectgarbage, setmetatable
@@ -42,7 +46,7 @@ loaded.io = nil
 
 local os_lib = os
 os = {
-  clock = os_lib.clock,
+  clock = cpu_clock,
   date = os_lib.date,
   difftime = os_lib.difftime,
   time = os_lib.time,

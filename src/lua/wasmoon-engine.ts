@@ -23,6 +23,7 @@
  */
 
 import { LuaFactory } from "wasmoon";
+import { CpuBudget, threadCpuTimeMs } from "./cpu-budget.js";
 import {
   type HostFunction,
   type HostReturn,
@@ -77,7 +78,8 @@ const MIN_MEMORY_LIMIT = MIB;
 const MAX_MEMORY_LIMIT = 2048 * MIB - 64 * MIB;
 const DEFAULT_CPU_BUDGET_MS = 1000;
 /**
- * VM instructions between two CPU budget checks (a check reads the clock: ~0.15 µs). The clock of
+ * VM instructions between two CPU budget checks (a check reads the wall clock, ~0.15 µs, and the
+ * CPU clock only when the budget may be spent: see CpuBudget). The budget of
  * an entry starts at its first check, so entries shorter than this never read it.
  */
 const HOOK_INTERVAL = 1000;
@@ -393,7 +395,8 @@ class WasmoonLuaEngine implements LuaEngine {
   private warningParts: string[] = [];
 
   private depth = 0;
-  private deadline = 0;
+  /** The CPU budget of the running outermost entry (or of the current handler, see budgetEpoch). */
+  private readonly budget: CpuBudget;
   private budgetSpent = false;
   /** Registry ref of the budget epoch table (0: none yet), and the epoch of the last check. */
   private epochRef = 0n;
@@ -426,6 +429,7 @@ class WasmoonLuaEngine implements LuaEngine {
       MAX_MEMORY_LIMIT,
     );
     this.cpuBudgetMs = cpuBudget;
+    this.budget = new CpuBudget(cpuBudget);
     this.scriptDir = options.scriptDir;
     const log = options.log;
     this.log = (level, message) => {
@@ -501,7 +505,14 @@ class WasmoonLuaEngine implements LuaEngine {
       const hostPrint = (args: LuaArgs) => {
         this.log("info", args.string(1));
       };
-      const [privates] = this.run(SANDBOX_PRELUDE, SANDBOX_PRELUDE_NAME, readModule, hostPrint);
+      const cpuClock = () => threadCpuTimeMs() / 1000;
+      const [privates] = this.run(
+        SANDBOX_PRELUDE,
+        SANDBOX_PRELUDE_NAME,
+        readModule,
+        hostPrint,
+        cpuClock,
+      );
       const collect = (privates as { collectgarbage?: LuaValue } | null)?.collectgarbage;
       if (collect instanceof WasmoonRef) this.rawCollectGarbage = collect;
     } finally {
@@ -659,13 +670,13 @@ class WasmoonLuaEngine implements LuaEngine {
    * memory", reported as the budget error. Must not touch the Lua state: Lua is mid-instruction.
    */
   private onBigAllocation(_size: number): number {
-    if (this.depth === 0 || this.deadline === 0) return 1;
+    if (this.depth === 0 || !this.budget.started) return 1;
     if (this.epochRef !== 0n) {
       // A dispatcher moved to its next handler, whose budget starts at the next check.
       if (this.epochValuePtr === 0) return 1;
       if (Number(this.heapI64(this.epochValuePtr)) !== this.lastEpoch) return 1;
     }
-    if (performance.now() < this.deadline) return 1;
+    if (!this.budget.isSpent()) return 1;
     this.allocationRefused = true;
     return 0;
   }
@@ -806,7 +817,7 @@ class WasmoonLuaEngine implements LuaEngine {
     this.isClosed = true;
     if (this.broken !== undefined) return;
     // __gc metamethods run now, under a fresh CPU budget.
-    this.deadline = 0;
+    this.budget.reset();
     this.budgetSpent = false;
     this.depth++;
     try {
@@ -836,7 +847,7 @@ class WasmoonLuaEngine implements LuaEngine {
   /** Starts an entry into Lua; the outermost one starts the CPU budget. */
   private enter(): void {
     if (this.depth === 0) {
-      this.deadline = 0; // started by the first budget check, see onHook
+      this.budget.reset(); // started by the first budget check, see onHook
       this.budgetSpent = false;
       this.allocationRefused = false;
     } else if (this.depth >= MAX_NESTING) {
@@ -921,9 +932,7 @@ class WasmoonLuaEngine implements LuaEngine {
   budgetLeftMs(): number {
     if (this.depth === 0) return this.cpuBudgetMs;
     if (this.budgetSpent) return 0;
-    const now = performance.now();
-    if (this.deadline === 0) this.deadline = now + this.cpuBudgetMs;
-    return Math.max(0, this.deadline - now);
+    return this.budget.leftMs();
   }
 
   /**
@@ -938,17 +947,15 @@ class WasmoonLuaEngine implements LuaEngine {
   /** Count hook: enforces the CPU budget of the current entry. */
   private onHook(L: Ptr): void {
     const api = this.api;
-    const now = performance.now();
     if (this.epochRef !== 0n && !this.budgetSpent) {
       // A dispatcher moved on to its next handler: that one gets a fresh budget.
       const epoch = this.readEpoch(L);
       if (epoch !== this.lastEpoch) {
         this.lastEpoch = epoch;
-        this.deadline = 0;
+        this.budget.reset();
       }
     }
-    if (this.deadline === 0) this.deadline = now + this.cpuBudgetMs;
-    if (now < this.deadline) {
+    if (!this.budget.isSpent()) {
       // A thread left in "raise on every instruction" mode by an earlier entry.
       if (api.lua_gethookcount(L) === 1)
         api.lua_sethook(L, this.hookPtr, LUA_MASKCOUNT, HOOK_INTERVAL);
