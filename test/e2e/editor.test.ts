@@ -21,7 +21,7 @@ async function settledText(page: Page): Promise<string> {
 }
 
 /** Waits until every page is settled on the same text; returns it. */
-async function converged(pages: Page[], timeoutMs = 8000): Promise<string> {
+async function converged(pages: Page[], timeoutMs = 15_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const texts = await Promise.all(pages.map(settledText));

@@ -28,6 +28,13 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * How long a test waits for something that must happen before it calls it a failure. A safety
+ * net, never a measure: a passing test does not wait for it, and a machine busy with other work
+ * (both cores taken) must not make a correct server look wrong.
+ */
+export const PATIENCE_MS = 15_000;
+
 /** Polls `predicate` every `interval` ms until it is true; rejects after `ms`. */
 export async function waitUntil(
   predicate: () => boolean,
@@ -62,7 +69,7 @@ export class Resources {
     const closers = this.closers.splice(0).reverse();
     for (const close of closers) {
       try {
-        await withTimeout(Promise.resolve(close()), 5000, "a test resource to close");
+        await withTimeout(Promise.resolve(close()), PATIENCE_MS, "a test resource to close");
       } catch {
         // Cleanup is best effort; a failure here must not hide the test's own result.
       }
@@ -94,7 +101,7 @@ export function captureLogger(level: LogLevel = "debug"): LogCapture {
   return {
     logger,
     lines: () => lines.slice(),
-    async waitForLine(pattern, ms = 2000) {
+    async waitForLine(pattern, ms = PATIENCE_MS) {
       let found: string | undefined;
       await waitUntil(
         () => (found = lines.find((line) => pattern.test(line))) !== undefined,
@@ -228,8 +235,15 @@ export interface RawHttpResult {
   elapsed: number;
 }
 
-/** Writes `request` bytes on a fresh TCP connection and collects the reply until the server closes. */
-export function rawHttp(port: number, request: string | Buffer, ms = 3000): Promise<RawHttpResult> {
+/**
+ * Writes `request` bytes on a fresh TCP connection and collects the reply until the server
+ * closes, or, for a 101 (the server keeps a WebSocket open), until its head is complete.
+ */
+export function rawHttp(
+  port: number,
+  request: string | Buffer,
+  ms = PATIENCE_MS,
+): Promise<RawHttpResult> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: "127.0.0.1", port });
     const parts: Buffer[] = [];
@@ -250,7 +264,11 @@ export function rawHttp(port: number, request: string | Buffer, ms = 3000): Prom
       });
     };
     const timer = setTimeout(() => finish(false), ms);
-    socket.on("data", (chunk: Buffer) => parts.push(chunk));
+    socket.on("data", (chunk: Buffer) => {
+      parts.push(chunk);
+      const received = Buffer.concat(parts).toString("latin1");
+      if (/^HTTP\/1\.1 101 /.test(received) && received.includes("\r\n\r\n")) finish(false);
+    });
     socket.on("error", () => finish(true));
     socket.on("close", () => finish(true));
     socket.on("connect", () => socket.write(request));
@@ -513,7 +531,7 @@ export class RawClient {
   }
 
   /** The next frame from the server; rejects on timeout or if the connection closes first. */
-  async nextFrame(ms = 2000): Promise<ReceivedFrame> {
+  async nextFrame(ms = PATIENCE_MS): Promise<ReceivedFrame> {
     const deadline = Date.now() + ms;
     for (;;) {
       const frame = this.frames.shift();
@@ -535,7 +553,7 @@ export class RawClient {
    * Reads frames until the server's close frame (or until the connection drops) and returns
    * its code and reason plus the frames before it. Rejects if neither happens within `ms`.
    */
-  async readUntilClose(ms = 3000): Promise<CloseResult> {
+  async readUntilClose(ms = PATIENCE_MS): Promise<CloseResult> {
     const frames: ReceivedFrame[] = [];
     const deadline = Date.now() + ms;
     for (;;) {
@@ -555,7 +573,7 @@ export class RawClient {
   }
 
   /** Resolves when the TCP connection is gone; rejects after `ms`. */
-  waitForSocketClose(ms = 3000): Promise<void> {
+  waitForSocketClose(ms = PATIENCE_MS): Promise<void> {
     return withTimeout(this.closed, ms, "the server to close the TCP connection");
   }
 
@@ -689,7 +707,7 @@ export class WsPeer {
   }
 
   /** The next message; rejects on timeout or when the socket closes first. */
-  async next(ms = 3000): Promise<WsMessage> {
+  async next(ms = PATIENCE_MS): Promise<WsMessage> {
     const deadline = Date.now() + ms;
     for (;;) {
       const message = this.messages.shift();
@@ -717,7 +735,7 @@ export class WsPeer {
   }
 
   /** Waits for the close event. */
-  waitClosed(ms = 3000): Promise<WsCloseInfo> {
+  waitClosed(ms = PATIENCE_MS): Promise<WsCloseInfo> {
     return withTimeout(this.closed, ms, "the ws socket to close");
   }
 

@@ -4,6 +4,7 @@ import { ScriptApp } from "../../src/lua/script-app.js";
 import { createLogger } from "../../src/server/logger.js";
 import { MetricsRegistry } from "../../src/server/metrics.js";
 import type { ServerOptions } from "../../src/server/server-options.js";
+import { PATIENCE_MS } from "./net-helpers.js";
 
 /** A script served on a free port, with its log captured. */
 export interface RunningScript {
@@ -85,11 +86,11 @@ export class TestClient {
   }
 
   /** Next message (text decoded), failing after `timeoutMs`. */
-  async next(timeoutMs = 2000): Promise<string> {
+  async next(timeoutMs = PATIENCE_MS): Promise<string> {
     return (await this.nextRaw(timeoutMs)).data.toString();
   }
 
-  nextRaw(timeoutMs = 2000): Promise<{ data: Buffer; binary: boolean }> {
+  nextRaw(timeoutMs = PATIENCE_MS): Promise<{ data: Buffer; binary: boolean }> {
     const queued = this.messages.shift();
     if (queued) return Promise.resolve(queued);
     return new Promise((resolve, reject) => {

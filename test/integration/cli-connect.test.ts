@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type WebSocket, WebSocketServer as WsServer } from "ws";
-import { Resources, sleep, waitUntil, withTimeout } from "../helpers/net-helpers.js";
+import { PATIENCE_MS, Resources, sleep, waitUntil, withTimeout } from "../helpers/net-helpers.js";
 import { makeCertificate } from "../helpers/tls-cert.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
@@ -54,7 +54,7 @@ function run(args: string[], input?: string | Buffer): Run {
   };
 }
 
-async function finished(proc: Run, ms = 8000): Promise<number | string> {
+async function finished(proc: Run, ms = PATIENCE_MS): Promise<number | string> {
   return withTimeout(proc.exited, ms, `moonsocket to exit (stderr: ${proc.stderr()})`);
 }
 
@@ -322,9 +322,11 @@ describe("moonsocket connect in a terminal", {
         if (typeof step === "number") await sleep(step);
         else if (typeof step === "string") child.stdin!.write(step);
         else
-          await waitUntil(() => step.test(plain(out)), 8000, `the screen to show ${step}`).catch(
-            () => {},
-          );
+          await waitUntil(
+            () => step.test(plain(out)),
+            PATIENCE_MS,
+            `the screen to show ${step}`,
+          ).catch(() => {});
       }
       // stdin stays open until the session ends: script stops when its input closes.
     })();
@@ -355,7 +357,7 @@ describe("moonsocket connect in a terminal", {
       });
     });
     const session = runInTerminal(server.url, [PROMPT, "hi there\r", /< ping/, "\x04"]);
-    await withTimeout(session.exited, 10_000, "the terminal session to end");
+    await withTimeout(session.exited, PATIENCE_MS, "the terminal session to end");
     const screen = plain(session.stdout());
     assert.match(screen, /connected to ws:\/\/127\.0\.0\.1:\d+\//);
     assert.match(screen, /> /);
@@ -370,7 +372,7 @@ describe("moonsocket connect in a terminal", {
   it("Ctrl-C closes with 1000 too", async () => {
     const server = await startWsServer();
     const session = runInTerminal(server.url, [PROMPT, "\x03"]);
-    await withTimeout(session.exited, 10_000, "the terminal session to end");
+    await withTimeout(session.exited, PATIENCE_MS, "the terminal session to end");
     const screen = plain(session.stdout());
     assert.match(screen, /closed 1000/);
     assert.match(screen, /EXIT=0/);
@@ -380,7 +382,7 @@ describe("moonsocket connect in a terminal", {
   it("a server closing with 4000 shows the code and exits 1", async () => {
     const server = await startWsServer((ws) => ws.on("message", () => ws.close(4000, "kicked")));
     const session = runInTerminal(server.url, [PROMPT, "bye\r"]);
-    await withTimeout(session.exited, 10_000, "the terminal session to end");
+    await withTimeout(session.exited, PATIENCE_MS, "the terminal session to end");
     const screen = plain(session.stdout());
     assert.match(screen, /closed 4000 \(kicked\)/);
     assert.match(screen, /EXIT=1/);

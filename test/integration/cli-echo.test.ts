@@ -8,7 +8,7 @@ import net from "node:net";
 import { afterEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
-import { Resources, WsPeer, withTimeout } from "../helpers/net-helpers.js";
+import { PATIENCE_MS, Resources, WsPeer, withTimeout } from "../helpers/net-helpers.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const resources = new Resources();
@@ -110,7 +110,7 @@ describe("moonsocket echo", () => {
 
   it("--help exits 0 and lists the flags", async () => {
     const proc = run(["echo", "--help"]);
-    assert.equal(await withTimeout(proc.exited, 5000, "exit"), 0);
+    assert.equal(await withTimeout(proc.exited, PATIENCE_MS, "exit"), 0);
     for (const flag of [
       "--port",
       "--host",
@@ -128,7 +128,7 @@ describe("moonsocket echo", () => {
 
   it("an unknown flag exits 2 with a message naming it", async () => {
     const proc = run(["echo", "--bogus"]);
-    assert.equal(await withTimeout(proc.exited, 5000, "exit"), 2);
+    assert.equal(await withTimeout(proc.exited, PATIENCE_MS, "exit"), 2);
     assert.match(proc.stderr(), /unknown option --bogus/);
     assert.match(proc.stderr(), /--help/);
     assert.equal(proc.stdout(), "");
@@ -136,7 +136,7 @@ describe("moonsocket echo", () => {
 
   it("a bad flag value exits 2 with a message", async () => {
     const proc = run(["echo", "--max-payload", "lots"]);
-    assert.equal(await withTimeout(proc.exited, 5000, "exit"), 2);
+    assert.equal(await withTimeout(proc.exited, PATIENCE_MS, "exit"), 2);
     assert.match(proc.stderr(), /--max-payload/);
   });
 
@@ -145,17 +145,17 @@ describe("moonsocket echo", () => {
     const peers = [await openWs(url), await openWs(url)];
     proc.child.kill("SIGTERM");
     for (const peer of peers) {
-      const info = await peer.waitClosed(3000);
+      const info = await peer.waitClosed();
       assert.equal(info.code, 1001);
       assert.equal(info.wasClean, true);
     }
-    assert.equal(await withTimeout(proc.exited, 5000, "exit after SIGTERM"), 0);
+    assert.equal(await withTimeout(proc.exited, PATIENCE_MS, "exit after SIGTERM"), 0);
   });
 
   it("SIGINT also shuts down with exit code 0", async () => {
     const { proc } = await startEcho();
     proc.child.kill("SIGINT");
-    assert.equal(await withTimeout(proc.exited, 5000, "exit after SIGINT"), 0);
+    assert.equal(await withTimeout(proc.exited, PATIENCE_MS, "exit after SIGINT"), 0);
   });
 
   it("a port in use exits 1 with a clear message", async () => {
@@ -164,7 +164,7 @@ describe("moonsocket echo", () => {
     await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", () => resolve()));
     const { port } = blocker.address() as net.AddressInfo;
     const proc = run(["echo", "--port", String(port)]);
-    assert.equal(await withTimeout(proc.exited, 5000, "exit"), 1);
+    assert.equal(await withTimeout(proc.exited, PATIENCE_MS, "exit"), 1);
     assert.match(proc.stderr(), new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`));
     assert.match(proc.stderr(), /--port/);
   });

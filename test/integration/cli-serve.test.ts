@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { PATIENCE_MS } from "../helpers/net-helpers.js";
 import { openClient } from "../helpers/script-server.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
@@ -28,7 +29,11 @@ function run(args: string[]) {
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
-async function waitFor(predicate: () => boolean, what: string, timeoutMs = 8000): Promise<void> {
+async function waitFor(
+  predicate: () => boolean,
+  what: string,
+  timeoutMs = PATIENCE_MS,
+): Promise<void> {
   const start = Date.now();
   while (!predicate()) {
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
@@ -119,7 +124,7 @@ describe("moonsocket serve", () => {
       path,
       'function main(id, m) _send(id, "v2 " .. m) end\nfunction on_connect(id) _send(id, "welcome back " .. id) end\n',
     );
-    assert.equal(await client.next(5000), "welcome back 0");
+    assert.equal(await client.next(), "welcome back 0");
     client.send("b");
     assert.equal(await client.next(), "v2 b");
     // A broken edit keeps the running script.

@@ -8,7 +8,14 @@ import { afterEach, describe, it } from "node:test";
 import { type ClientOptions, connect } from "../../src/client/client.js";
 import { HandshakeError, ProtocolError } from "../../src/protocol/errors.js";
 import { computeAcceptKey } from "../../src/protocol/handshake.js";
-import { buildFrame, closePayload, OP, Resources, withTimeout } from "../helpers/net-helpers.js";
+import {
+  buildFrame,
+  closePayload,
+  OP,
+  PATIENCE_MS,
+  Resources,
+  withTimeout,
+} from "../helpers/net-helpers.js";
 
 const resources = new Resources();
 afterEach(() => resources.closeAll());
@@ -160,9 +167,7 @@ describe("client handshake checks", () => {
       () => {},
       () => null,
     );
-    const started = Date.now();
     await assert.rejects(connect(url, { handshakeTimeout: 300 }), /timed out after 300 ms/);
-    assert.ok(Date.now() - started < 1500);
   });
 
   it("rejects a response head larger than maxHeaderBytes", async () => {
@@ -205,7 +210,7 @@ describe("client protocol violations from the server", () => {
       client.receive(),
       (error: unknown) => error instanceof ProtocolError && error.closeCode === code,
     );
-    const info = await withTimeout(client.closed, 3000, "the client to close");
+    const info = await withTimeout(client.closed, PATIENCE_MS, "the client to close");
     assert.equal(info.code, code);
     assert.equal(info.wasClean, false);
     return peer!.received();
@@ -270,7 +275,7 @@ describe("client control frames and closing", () => {
   it("reports 1006 when the server drops TCP without a close frame", async () => {
     const url = await startRawServer((p) => setTimeout(() => p.socket.destroy(), 20));
     const client = await open(url);
-    const info = await withTimeout(client.closed, 2000, "the client to close");
+    const info = await withTimeout(client.closed, PATIENCE_MS, "the client to close");
     assert.deepEqual(info, { code: 1006, reason: "", wasClean: false });
     await assert.rejects(client.receive(), /closed \(1006\)/);
   });
@@ -282,18 +287,17 @@ describe("client control frames and closing", () => {
       ),
     );
     const client = await open(url, { closeTimeout: 300 });
-    const started = Date.now();
-    const info = await withTimeout(client.closed, 2000, "the client to give up");
+    // Without closeTimeout the client would wait for the TCP close for ever.
+    const info = await withTimeout(client.closed, PATIENCE_MS, "the client to give up");
     assert.equal(info.code, 1001);
     assert.equal(info.reason, "away");
-    assert.ok(Date.now() - started < 1500);
   });
 
   it("cuts a server that never answers the client's close, after closeTimeout", async () => {
     const url = await startRawServer(() => {});
     const client = await open(url, { closeTimeout: 300 });
     const started = Date.now();
-    const info = await withTimeout(client.close(1000, "bye"), 2000, "the client to give up");
+    const info = await withTimeout(client.close(1000, "bye"), PATIENCE_MS, "the client to give up");
     assert.equal(info.code, 1006);
     assert.equal(info.wasClean, false);
     assert.ok(Date.now() - started >= 250);

@@ -9,7 +9,14 @@ import { afterEach, describe, it } from "node:test";
 import WebSocket, { WebSocketServer as WsServer } from "ws";
 import { connect } from "../../src/client/client.js";
 import type { ServerClient } from "../../src/server/server-client.js";
-import { Resources, startServer, WsPeer, waitUntil, withTimeout } from "../helpers/net-helpers.js";
+import {
+  PATIENCE_MS,
+  Resources,
+  startServer,
+  WsPeer,
+  waitUntil,
+  withTimeout,
+} from "../helpers/net-helpers.js";
 
 const resources = new Resources();
 afterEach(() => resources.closeAll());
@@ -52,7 +59,7 @@ describe("close handshake: our server ↔ ws client", () => {
       // The initiator hears the server's reply: the same code (§5.5.1); the reason is not echoed.
       assert.equal(info.code, code);
       assert.equal(info.wasClean, true);
-      await waitUntil(() => disconnects.length === 1, 2000, "onDisconnect");
+      await waitUntil(() => disconnects.length === 1, PATIENCE_MS, "onDisconnect");
       assert.deepEqual(disconnects[0], { id: 0, code, reason: REASON });
       await log.waitForLine(new RegExp(`client disconnected id=0 code=${code} .*clean=true`));
     });
@@ -63,7 +70,7 @@ describe("close handshake: our server ↔ ws client", () => {
       clients[0]!.close(code, REASON);
       const info = await peer.waitClosed();
       assert.deepEqual(info, { code, reason: REASON, wasClean: true });
-      await waitUntil(() => disconnects.length === 1, 2000, "onDisconnect");
+      await waitUntil(() => disconnects.length === 1, PATIENCE_MS, "onDisconnect");
       // The server reports the code the client echoed (§5.5.1), with the reason it sent back.
       assert.equal(disconnects[0]!.code, code);
       await log.waitForLine(new RegExp(`client disconnected id=0 code=${code} .*clean=true`));
@@ -77,7 +84,7 @@ describe("close handshake: our server ↔ ws client", () => {
     const info = await peer.waitClosed();
     assert.equal(info.code, 1005);
     assert.equal(info.wasClean, true);
-    await waitUntil(() => disconnects.length === 1, 2000, "onDisconnect");
+    await waitUntil(() => disconnects.length === 1, PATIENCE_MS, "onDisconnect");
     assert.equal(disconnects[0]!.code, 1005);
   });
 
@@ -85,7 +92,7 @@ describe("close handshake: our server ↔ ws client", () => {
     const { url, disconnects } = await startRecordingServer();
     const peer = await openWs(url);
     peer.ws.terminate();
-    await waitUntil(() => disconnects.length === 1, 2000, "onDisconnect");
+    await waitUntil(() => disconnects.length === 1, PATIENCE_MS, "onDisconnect");
     assert.equal(disconnects[0]!.code, 1006);
   });
 });
@@ -107,8 +114,8 @@ describe("close handshake: ws server ↔ our client", () => {
     it(`our client closes with ${code} and a reason: both ends see it, clean`, async () => {
       const { url, peers } = await startWs();
       const client = resources.add(await connect(url), (c) => c.terminate());
-      await waitUntil(() => peers.length === 1, 2000, "the ws server's connection");
-      const info = await withTimeout(client.close(code, REASON), 3000, "our client's close");
+      await waitUntil(() => peers.length === 1, PATIENCE_MS, "the ws server's connection");
+      const info = await withTimeout(client.close(code, REASON), PATIENCE_MS, "our client's close");
       assert.deepEqual(info, { code, reason: REASON, wasClean: true });
       assert.deepEqual(await peers[0]!.waitClosed(), { code, reason: REASON, wasClean: true });
     });
@@ -116,9 +123,9 @@ describe("close handshake: ws server ↔ our client", () => {
     it(`the ws server closes with ${code} and a reason: both ends see it, clean`, async () => {
       const { url, peers } = await startWs();
       const client = resources.add(await connect(url), (c) => c.terminate());
-      await waitUntil(() => peers.length === 1, 2000, "the ws server's connection");
+      await waitUntil(() => peers.length === 1, PATIENCE_MS, "the ws server's connection");
       peers[0]!.ws.close(code, REASON);
-      const info = await withTimeout(client.closed, 3000, "our client to see the close");
+      const info = await withTimeout(client.closed, PATIENCE_MS, "our client to see the close");
       assert.deepEqual(info, { code, reason: REASON, wasClean: true });
       const serverSide = await peers[0]!.waitClosed();
       // ws hears our client's reply: the same code; our client does not echo the reason.
@@ -137,9 +144,9 @@ describe("close handshake: ws server ↔ our client", () => {
   it("a ws server that drops the TCP connection gives our client 1006, not clean", async () => {
     const { url, peers } = await startWs();
     const client = resources.add(await connect(url), (c) => c.terminate());
-    await waitUntil(() => peers.length === 1, 2000, "the ws server's connection");
+    await waitUntil(() => peers.length === 1, PATIENCE_MS, "the ws server's connection");
     peers[0]!.ws.terminate();
-    const info = await withTimeout(client.closed, 3000, "our client to see the drop");
+    const info = await withTimeout(client.closed, PATIENCE_MS, "our client to see the drop");
     assert.equal(info.code, 1006);
     assert.equal(info.wasClean, false);
   });

@@ -13,6 +13,7 @@ import {
   fetchMetrics,
   httpRequest,
   metricValue,
+  PATIENCE_MS,
   Resources,
   rawHttp,
   startEchoServer,
@@ -114,7 +115,7 @@ describe("health, metrics and 404", () => {
     const peer = new WsPeer(new WebSocket(url));
     resources.add(peer, (p) => p.ws.terminate());
     await peer.opened();
-    await waitUntil(() => server.clientCount === 1, 2000, "the client");
+    await waitUntil(() => server.clientCount === 1, PATIENCE_MS, "the client");
     const res = await httpRequest(port, "/healthz");
     assert.equal(res.status, 200);
     assert.equal(res.headers["content-type"], "application/json");
@@ -153,7 +154,7 @@ describe("health, metrics and 404", () => {
     );
     peer.ws.close();
     await peer.waitClosed();
-    await waitUntil(() => server.clientCount === 0, 2000, "the server to see the close");
+    await waitUntil(() => server.clientCount === 0, PATIENCE_MS, "the server to see the close");
     const after = await fetchMetrics(port);
     assert.equal(metricValue(after, "moonsocket_connections"), 0);
     assert.equal(metricValue(after, "moonsocket_connections_total"), 1);

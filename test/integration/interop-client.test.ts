@@ -13,6 +13,7 @@ import {
   makeBinary,
   makeCompressible,
   makeText,
+  PATIENCE_MS,
   Resources,
   withTimeout,
 } from "../helpers/net-helpers.js";
@@ -60,7 +61,7 @@ async function openClient(url: string, options: ClientOptions = {}): Promise<Web
 
 async function roundTrip(client: WebSocketClient, data: Buffer | string): Promise<void> {
   client.send(data);
-  const reply = await withTimeout(client.receive(), 10_000, "the echo");
+  const reply = await withTimeout(client.receive(), PATIENCE_MS, "the echo");
   if (typeof data === "string") {
     assert.equal(reply.isBinary, false);
     assert.equal(reply.text(), data);

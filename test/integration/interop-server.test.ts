@@ -12,6 +12,7 @@ import {
   makeCompressible,
   makeText,
   OP,
+  PATIENCE_MS,
   RawClient,
   Resources,
   startEchoServer,
@@ -38,7 +39,7 @@ function openWs(
 async function roundTrip(peer: WsPeer, data: Buffer | string): Promise<void> {
   const binary = typeof data !== "string";
   peer.ws.send(data, { binary });
-  const reply = await peer.next(10_000);
+  const reply = await peer.next();
   assert.equal(reply.isBinary, binary);
   if (binary) assert.ok(reply.data.equals(data), `binary echo of ${data.length} bytes differs`);
   else assert.equal(reply.data.toString("utf8"), data);
@@ -294,7 +295,7 @@ describe("our client ↔ our server", () => {
       wasClean: true,
     });
     const b = resources.add(await connect(url, { perMessageDeflate: true }), (c) => c.terminate());
-    await waitUntil(() => clients.length === 2, 1000, "the second client");
+    await waitUntil(() => clients.length === 2, PATIENCE_MS, "the second client");
     clients[1]!.close(1001, "server done");
     assert.deepEqual(await b.closed, { code: 1001, reason: "server done", wasClean: true });
   });

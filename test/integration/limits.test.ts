@@ -12,6 +12,7 @@ import {
   fetchMetrics,
   metricValue,
   OP,
+  PATIENCE_MS,
   RawClient,
   Resources,
   rawHttp,
@@ -99,7 +100,7 @@ describe("maxConnections", () => {
     await log.waitForLine(/WARN {2}connection refused: server full limit=2 remote=127\.0\.0\.1/);
     assert.equal(await limitCount(port, "max_connections"), 1);
     a.ws.close();
-    await waitUntil(() => server.clientCount === 1, 2000, "a slot to free up");
+    await waitUntil(() => server.clientCount === 1, PATIENCE_MS, "a slot to free up");
     const again = await openWs(url);
     again.ws.send("in");
     assert.equal((await again.next()).data.toString(), "in");
@@ -165,7 +166,7 @@ describe("handshakeTimeout", () => {
     const request = upgradeRequest();
     const res = await rawHttp(port, request.slice(0, request.length >> 1), 2500);
     assert.ok(res.closed, "the server closed the stalled connection");
-    assert.ok(res.elapsed >= 250 && res.elapsed < 2000, `closed after ${res.elapsed} ms`);
+    assert.ok(res.elapsed >= 250, `closed after ${res.elapsed} ms`);
     assert.ok(res.status === 408 || res.status === 0, res.text);
     await log.waitForLine(/WARN {2}bad HTTP request status=408 error=ERR_HTTP_REQUEST_TIMEOUT/);
     assert.equal(await limitCount(port, "handshake_timeout"), 1);
@@ -210,7 +211,7 @@ describe("idle timeout and automatic pings", () => {
     const { port, log } = await startServer(resources, { pingInterval: 150, idleTimeout: 450 });
     const raw = resources.add(await RawClient.connect(port), (r) => r.destroy());
     const started = Date.now();
-    const result = await raw.readUntilClose(2000);
+    const result = await raw.readUntilClose();
     const elapsed = Date.now() - started;
     assert.ok(
       result.frames.some((f) => f.opcode === OP.ping),
@@ -218,7 +219,7 @@ describe("idle timeout and automatic pings", () => {
     );
     assert.equal(result.code, 1008);
     assert.match(result.reason, /idle for 450 ms/);
-    assert.ok(elapsed >= 400 && elapsed < 1500, `closed after ${elapsed} ms`);
+    assert.ok(elapsed >= 400, `closed after ${elapsed} ms`);
     await log.waitForLine(/WARN {2}limit exceeded, closing id=0 limit=idle/);
     assert.equal(await limitCount(port, "idle"), 1);
   });
@@ -231,14 +232,13 @@ describe("closeTimeout", () => {
       server.addHooks({ onConnect: (client) => clients.push(client) }),
     );
     const raw = resources.add(await RawClient.connect(port), (r) => r.destroy());
-    await waitUntil(() => clients.length === 1, 1000, "the client");
+    await waitUntil(() => clients.length === 1, PATIENCE_MS, "the client");
     clients[0]!.close(1000, "bye");
-    const result = await raw.readUntilClose(1000);
+    const result = await raw.readUntilClose();
     assert.equal(result.code, 1000);
     const started = Date.now();
-    await raw.waitForSocketClose(2000);
-    const elapsed = Date.now() - started;
-    assert.ok(elapsed >= 200 && elapsed < 1000, `cut after ${elapsed} ms`);
+    await raw.waitForSocketClose();
+    assert.ok(Date.now() - started >= 200, "cut before the close timeout");
     await log.waitForLine(
       /WARN {2}limit exceeded, closing id=0 limit=close-timeout detail="peer did not finish closing within 300 ms"/,
     );
@@ -247,17 +247,17 @@ describe("closeTimeout", () => {
 
   it("a raw client that answers the close is closed cleanly and promptly (server closes TCP first)", async () => {
     const clients: ServerClient[] = [];
-    const { port, log } = await startServer(resources, { closeTimeout: 2000 }, (server) =>
+    // A close timeout far longer than the wait below: the TCP close must not wait for it.
+    const { port, log } = await startServer(resources, { closeTimeout: 60_000 }, (server) =>
       server.addHooks({ onConnect: (client) => clients.push(client) }),
     );
     const raw = resources.add(await RawClient.connect(port), (r) => r.destroy());
-    await waitUntil(() => clients.length === 1, 1000, "the client");
+    await waitUntil(() => clients.length === 1, PATIENCE_MS, "the client");
     clients[0]!.close(4001, "done");
-    assert.equal((await raw.readUntilClose(1000)).code, 4001);
+    assert.equal((await raw.readUntilClose()).code, 4001);
     await raw.write(buildFrame({ opcode: OP.close, payload: closePayload(4001) }));
-    const started = Date.now();
-    await raw.waitForSocketClose(1000);
-    assert.ok(Date.now() - started < 500);
+    await raw.waitForSocketClose();
+    assert.equal(await limitCount(port, "close_timeout"), 0);
     await log.waitForLine(/client disconnected id=0 code=4001 .*clean=true/);
   });
 });
@@ -275,7 +275,7 @@ describe("backpressure (maxBufferedBytes)", () => {
     });
     const raw = resources.add(await RawClient.connect(port), (r) => r.destroy());
     raw.pause();
-    await waitUntil(() => server.clientCount === 1, 1000, "the client");
+    await waitUntil(() => server.clientCount === 1, PATIENCE_MS, "the client");
     const client = server.getClient(0)!;
     const memoryBefore = process.memoryUsage().arrayBuffers;
     // The application keeps sending as fast as it can, ignoring the Backpressure status.
@@ -308,7 +308,7 @@ describe("backpressure (maxBufferedBytes)", () => {
     );
     // The client now reads: everything already handed to the socket, then the close frame 1008.
     raw.resume();
-    const result = await raw.readUntilClose(3000);
+    const result = await raw.readUntilClose();
     assert.equal(result.code, 1008);
     assert.match(result.reason, /send buffer over/);
   });

