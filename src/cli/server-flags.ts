@@ -2,6 +2,7 @@ import { createLogger } from "../server/logger.js";
 import { readTlsFiles } from "../server/server.js";
 import type { ServerOptions } from "../server/server-options.js";
 import { SERVER_DEFAULTS } from "../server/server-options.js";
+import { assertStaticFolder } from "../server/static-root.js";
 import { ArgsError, type OptionSpec } from "./args.js";
 
 /** The flags every serving command shares: address, TLS, limits, logging. */
@@ -172,7 +173,14 @@ export function toServerOptions(command: string, values: ServerFlagValues): Serv
     logger: createLogger({ level: values.logLevel, format: values.logFormat }),
   };
   if (values.path.length > 0) options.path = values.path;
-  if (values.static !== undefined) options.staticDir = values.static;
+  if (values.static !== undefined) {
+    try {
+      assertStaticFolder(values.static);
+    } catch (error) {
+      throw new ArgsError(`moonsocket ${command}: ${(error as Error).message}`);
+    }
+    options.staticDir = values.static;
+  }
   if (tls !== undefined) options.tls = tls;
   return options;
 }

@@ -3,19 +3,19 @@
  * directories, conditional requests, and no way out of the folder.
  *
  * Path safety is layered: every URL segment is percent-decoded on its own and refused if it
- * decodes to `..`, `.`, or holds `/`, `\` or NUL; dotfiles are never served; the result is
- * resolved with `realpath` and must still lie inside the (realpath of the) root, so a symlink
- * pointing outside is refused too; the file is opened with `O_NOFOLLOW` so it cannot be
- * swapped for a symlink between the check and the open.
+ * decodes to `..`, `.`, or holds `/`, `\` or NUL; dotfiles are never served; and the file is
+ * opened first and served only if what was opened lies inside the folder (see
+ * {@link StaticRoot}), so no symlink, however and whenever placed, leads out of it.
  *
  * @module
  */
 
-import { constants, realpathSync, type Stats, statSync } from "node:fs";
-import { type FileHandle, open, realpath, stat } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
+import { StaticRoot } from "./static-root.js";
 
 /** Options of {@link createStaticHandler}. */
 export interface StaticHandlerOptions {
@@ -77,15 +77,14 @@ export function getContentType(fileName: string): string {
 
 /**
  * Creates a handler serving the files under `rootDir`.
- * @throws {Error} if `rootDir` does not exist or is not a directory (checked now, so a wrong
- *   `--static` fails at startup rather than on the first request).
+ * @throws {Error} "static folder DIR does not exist" (or "is not a folder"), checked now so a
+ *   wrong `--static` fails at startup rather than on the first request.
  */
 export function createStaticHandler(
   rootDir: string,
   options: StaticHandlerOptions = {},
 ): StaticHandler {
-  const root = realpathSync(rootDir);
-  if (!statSync(root).isDirectory()) throw new Error(`${rootDir} is not a directory`);
+  const root = StaticRoot.open(rootDir);
   const index = options.index ?? "index.html";
   const useEtag = options.etag ?? true;
   const cacheControl = options.cacheControl ?? "no-cache";
@@ -97,11 +96,17 @@ export function createStaticHandler(
       return true;
     }
     if (target === undefined) return false;
-    const { segments } = target;
 
-    const found = await resolveFile(root, target, index);
+    let found: Found | undefined;
+    try {
+      found = await findFile(root, target, index);
+    } catch {
+      sendStatus(res, 500, "Internal Server Error");
+      return true;
+    }
     if (found === undefined) return false;
     if (req.method !== "GET" && req.method !== "HEAD") {
+      if (found.kind === "file") await found.handle.close().catch(() => {});
       sendStatus(res, 405, "Method Not Allowed", { Allow: "GET, HEAD" });
       return true;
     }
@@ -110,59 +115,62 @@ export function createStaticHandler(
       // checked segments, never copied from the request (`//evil.example/` would be an open
       // redirect).
       const query = (req.url ?? "").match(/\?[^#]*/)?.[0] ?? "";
-      res.writeHead(301, { Location: `${encodeSegments(segments)}/${query}`, "Content-Length": 0 });
+      res.writeHead(301, {
+        Location: `${encodeSegments(target.segments)}/${query}`,
+        "Content-Length": 0,
+      });
       res.end();
       return true;
     }
-
-    let file: FileHandle;
-    try {
-      // O_NOFOLLOW: the path was checked symlink-free by realpath; refuse it if it became one.
-      file = await open(found.path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
-    } catch (error) {
-      if (isMissing(error)) return false;
-      sendStatus(res, 500, "Internal Server Error");
-      return true;
-    }
-    try {
-      const stats = await file.stat();
-      if (!stats.isFile()) return false;
-      const headers: Record<string, string | number> = {
-        "Last-Modified": stats.mtime.toUTCString(),
-        "X-Content-Type-Options": "nosniff",
-      };
-      if (cacheControl !== false) headers["Cache-Control"] = cacheControl;
-      const etag = useEtag ? `W/"${stats.size.toString(16)}-${stats.mtimeMs.toString(16)}"` : "";
-      if (useEtag) headers.ETag = etag;
-
-      if (isNotModified(req, stats, useEtag ? etag : undefined)) {
-        res.writeHead(304, headers);
-        res.end();
-        return true;
-      }
-      headers["Content-Type"] = getContentType(found.name);
-      headers["Content-Length"] = stats.size;
-      res.writeHead(200, headers);
-      if (req.method === "HEAD" || stats.size === 0) {
-        res.end();
-        return true;
-      }
-      const stream = file.createReadStream({ start: 0, end: stats.size - 1, autoClose: false });
-      try {
-        await pipeline(stream, res);
-      } catch {
-        // A client that went away, or a read error after the headers were sent: pipeline has
-        // destroyed the response (the client sees a truncated body); nothing else to do.
-      }
-      return true;
-    } catch {
-      if (!res.headersSent) sendStatus(res, 500, "Internal Server Error");
-      else res.destroy();
-      return true;
-    } finally {
-      await file.close().catch(() => {});
-    }
+    await sendFile(req, res, found, { useEtag, cacheControl });
+    return true;
   };
+}
+
+/**
+ * Answers with an open file (200 or 304), from its descriptor only, and closes it. Never
+ * rejects: a failure before the headers is a 500, after them a cut connection.
+ */
+async function sendFile(
+  req: IncomingMessage,
+  res: ServerResponse,
+  { handle, stats, name }: OpenFile,
+  { useEtag, cacheControl }: { useEtag: boolean; cacheControl: string | false },
+): Promise<void> {
+  try {
+    const headers: Record<string, string | number> = {
+      "Last-Modified": stats.mtime.toUTCString(),
+      "X-Content-Type-Options": "nosniff",
+    };
+    if (cacheControl !== false) headers["Cache-Control"] = cacheControl;
+    const etag = useEtag ? `W/"${stats.size.toString(16)}-${stats.mtimeMs.toString(16)}"` : "";
+    if (useEtag) headers.ETag = etag;
+
+    if (isNotModified(req, stats, useEtag ? etag : undefined)) {
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    headers["Content-Type"] = getContentType(name);
+    headers["Content-Length"] = stats.size;
+    res.writeHead(200, headers);
+    if (req.method === "HEAD" || stats.size === 0) {
+      res.end();
+      return;
+    }
+    const stream = handle.createReadStream({ start: 0, end: stats.size - 1, autoClose: false });
+    try {
+      await pipeline(stream, res);
+    } catch {
+      // A client that went away, or a read error after the headers were sent: pipeline has
+      // destroyed the response (the client sees a truncated body); nothing else to do.
+    }
+  } catch {
+    if (!res.headersSent) sendStatus(res, 500, "Internal Server Error");
+    else res.destroy();
+  } finally {
+    await handle.close().catch(() => {});
+  }
 }
 
 interface UrlPath {
@@ -200,54 +208,34 @@ function splitUrlPath(url: string): UrlPath | "bad" | undefined {
   return dotfile ? undefined : { segments, trailingSlash: rawPath.endsWith("/") };
 }
 
-type Found =
-  | { readonly kind: "file"; readonly path: string; readonly name: string }
-  | { readonly kind: "directory" };
+/** A regular file inside the root, open, with the name that gives its content type. */
+interface OpenFile {
+  readonly kind: "file";
+  readonly handle: FileHandle;
+  readonly stats: Stats;
+  readonly name: string;
+}
 
-/** Resolves the segments to a regular file inside `root` (index file for a directory). */
-async function resolveFile(
-  root: string,
+type Found = OpenFile | { readonly kind: "directory" };
+
+/**
+ * Opens the file the URL names inside `root` (the index file for a directory named with its
+ * trailing slash); `{ kind: "directory" }` for a directory named without it.
+ */
+async function findFile(
+  root: StaticRoot,
   { segments, trailingSlash }: UrlPath,
   index: string,
 ): Promise<Found | undefined> {
-  const target = await realpathInside(root, path.join(root, ...segments));
-  if (target === undefined) return undefined;
-  if (target.stats.isDirectory()) {
-    if (!trailingSlash) {
-      return { kind: "directory" };
-    }
-    const indexTarget = await realpathInside(root, path.join(target.path, index));
-    if (indexTarget === undefined || !indexTarget.stats.isFile()) return undefined;
-    return { kind: "file", path: indexTarget.path, name: index };
+  if (trailingSlash) {
+    // The index first: one open for the commonest page request, and no need to open (read)
+    // the folder itself.
+    const indexEntry = await root.open([...segments, index]);
+    if (indexEntry?.kind === "file") return { ...indexEntry, name: index };
   }
-  if (!target.stats.isFile()) return undefined;
-  return { kind: "file", path: target.path, name: segments[segments.length - 1] ?? "" };
-}
-
-/** The real path of `candidate` and its stats, if it exists and lies inside `root`. */
-async function realpathInside(
-  root: string,
-  candidate: string,
-): Promise<{ path: string; stats: Stats } | undefined> {
-  let real: string;
-  try {
-    real = await realpath(candidate);
-  } catch {
-    return undefined;
-  }
-  const relative = path.relative(root, real);
-  if (relative === ".." || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
-    return undefined;
-  }
-  // A symlink inside the root may still point at a dotfile (or into a dot folder) inside it.
-  if (relative !== "" && relative.split(path.sep).some((part) => part.startsWith("."))) {
-    return undefined;
-  }
-  try {
-    return { path: real, stats: await stat(real) };
-  } catch {
-    return undefined;
-  }
+  const entry = await root.open(segments);
+  if (entry?.kind === "file") return { ...entry, name: segments[segments.length - 1] ?? "" };
+  return entry?.kind === "directory" && !trailingSlash ? entry : undefined;
 }
 
 function isNotModified(req: IncomingMessage, stats: Stats, etag: string | undefined): boolean {
@@ -270,18 +258,6 @@ function isNotModified(req: IncomingMessage, stats: Stats, etag: string | undefi
 
 function encodeSegments(segments: readonly string[]): string {
   return `/${segments.map(encodeURIComponent).join("/")}`;
-}
-
-function isMissing(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  return (
-    code === "ENOENT" ||
-    code === "ENOTDIR" ||
-    code === "ELOOP" ||
-    code === "EACCES" ||
-    code === "EPERM" ||
-    code === "EISDIR"
-  );
 }
 
 function sendStatus(

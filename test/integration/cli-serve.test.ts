@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -77,6 +78,20 @@ describe("moonsocket serve", () => {
     const proc = run(["serve", "/nonexistent/app.lua"]);
     assert.equal(await proc.exited, 2);
     assert.match(proc.stderr(), /no such script '\/nonexistent\/app\.lua'/);
+  });
+
+  it("a missing or non-folder --static: exit 2 with a one-line message", async () => {
+    const app = script("function main(id, m) end\n");
+    for (const [dir, problem] of [
+      ["/nonexistent-static", "does not exist"],
+      [app, "is not a folder"],
+    ] as const) {
+      const proc = run(["serve", app, "--port", "0", "--static", dir]);
+      // "close" rather than "exit": stderr has then been read to its end.
+      const [code] = await once(proc.child, "close");
+      assert.equal(code, 2, dir);
+      assert.equal(proc.stderr(), `moonsocket serve: static folder ${dir} ${problem}\n`);
+    }
   });
 
   it("a syntax error: exit 1 naming the file and line", async () => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -6,6 +7,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Worker } from "node:worker_threads";
 import {
   createStaticHandler,
   getContentType,
@@ -290,6 +292,96 @@ describe("path safety", () => {
   });
 });
 
+// Only Linux verifies after the open (/proc); elsewhere the documented fallback can lose this race.
+describe("a folder swapped for a symlink while requests run", {
+  skip: !existsSync("/proc/self/fd") && "no /proc here",
+}, () => {
+  /**
+   * Swaps `folder` (a real folder inside the root) for a symlink to `outside` and back, in a
+   * tight loop on its own thread, until `stop` is set or `maxSwaps` cycles have run. Each cycle
+   * ends with the real folder back in place.
+   */
+  const SWAPPER = `
+    const { renameSync, symlinkSync, unlinkSync } = require("node:fs");
+    const { parentPort, workerData } = require("node:worker_threads");
+    const { folder, saved, outside, stop, maxSwaps } = workerData;
+    const flag = new Int32Array(stop);
+    let swaps = 0;
+    while (Atomics.load(flag, 0) === 0 && swaps < maxSwaps) {
+      renameSync(folder, saved);
+      symlinkSync(outside, folder);
+      unlinkSync(folder);
+      renameSync(saved, folder);
+      swaps++;
+    }
+    parentPort.postMessage(swaps);
+  `;
+
+  it("never serves the outside folder's files", async (t) => {
+    const folder = path.join(root, "box");
+    const outside = path.join(base, "outside-box");
+    await mkdir(folder);
+    await mkdir(outside);
+    await writeFile(path.join(folder, "data.txt"), "inside");
+    await writeFile(path.join(folder, "index.html"), "inside");
+    await writeFile(path.join(outside, "data.txt"), "OUTSIDE SECRET");
+    await writeFile(path.join(outside, "index.html"), "OUTSIDE SECRET");
+    const { server, port } = await startServer();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+    const stop = new SharedArrayBuffer(4);
+    const swapper = new Worker(SWAPPER, {
+      eval: true,
+      workerData: { folder, saved: path.join(root, ".box-saved"), outside, stop, maxSwaps: 1e6 },
+    });
+    const swapsDone = new Promise<number>((resolve, reject) => {
+      swapper.once("message", resolve);
+      swapper.once("error", reject);
+    });
+    const counts = { leaked: 0, inside: 0, declined: 0 };
+    try {
+      const targets = ["/box/data.txt", "/box/"];
+      let next = 0;
+      const total = 4000;
+      const client = async () => {
+        while (next < total) {
+          const target = targets[next++ % targets.length] ?? "/";
+          const reply = await getWithAgent(agent, port, target);
+          if (reply.body.includes("OUTSIDE")) counts.leaked++;
+          else if (reply.status === 200) counts.inside++;
+          else counts.declined++;
+        }
+      };
+      await Promise.all(Array.from({ length: 16 }, client));
+    } finally {
+      Atomics.store(new Int32Array(stop), 0, 1);
+      const swaps = await swapsDone;
+      t.diagnostic(`${swaps} swaps; ${JSON.stringify(counts)}`);
+      agent.destroy();
+      server.close();
+    }
+    assert.equal(counts.leaked, 0, "responses carrying the outside file");
+  });
+});
+
+/** GET through a keep-alive agent, so thousands of requests do not use thousands of ports. */
+function getWithAgent(agent: http.Agent, port: number, target: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path: target, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString("utf8"),
+        }),
+      );
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+  });
+}
+
 describe("conditional requests", () => {
   let server: http.Server;
   let port: number;
@@ -366,8 +458,14 @@ describe("options", () => {
   });
 
   it("throws at creation for a missing or non-directory root", () => {
-    assert.throws(() => createStaticHandler(path.join(base, "does-not-exist")), /ENOENT/);
-    assert.throws(() => createStaticHandler(path.join(base, "sibling.txt")), /not a directory/);
+    const missing = path.join(base, "does-not-exist");
+    assert.throws(() => createStaticHandler(missing), {
+      message: `static folder ${missing} does not exist`,
+    });
+    const file = path.join(base, "sibling.txt");
+    assert.throws(() => createStaticHandler(file), {
+      message: `static folder ${file} is not a folder`,
+    });
   });
 });
 
