@@ -206,6 +206,20 @@ const SCRIPT = `
     $("connect").textContent = socket === null && !reconnectPending && state === "idle" ? "Connect" : "Reconnect";
   }
 
+  /** What is wrong with a WebSocket URL, or "" (browsers would take a relative one). */
+  function urlProblem(url) {
+    var parsed;
+    try {
+      parsed = new URL(url);
+    } catch (error) {
+      return "not a URL: '" + url + "' (expected ws://host:port/path or wss://\u2026)";
+    }
+    if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+      return "the URL must start with ws:// or wss://, not " + parsed.protocol + "//";
+    }
+    return "";
+  }
+
   function showProblem(id, text) { $(id).textContent = text; }
 
   function connect() {
@@ -219,6 +233,13 @@ const SCRIPT = `
       return;
     }
     var url = $("url").value.trim();
+    var problem = urlProblem(url);
+    if (problem) {
+      showProblem("connect-problem", problem);
+      logEvent("error", "cannot connect: " + problem);
+      setStatus("closed", "not connected");
+      return;
+    }
     var protocols = $("protocols").value.split(/[\\s,]+/).filter(Boolean);
     var next;
     try {
