@@ -92,6 +92,9 @@ fieldset label { flex-direction: row; align-items: center; gap: 5px; font-size: 
 #log li.binary .data { letter-spacing: 0.02em; }
 @media (max-width: 640px) {
   header, .panel, .toolbar { padding-left: 10px; padding-right: 10px; }
+  #connect-form .grow { flex-basis: 100%; }
+  .protocols { flex-basis: 7em; }
+  button { padding: 8px 10px; }
   #log { padding: 0 10px 10px; }
   #log li { grid-template-columns: auto auto auto 1fr; }
   #log .size { text-align: left; }
@@ -339,7 +342,7 @@ const SCRIPT = `
   $("kind").addEventListener("change", function () {
     showProblem("send-problem", "");
     $("message").placeholder = $("kind-binary").checked
-      ? "hex bytes, e.g. 48 69 21 \\u2014 Enter sends"
+      ? "hex bytes, e.g. 48 69 21"
       : "a text message \\u2014 Enter sends, Shift+Enter for a new line";
   });
   $("clear").addEventListener("click", function () {
