@@ -88,9 +88,11 @@ describe("the console page in the browser", () => {
     dir = mkdtempSync(path.join(tmpdir(), "moonsocket-console-e2e-"));
     const script = path.join(dir, "app.lua");
     writeFileSync(script, ECHO_SCRIPT);
-    const started = spawn(process.execPath, [MAIN, "serve", script, "--port", "0"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const started = spawn(
+      process.execPath,
+      [MAIN, "serve", script, "--port", "0", "--log-level", "warn"],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
     child = started;
     let stdout = "";
     consoleUrl = await withTimeout(
