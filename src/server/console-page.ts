@@ -136,9 +136,9 @@ const SCRIPT = `
     return parts.join(" ");
   }
 
-  /** Bytes of hex digits (spaces allowed), or a message saying what is wrong. */
+  /** Bytes of hex digits (spaces and 0x prefixes allowed), or a message saying what is wrong. */
   function parseHex(input) {
-    var digits = input.replace(/\\s+/g, "");
+    var digits = input.replace(/\\b0x/gi, "").replace(/\\s+/g, "");
     var bad = digits.search(/[^0-9a-fA-F]/);
     if (bad >= 0) {
       return { error: "not hex: '" + digits.charAt(bad) + "' (use 0-9 and a-f, spaces allowed, e.g. 48 69 21)" };
@@ -187,8 +187,10 @@ const SCRIPT = `
     if (typeof data === "string") {
       var size = encoder.encode(data).length;
       var cut = data.length > PREVIEW_TEXT_CHARS;
-      addEntry(direction, "text", size, cut ? data.slice(0, PREVIEW_TEXT_CHARS) : data,
-        cut ? "\\u2026 cut: " + PREVIEW_TEXT_CHARS.toLocaleString("en-US") + " of " +
+      // Not between the two halves of a surrogate pair (an emoji, say).
+      var end = /[\\ud800-\\udbff]/.test(data.charAt(PREVIEW_TEXT_CHARS - 1)) ? PREVIEW_TEXT_CHARS - 1 : PREVIEW_TEXT_CHARS;
+      addEntry(direction, "text", size, cut ? data.slice(0, end) : data,
+        cut ? "\\u2026 cut: " + end.toLocaleString("en-US") + " of " +
           data.length.toLocaleString("en-US") + " characters shown" : "");
       return;
     }

@@ -147,7 +147,7 @@ describe("the console page in the browser", () => {
     await entries(page, "in", "text").nth(1).waitFor();
     assert.equal((await entry(page, "in", "text")).size, "8 B");
 
-    await send(page, "de ad BE ef 00", "binary");
+    await send(page, "de ad BE 0xef 00", "binary");
     await entries(page, "in", "binary").first().waitFor();
     assert.deepEqual(await entry(page, "in", "binary"), {
       size: "5 B",
@@ -176,6 +176,13 @@ describe("the console page in the browser", () => {
     assert.equal(longText.size, "3,000 B");
     assert.equal(longText.data.length, 1000);
     assert.deepEqual(longText.note, ["… cut: 1,000 of 3,000 characters shown"]);
+    // A cut never splits an emoji's surrogate pair.
+    await send(page, `${"x".repeat(999)}😀y`);
+    await entries(page, "in", "text").nth(3).waitFor();
+    const emoji = await entry(page, "in", "text");
+    assert.equal(emoji.data, "x".repeat(999));
+    assert.deepEqual(emoji.note, ["… cut: 999 of 1,002 characters shown"]);
+    assert.equal(emoji.size, "1,004 B");
 
     // The server closes with a code and a reason.
     await send(page, "bye");
@@ -192,7 +199,7 @@ describe("the console page in the browser", () => {
     await page.click("#connect");
     await entries(page, "event", "open").nth(1).waitFor();
     await send(page, "again");
-    await entries(page, "in", "text").nth(3).waitFor();
+    await entries(page, "in", "text").nth(4).waitFor();
     assert.equal((await entry(page, "in", "text")).data, "again");
     await page.press("#url", "Enter");
     await entries(page, "event", "open").nth(2).waitFor();
