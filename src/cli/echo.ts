@@ -19,11 +19,19 @@ export async function runEcho(argv: readonly string[]): Promise<number> {
     process.stdout.write(formatHelp(ECHO_COMMAND));
     return 0;
   }
-  const server = new WebSocketServer(toServerOptions("echo", values as ServerFlagValues));
+  const options = toServerOptions("echo", values as ServerFlagValues);
+  // Without a folder of its own, the echo server's page is the built-in console.
+  options.consolePage = options.staticDir === undefined;
+  const server = new WebSocketServer(options);
   server.addHooks({
     onMessage: (client, data, isBinary) => {
       client.send(data, isBinary);
     },
   });
-  return runUntilSignal(server, "echo");
+  const page = options.consolePage ? "for a console" : "in a browser";
+  return runUntilSignal(
+    server,
+    "echo",
+    (url) => `moonsocket echo listening on ${url} (open ${url.replace(/^ws/, "http")} ${page})\n`,
+  );
 }

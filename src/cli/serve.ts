@@ -90,6 +90,9 @@ export async function runServe(
   if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
     flagValues.static = defaults.staticDir;
   const serverOptions = toServerOptions("serve", flagValues);
+  // A script without a folder of its own gets the built-in console page at /.
+  serverOptions.consolePage = serverOptions.staticDir === undefined;
+  const pageHint = serverOptions.consolePage ? "for a console" : "in a browser";
   const logger = serverOptions.logger ?? createLogger();
   const portGiven = argv.some(
     (arg) => arg === "--port" || arg === "-p" || arg.startsWith("--port="),
@@ -116,7 +119,9 @@ export async function runServe(
     process.stderr.write(`moonsocket serve: ${describeLoadError(error)}\n`);
     return 1;
   }
-  if (!(await startApp(app, serverOptions.port ?? 8085, serverOptions.host ?? "127.0.0.1"))) {
+  if (
+    !(await startApp(app, serverOptions.port ?? 8085, serverOptions.host ?? "127.0.0.1", pageHint))
+  ) {
     app.dispose();
     return 1;
   }
@@ -172,7 +177,12 @@ export async function runServe(
           await Promise.all(app.servers.map((server) => server.close()));
           app.dispose();
           app = next;
-          await startApp(app, serverOptions.port ?? 8085, serverOptions.host ?? "127.0.0.1");
+          await startApp(
+            app,
+            serverOptions.port ?? 8085,
+            serverOptions.host ?? "127.0.0.1",
+            pageHint,
+          );
           logger.info("script restarted", { script: scriptPath });
           reloading = false;
         }, 100);
@@ -181,7 +191,12 @@ export async function runServe(
   });
 }
 
-async function startApp(app: ScriptApp, port: number, host: string): Promise<boolean> {
+async function startApp(
+  app: ScriptApp,
+  port: number,
+  host: string,
+  pageHint: string,
+): Promise<boolean> {
   // A coroutine-style script may listen on several addresses: name the one that failed.
   let failing: { port?: number; host?: string } = {};
   try {
@@ -189,7 +204,7 @@ async function startApp(app: ScriptApp, port: number, host: string): Promise<boo
       failing = server.options;
       await server.listen();
       process.stdout.write(
-        `moonsocket serve listening on ${server.url} (open ${server.url.replace(/^ws/, "http")} in a browser)\n`,
+        `moonsocket serve listening on ${server.url} (open ${server.url.replace(/^ws/, "http")} ${pageHint})\n`,
       );
     }
     return true;

@@ -15,10 +15,11 @@ import { parseUpgradeRequest } from "../protocol/handshake.js";
 import { SMALL_FRAME_BYTES } from "../protocol/output-queue.js";
 import { isValidUtf8 } from "../protocol/utf8.js";
 import { MetricsRegistry } from "../server/metrics.js";
+import { createPageHandler } from "../server/page-handler.js";
 import { WebSocketServer } from "../server/server.js";
 import { SendStatus, type ServerClient } from "../server/server-client.js";
 import type { ServerOptions } from "../server/server-options.js";
-import { createStaticHandler, type StaticHandler } from "../server/static-files.js";
+import type { StaticHandler } from "../server/static-files.js";
 import {
   type HostFunction,
   type LuaArgs,
@@ -157,7 +158,8 @@ export class CoroutineStyle implements StyleRuntime {
   private readonly wakeFn: LuaRef;
   /** Events of each handle not read by the script yet (see next_event). */
   private readonly inboxes = new Map<number, EventInbox>();
-  private readonly staticHandler: StaticHandler | null;
+  /** The --static folder, or the console page, for requests the handler left unanswered. */
+  private readonly pageHandler: StaticHandler | null;
   private readonly created: WebSocketServer[] = [];
   private readonly listeners = new Map<number, Listener>();
   private readonly streams = new Map<number, HttpStream>();
@@ -179,8 +181,7 @@ export class CoroutineStyle implements StyleRuntime {
     this.host = host;
     this.options = options;
     this.extra = extra;
-    this.staticHandler =
-      options.staticDir !== undefined ? createStaticHandler(options.staticDir) : null;
+    this.pageHandler = createPageHandler(options);
     this.bridge = new SchedulerBridge(host, (context, message, traceback) =>
       this.onFailure(context, message, traceback),
     );
@@ -810,7 +811,7 @@ export class CoroutineStyle implements StyleRuntime {
 
   /**
    * The handler returned. A response left open is ended; a request it did not answer gets a
-   * static file (with --static) or 404. An upgraded stream's WebSocket stays open: the script
+   * static file (with --static), the console page (`consolePage`) or 404. An upgraded stream's WebSocket stays open: the script
    * may hand the socket to other tasks (it is closed when the script drops it).
    */
   private handlerDone(handle: number): void {
@@ -825,11 +826,11 @@ export class CoroutineStyle implements StyleRuntime {
     const res = stream.res;
     if (
       res !== null &&
-      this.staticHandler !== null &&
+      this.pageHandler !== null &&
       (stream.req.method === "GET" || stream.req.method === "HEAD")
     ) {
       stream.ended = true;
-      this.staticHandler(stream.req, res).then(
+      this.pageHandler(stream.req, res).then(
         (served) => {
           if (!served) sendPlain(res, 404, "Not Found\n");
         },

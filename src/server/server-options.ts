@@ -12,6 +12,12 @@ export interface ServerOptions {
   path?: string | readonly string[];
   /** Folder of static files served to plain HTTP requests (the HTML5 front end). Default: none. */
   staticDir?: string;
+  /**
+   * Serve the built-in console page (a WebSocket test client: connect, send text or hex
+   * binary, see every message and close code) at `/` and `/index.html` when there is no
+   * `staticDir`. Default false; `moonsocket serve` and `moonsocket echo` turn it on.
+   */
+  consolePage?: boolean;
   /** PEM certificate and key (contents, not paths) to serve https and wss. Default: plain http/ws. */
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Largest message accepted, after inflation. Default 16 MiB. Larger → close 1009. */

@@ -22,14 +22,18 @@ import { ClientIds } from "./client-ids.js";
 import type { ServerHooks } from "./hooks.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./metrics.js";
+import { createPageHandler } from "./page-handler.js";
 import { type ClientOwner, SendStatus, ServerClient } from "./server-client.js";
 import { ServerMetrics } from "./server-metrics.js";
 import { SERVER_DEFAULTS, type ServerOptions } from "./server-options.js";
-import { createStaticHandler, type StaticHandler } from "./static-files.js";
+import type { StaticHandler } from "./static-files.js";
 import { TopicRegistry } from "./topics.js";
 
 type Resolved = Required<
-  Omit<ServerOptions, "path" | "staticDir" | "tls" | "perMessageDeflate" | "logger" | "metrics">
+  Omit<
+    ServerOptions,
+    "path" | "staticDir" | "consolePage" | "tls" | "perMessageDeflate" | "logger" | "metrics"
+  >
 >;
 
 /** Reads PEM files for `ServerOptions.tls`. */
@@ -38,8 +42,8 @@ export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer;
 }
 
 /**
- * A WebSocket server on one port that also answers plain HTTP: static files, `/healthz`,
- * `/metrics`, else 404. Clients get the lowest free integer id. Limits are enforced with the
+ * A WebSocket server on one port that also answers plain HTTP: static files (or the console
+ * page), `/healthz`, `/metrics`, else 404. Clients get the lowest free integer id. Limits are enforced with the
  * RFC's close codes, logged and counted.
  *
  * @example
@@ -61,7 +65,8 @@ export class WebSocketServer implements ClientOwner {
   private readonly sweeper: IdleSweeper;
   private readonly paths: ReadonlySet<string> | null;
   private readonly allowedOrigins: ReadonlySet<string> | null;
-  private readonly staticHandler: StaticHandler | null;
+  /** The --static folder, or the console page, or null (page-handler.ts). */
+  private readonly pageHandler: StaticHandler | null;
   private readonly deflate: DeflateOptions | null;
   private readonly secure: boolean;
   private readonly startedAt = Date.now();
@@ -91,8 +96,7 @@ export class WebSocketServer implements ClientOwner {
     this.paths = path === undefined ? null : new Set(typeof path === "string" ? [path] : path);
     this.allowedOrigins =
       this.options.allowedOrigins.length > 0 ? new Set(this.options.allowedOrigins) : null;
-    this.staticHandler =
-      options.staticDir !== undefined ? createStaticHandler(options.staticDir) : null;
+    this.pageHandler = createPageHandler(options);
     const deflate = options.perMessageDeflate;
     this.deflate = deflate === true ? {} : deflate ? deflate : null;
     this.secure = options.tls !== undefined;
@@ -314,7 +318,7 @@ export class WebSocketServer implements ClientOwner {
     for (const hooks of this.hooks) {
       if (hooks.onRequest?.(req, res)) return;
     }
-    if (this.staticHandler !== null && (await this.staticHandler(req, res))) return;
+    if (this.pageHandler !== null && (await this.pageHandler(req, res))) return;
     const body = "Not Found\n";
     res.writeHead(404, {
       "Content-Type": "text/plain; charset=utf-8",

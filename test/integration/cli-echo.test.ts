@@ -67,7 +67,10 @@ function openWs(url: string, options: WebSocket.ClientOptions = {}): Promise<WsP
 describe("moonsocket echo", () => {
   it("prints 'listening on ws://127.0.0.1:PORT/' and echoes text and binary on any path", async () => {
     const { proc, url } = await startEcho();
-    assert.match(proc.stdout(), /^moonsocket echo listening on ws:\/\/127\.0\.0\.1:\d+\/\n$/);
+    assert.match(
+      proc.stdout(),
+      /^moonsocket echo listening on ws:\/\/127\.0\.0\.1:\d+\/ \(open http:\/\/127\.0\.0\.1:\d+\/ for a console\)\n$/,
+    );
     for (const path of ["", "any/path", "x?y=1"]) {
       const peer = await openWs(url + path);
       peer.ws.send("héllo ✓");
