@@ -205,7 +205,8 @@ async function startApp(app: ScriptApp, port: number, host: string): Promise<boo
   }
 }
 
-function describeLoadError(error: unknown): string {
+/** Serve's report of a script it cannot load (also `moonsocket check`'s). */
+export function describeLoadError(error: unknown): string {
   if (error instanceof LuaError) {
     return `${error.code === "ERR_LUA_SYNTAX" ? "syntax error" : "error while loading the script"}: ${error.message}${error.traceback ? `\n${error.traceback}` : ""}`;
   }
