@@ -5,9 +5,6 @@ import { defineCommand, formatHelp, parseCommandArgs } from "./args.js";
 import { type Finding, lintScript } from "./check-lint.js";
 import { describeLoadError, SERVE_COMMAND } from "./serve.js";
 
-export type { Finding } from "./check-lint.js";
-export { lintScript } from "./check-lint.js";
-
 export const CHECK_COMMAND = defineCommand({
   name: "check",
   description:

@@ -5,8 +5,8 @@ import {
   type CheckOutcome,
   describeReadError,
   formatReport,
-  lintScript,
 } from "../../../src/cli/check.js";
+import { lintScript } from "../../../src/cli/check-lint.js";
 import { SERVE_COMMAND } from "../../../src/cli/serve.js";
 
 describe("lintScript: functions the sandbox lacks", () => {
