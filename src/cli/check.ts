@@ -1,5 +1,16 @@
+/**
+ * `moonsocket check`: loads scripts as `serve` would (see `lua/script-check.ts`), adds the
+ * static findings of `check-lint.ts`, and reports on each, one line at a time.
+ *
+ * @module
+ */
+
 import { readFileSync } from "node:fs";
-import { loadScriptAsServe, type ScriptCheckLimits } from "../lua/script-check.js";
+import {
+  type LoggedProblem,
+  loadScriptAsServe,
+  type ScriptCheckLimits,
+} from "../lua/script-check.js";
 import { detectStyle } from "../lua/style-detect.js";
 import { defineCommand, formatHelp, parseCommandArgs } from "./args.js";
 import { type Finding, lintScript } from "./check-lint.js";
@@ -97,7 +108,7 @@ export interface CheckOutcome {
   /** Static findings, with their lines. */
   findings: readonly Finding[];
   /** What serve logs at warn or error level while loading the script. */
-  logged: readonly { level: "warn" | "error"; message: string }[];
+  logged: readonly LoggedProblem[];
   /** Serve's message for a script it refuses (may span lines), or null. */
   loadError: string | null;
   /** Where a coroutine-style script would listen (check opens nothing). */
