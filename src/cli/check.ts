@@ -1,117 +1,174 @@
+/**
+ * `moonsocket check`: loads scripts as `serve` would (see `lua/script-check.ts`), adds the
+ * static findings of `check-lint.ts`, and reports on each, one line at a time.
+ *
+ * @module
+ */
+
 import { readFileSync } from "node:fs";
-import { basename } from "node:path";
-import { createLuaEngine, LuaError } from "../lua/engine.js";
-import { detectStyle, type ScriptStyle, stripComments } from "../lua/style-detect.js";
-import { ArgsError, defineCommand, formatHelp, parseCommandArgs } from "./args.js";
+import {
+  type LoggedProblem,
+  loadScriptAsServe,
+  type ScriptCheckLimits,
+} from "../lua/script-check.js";
+import { detectStyle } from "../lua/style-detect.js";
+import { defineCommand, formatHelp, parseCommandArgs } from "./args.js";
+import { type Finding, lintScript } from "./check-lint.js";
+import { describeLoadError, SERVE_COMMAND } from "./serve.js";
 
 export const CHECK_COMMAND = defineCommand({
   name: "check",
   description:
-    "Check a Lua script without running it: syntax (with line numbers), the detected style, and the use " +
-    "of features the sandbox does not offer. Exit 0 when it would load, 1 when it would not.",
-  positionals: [{ name: "script.lua", required: true, description: "the script to check" }],
+    "Check Lua scripts without serving them. Each is loaded exactly as 'serve' loads it: the " +
+    "same sandbox, style runtime, CPU budget and memory limit (an endless loop at the top level " +
+    "is reported, not hung), and the same top-level run (callback and coroutine styles; an " +
+    "OpenResty script runs per connection, so it is compiled only). No socket is opened: a " +
+    "coroutine script's http.listen is recorded, not listened on, and websocket.connect never " +
+    "connects. Reported: the error 'serve' would refuse the script with (file and line), what " +
+    "'serve' would log as a warning while loading it, and as a warning with its line each call " +
+    "of a function the sandbox lacks (os.execute, io.open…). Every output line starts with the " +
+    "script's path; a script's report ends with OK or FAILED (a file that cannot be read gets " +
+    "one line saying why). Exit 0 when every script would load, 1 when any would not or, with " +
+    "--strict, has a warning.",
+  positionals: [
+    {
+      name: "script.lua",
+      required: true,
+      variadic: true,
+      description: "the scripts to check (several at once: each is checked on its own)",
+    },
+  ],
   options: {
-    strict: { type: "boolean", description: "treat warnings as errors (exit 1)" },
+    strict: { type: "boolean", description: "treat warnings as errors (FAILED and exit 1)" },
+    cpuBudget: SERVE_COMMAND.options.cpuBudget,
+    memoryLimit: SERVE_COMMAND.options.memoryLimit,
+    maxTimers: SERVE_COMMAND.options.maxTimers,
+    maxListeners: SERVE_COMMAND.options.maxListeners,
+    maxOutgoing: SERVE_COMMAND.options.maxOutgoing,
   },
-  examples: ["moonsocket check app.lua"],
+  examples: [
+    "moonsocket check app.lua",
+    "moonsocket check --strict examples/*.lua",
+    "moonsocket check slow.lua --cpu-budget 5s",
+  ],
 });
 
-/** A finding about a script, with its 1-based line. */
-export interface Finding {
-  line: number;
-  severity: "error" | "warning";
-  message: string;
-}
-
-const UNSUPPORTED: ReadonlyArray<[RegExp, string]> = [
-  [/\brequire\s*\(?\s*["']ffi["']/, "LuaJIT's ffi is not available (moonsocket runs Lua 5.4)"],
-  [
-    /\b(setfenv|getfenv)\s*\(/,
-    "setfenv/getfenv do not exist in Lua 5.4: use _ENV or load(chunk, name, 't', env)",
-  ],
-  [/\bio\s*\.\s*\w+/, "the io library is not available in the sandbox"],
-  [
-    /\bos\s*\.\s*(execute|exit|remove|rename|tmpname|getenv|setlocale)\b/,
-    "this os function is not available in the sandbox",
-  ],
-  [
-    /\bdebug\s*\.\s*(?!traceback\b)\w+/,
-    "the debug library is not available in the sandbox (only debug.traceback)",
-  ],
-  [/\bpackage\s*\.\s*loadlib\b/, "package.loadlib is not available in the sandbox"],
-  [/\bstring\s*\.\s*dump\b/, "string.dump is not available in the sandbox"],
-];
-
-/** Static checks of a script's source: unsupported features and missing entry points. */
-export function lintScript(source: string, style: ScriptStyle): Finding[] {
-  const findings: Finding[] = [];
-  const lines = stripComments(source).split("\n");
-  lines.forEach((text, index) => {
-    for (const [pattern, message] of UNSUPPORTED) {
-      if (pattern.test(text)) findings.push({ line: index + 1, severity: "warning", message });
-    }
-  });
-  const code = lines.join("\n");
-  if (style === "callback" && !/\bfunction\s+main\s*\(|\bmain\s*=\s*function\b/.test(code)) {
-    findings.push({
-      line: 1,
-      severity: "warning",
-      message: "no main(clientId, message) is defined: messages will be ignored",
-    });
-  }
-  if (style === "openresty" && !/recv_frame/.test(code)) {
-    findings.push({
-      line: 1,
-      severity: "warning",
-      message: "the script never calls wb:recv_frame(): incoming frames are never read",
-    });
-  }
-  if (style === "coroutine" && !/\.listen\s*[{(]|\.connect\s*\(/.test(code)) {
-    findings.push({
-      line: 1,
-      severity: "warning",
-      message: "the script neither listens (http.listen) nor connects: it serves nothing",
-    });
-  }
-  return findings;
-}
-
-/** `moonsocket check`: 0 when the script compiles (and, with --strict, has no warnings), else 1. */
+/** `moonsocket check`: 0 when every script would load (with --strict: without warnings), else 1. */
 export async function runCheck(argv: readonly string[]): Promise<number> {
   const { help, values, positionals } = parseCommandArgs(CHECK_COMMAND, argv);
   if (help) {
     process.stdout.write(formatHelp(CHECK_COMMAND));
     return 0;
   }
-  const path = positionals[0]!;
+  const limits: ScriptCheckLimits = {
+    cpuBudgetMs: values.cpuBudget,
+    memoryLimitBytes: values.memoryLimit,
+    maxTimers: values.maxTimers,
+    maxListeners: values.maxListeners,
+    maxOutgoing: values.maxOutgoing,
+  };
+  let failed = false;
+  for (const path of positionals) {
+    const { lines, ok } = await checkScript(path, limits, values.strict);
+    process.stdout.write(lines.map((line) => `${line}\n`).join(""));
+    if (!ok) failed = true;
+  }
+  return failed ? 1 : 0;
+}
+
+/** The report on one script, each line starting with its path, and whether it passed. */
+export async function checkScript(
+  path: string,
+  limits: ScriptCheckLimits,
+  strict: boolean,
+): Promise<{ lines: string[]; ok: boolean }> {
   let source: string;
   try {
     source = readFileSync(path, "utf8");
   } catch (error) {
-    throw new ArgsError(
-      `moonsocket check: cannot read '${path}': ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-    );
+    const reason = describeReadError(path, error as NodeJS.ErrnoException);
+    return { lines: [`${path}: ${reason}`], ok: false };
   }
-  const name = basename(path);
   const style = detectStyle(source);
-  const engine = await createLuaEngine({ cpuBudgetMs: 1000 });
-  try {
-    engine.load(source, `@${path}`).release();
-  } catch (error) {
-    const message = error instanceof LuaError ? error.message : String(error);
-    process.stdout.write(
-      `${message.replace(/^@/, "")}\n${name}: syntax error, the script would not load\n`,
-    );
-    return 1;
-  } finally {
-    engine.close();
-  }
   const findings = lintScript(source, style);
-  for (const finding of findings)
-    process.stdout.write(`${path}:${finding.line}: ${finding.severity}: ${finding.message}\n`);
-  const warnings = findings.filter((finding) => finding.severity === "warning").length;
-  process.stdout.write(
-    `${name}: OK (${style} style${warnings > 0 ? `, ${warnings} warning${warnings === 1 ? "" : "s"}` : ""})\n`,
-  );
-  return values.strict && warnings > 0 ? 1 : 0;
+  const load = await loadScriptAsServe(path, limits);
+  return formatReport(path, {
+    style,
+    findings,
+    logged: load.logged,
+    loadError: load.error === null ? null : describeLoadError(load.error),
+    listens: load.listens,
+    strict,
+  });
+}
+
+/** What {@link formatReport} reports on. */
+export interface CheckOutcome {
+  style: string;
+  /** Static findings, with their lines. */
+  findings: readonly Finding[];
+  /** What serve logs at warn or error level while loading the script. */
+  logged: readonly LoggedProblem[];
+  /** Serve's message for a script it refuses (may span lines), or null. */
+  loadError: string | null;
+  /** Where a coroutine-style script would listen (check opens nothing). */
+  listens?: readonly string[];
+  strict: boolean;
+}
+
+/**
+ * The lines reporting on the script at `path`, each starting with it: findings
+ * (`path:LINE: warning: …`), what serve logged, serve's error, then the verdict, OK only when
+ * it passed.
+ */
+export function formatReport(
+  path: string,
+  outcome: CheckOutcome,
+): { lines: string[]; ok: boolean } {
+  const lines: string[] = [];
+  const sorted = [...outcome.findings].sort((a, b) => a.line - b.line);
+  for (const finding of sorted)
+    lines.push(`${path}:${finding.line}: ${finding.severity}: ${finding.message}`);
+  // A load error is logged on its way out too: report it once.
+  const logged =
+    outcome.loadError === null
+      ? outcome.logged
+      : outcome.logged.filter((entry) => entry.level === "warn");
+  for (const entry of logged)
+    lines.push(`${path}: ${entry.level === "warn" ? "warning" : "error"}: ${entry.message}`);
+  if (outcome.loadError !== null)
+    for (const line of outcome.loadError.split("\n")) lines.push(`${path}: ${line}`);
+  if (outcome.listens !== undefined && outcome.listens.length > 0)
+    lines.push(`${path}: would listen on ${outcome.listens.join(", ")} (check opens no port)`);
+  const warnings =
+    sorted.filter((finding) => finding.severity === "warning").length +
+    logged.filter((entry) => entry.level === "warn").length;
+  const errors =
+    sorted.filter((finding) => finding.severity === "error").length +
+    logged.filter((entry) => entry.level === "error").length +
+    (outcome.loadError !== null ? 1 : 0);
+  const ok = errors === 0 && !(outcome.strict && warnings > 0);
+  const details = [`${outcome.style} style`];
+  if (errors > 0) details.push(plural(errors, "error"));
+  if (warnings > 0) details.push(plural(warnings, "warning"));
+  const note = !ok && errors === 0 ? "; --strict treats warnings as errors" : "";
+  lines.push(`${path}: ${ok ? "OK" : "FAILED"} (${details.join(", ")}${note})`);
+  return { lines, ok };
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+/** One sentence for a script that cannot be read: `cannot read x.lua: no such file`. */
+export function describeReadError(path: string, error: NodeJS.ErrnoException): string {
+  const reasons: Record<string, string> = {
+    ENOENT: "no such file",
+    EACCES: "permission denied",
+    EPERM: "permission denied",
+    EISDIR: "it is a folder",
+    ENOTDIR: "a part of the path is not a folder",
+  };
+  const reason = (error.code !== undefined ? reasons[error.code] : undefined) ?? error.message;
+  return `cannot read ${path}: ${reason}`;
 }

@@ -13,7 +13,7 @@ const COMMANDS: Record<
   { summary: string; run: (argv: readonly string[]) => Promise<number> }
 > = {
   serve: { summary: "serve WebSockets whose logic is a Lua script", run: (argv) => runServe(argv) },
-  check: { summary: "check a Lua script's syntax and style without running it", run: runCheck },
+  check: { summary: "load Lua scripts as serve would, without serving them", run: runCheck },
   echo: {
     summary: "run the built-in echo server (conformance, benchmarks, client testing)",
     run: runEcho,

@@ -220,7 +220,8 @@ async function startApp(
   }
 }
 
-function describeLoadError(error: unknown): string {
+/** Serve's report of a script it cannot load (also `moonsocket check`'s). */
+export function describeLoadError(error: unknown): string {
   if (error instanceof LuaError) {
     return `${error.code === "ERR_LUA_SYNTAX" ? "syntax error" : "error while loading the script"}: ${error.message}${error.traceback ? `\n${error.traceback}` : ""}`;
   }

@@ -76,6 +76,11 @@ export interface CoroutineStyleOptions {
    * script listening in a loop would use them all up). Default 100.
    */
   readonly maxListeners?: number;
+  /**
+   * Never reach out (`moonsocket check`): `websocket.connect` opens no connection, and its
+   * task waits as for a peer that never answers. Default false.
+   */
+  readonly offline?: boolean;
 }
 
 export const DEFAULT_MAX_LISTENERS = 100;
@@ -920,6 +925,7 @@ export class CoroutineStyle implements StyleRuntime {
     const ws = newSocket(this.nextHandle++);
     this.sockets.set(ws.handle, ws);
     this.openInbox(ws.handle);
+    if (this.extra.offline) return ws.handle;
     connect(target, { ...this.extra.connect, headers, protocols }).then(
       (client) => this.connected(ws, client),
       (error: unknown) => {

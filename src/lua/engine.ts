@@ -233,9 +233,12 @@ export interface LuaEngine {
   run(source: string | Uint8Array, chunkName: string, ...args: LuaInput[]): LuaValue[];
   /** Calls a Lua function (or callable value) with `args`; returns its results. @throws {LuaError} */
   call(fn: LuaRef, ...args: LuaInput[]): LuaValue[];
-  /** Reads global `name` (`null` when absent). */
+  /**
+   * Reads global `name` (`null` when absent), raw: metamethods a script put on `_G` (a strict
+   * mode's erroring `__index`) are not called.
+   */
   getGlobal(name: string): LuaValue;
-  /** Sets global `name`. */
+  /** Sets global `name`, raw (no `__newindex` of `_G`). */
   setGlobal(name: string, value: LuaInput): void;
   /**
    * Makes `fn` callable from Lua as `table.name` (the table is created if needed; a dotted

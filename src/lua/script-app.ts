@@ -28,6 +28,12 @@ export interface ScriptAppOptions {
   metrics: MetricsRegistry;
   /** A port given explicitly on the command line; replaces a silly script's own listen port. */
   portOverride?: number;
+  /**
+   * Load without reaching out, for `moonsocket check`: the script's outgoing connections
+   * (a coroutine-style `websocket.connect` at startup) are never opened; their tasks wait.
+   * Listening stays the caller's job, as always. Default false.
+   */
+  offline?: boolean;
 }
 
 /** What a style runtime offers the application: its servers, and a way to stop. */
@@ -173,6 +179,7 @@ async function createRuntime(
       return new CoroutineStyle(host, serverOptions, {
         ...(options.portOverride !== undefined ? { portOverride: options.portOverride } : {}),
         ...(options.maxListeners !== undefined ? { maxListeners: options.maxListeners } : {}),
+        ...(options.offline ? { offline: true } : {}),
       });
     }
   }

@@ -594,7 +594,7 @@ class WasmoonLuaEngine implements LuaEngine {
     return this.protected((L) => {
       this.api.lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
       this.pushString(L, name);
-      this.api.lua_gettable(L, -2);
+      this.api.lua_rawget(L, -2);
       return this.toValue(L, -1);
     });
   }
@@ -604,7 +604,7 @@ class WasmoonLuaEngine implements LuaEngine {
       this.api.lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
       this.pushString(L, name);
       this.pushValue(L, value, 0);
-      this.api.lua_settable(L, -3);
+      this.api.lua_rawset(L, -3);
     });
   }
 
