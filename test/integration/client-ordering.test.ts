@@ -249,6 +249,33 @@ for (const delivery of ["one segment", "byte by byte"] as const) {
   });
 }
 
+describe("client: a fragmented message, then an orphan continuation (Autobahn 5.15)", () => {
+  const bytes = Buffer.concat([
+    buildFrame({ opcode: OP.text, payload: "fragment1", fin: false, mask: false }),
+    buildFrame({ opcode: OP.cont, payload: "fragment2", mask: false }),
+    buildFrame({ opcode: OP.cont, payload: "fragment3", fin: false, mask: false }),
+    buildFrame({ opcode: OP.text, payload: "fragment4", mask: false }),
+  ]);
+
+  it("the iterator echoes the whole message, then the client closes with 1002", async () => {
+    const server = await startScriptedServer(bytes, "one segment");
+    const client = await open(server.url);
+    const { received, failure } = await withTimeout(echoWithIterator(client), 5000, "the loop");
+    assert.deepEqual(received, ["fragment1fragment2"]);
+    assert.ok(failure instanceof ProtocolError && failure.closeCode === 1002, String(failure));
+    const frames = await withTimeout(server.clientFrames, 5000, "the client's frames");
+    assert.deepEqual(describeFrames(frames), ["text fragment1fragment2", "close 1002"]);
+  });
+
+  it("the onFrame callback echoes both fragments, then the client closes with 1002", async () => {
+    const server = await startScriptedServer(bytes, "one segment");
+    const { received } = await echoWithCallbacks(server.url);
+    const frames = await withTimeout(server.clientFrames, 5000, "the client's frames");
+    assert.deepEqual(received, ["fragment1", "fragment2"]);
+    assert.deepEqual(describeFrames(frames), ["text fragment1", "cont fragment2", "close 1002"]);
+  });
+});
+
 describe("client: ordering of replies around the server's close", () => {
   for (const delivery of ["one segment", "byte by byte"] as const) {
     it(`echoes a message that came with the close frame, then replies to the close (${delivery})`, async () => {
@@ -292,5 +319,24 @@ describe("client: ordering of replies around the server's close", () => {
     const frames = await withTimeout(server.clientFrames, 5000, "the client's frames");
     assert.deepEqual(describeFrames(frames), ["pong after", "close 1001"]);
     assert.equal((await client.receive()).text(), "Hello");
+  });
+
+  it("a reader that takes one message and stops reading still answers what follows it", async () => {
+    const server = await startScriptedServer(
+      Buffer.concat([
+        HELLO,
+        PING,
+        buildFrame({ opcode: OP.text, payload: "unread", mask: false }),
+        buildFrame({ opcode: OP.close, payload: closePayload(1001, "bye"), mask: false }),
+      ]),
+      "one segment",
+    );
+    const client = await open(server.url);
+    assert.equal((await client.receive()).text(), "Hello");
+    const info = await withTimeout(client.closed, 5000, "the client to close");
+    assert.deepEqual(info, { code: 1001, reason: "bye", wasClean: true });
+    const frames = await withTimeout(server.clientFrames, 5000, "the client's frames");
+    assert.deepEqual(describeFrames(frames), ["pong after", "close 1001"]);
+    assert.equal((await client.receive()).text(), "unread");
   });
 });
