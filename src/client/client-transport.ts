@@ -26,9 +26,12 @@ export class ClientTransport extends SocketTransport {
   ) {
     super(socket, handler, options, limits);
     this.input = new PacedInput((bytes) => super.receive(bytes), readerWaiting);
-    // Held input was sent before the connection ended: it must be read (messages queued,
-    // the server's close frame seen) before the transport reports the close.
-    socket.prependListener("close", () => this.input.drain());
+    // Once the server has sent all it will send, what is held must be read before the
+    // transport acts on it: on 'end' before our side is ended (so a close reply still goes
+    // out), on 'close' before the close is reported (messages queued, the close code known).
+    const drain = () => this.input.drain();
+    socket.prependListener("end", drain);
+    socket.prependListener("close", drain);
   }
 
   /** Bytes read from the socket, handed to the paced input. */

@@ -36,7 +36,11 @@ export interface ClientOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Deliver frames (`onFrame`) instead of messages; pongs and close replies are the caller's job. Default false. */
   frameMode?: boolean;
-  /** Called for each frame in frame mode. */
+  /**
+   * Called for each frame in frame mode: before the next frame is read, and never before
+   * `connect()` has resolved, so it can answer through the client and its replies go out
+   * before anything the following frames cause.
+   */
   onFrame?: (opcode: number, payload: Buffer, fin: boolean) => void;
   /** Split outgoing messages larger than this into fragments. Default 0: never. */
   fragmentSize?: number;
@@ -71,6 +75,11 @@ export interface CloseInfo {
 /**
  * A WebSocket client connection (ws:// or wss://), promise based: `connect` resolves once
  * the handshake succeeded; messages are read with `for await` or `next()`.
+ *
+ * Replies keep their order: once a message is handed to a waiting reader, the frames behind
+ * it are read only when the reader asks for the next message (or at the event loop's next
+ * turn), so a reply sent while handling it goes out before a pong, a close reply or a
+ * 1002/1007 close those frames would cause.
  *
  * @example
  * const client = await connect("ws://127.0.0.1:8085/");

@@ -24,8 +24,8 @@ interface ClientFrame {
   payload: Buffer;
 }
 
-/** How the raw server writes its bytes. */
-type Delivery = "one segment" | "byte by byte";
+/** How the raw server writes its bytes; "then FIN" half-closes right after them. */
+type Delivery = "one segment" | "byte by byte" | "one segment, then FIN";
 
 /**
  * A raw server that answers the upgrade with a 101 followed by `frames`, all in one
@@ -41,7 +41,8 @@ async function startScriptedServer(
     reportFrames = resolve;
   });
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  // allowHalfOpen: after its FIN the server still reads the client's frames.
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
     socket.on("error", () => {});
     let received = Buffer.alloc(0);
@@ -65,6 +66,7 @@ async function startScriptedServer(
           frames,
         ]);
         if (delivery === "one segment") socket.write(bytes);
+        else if (delivery === "one segment, then FIN") socket.end(bytes);
         else await writeByteByByte(socket, bytes);
       }
       const parsed = parseClientFrames(received);
@@ -319,6 +321,22 @@ describe("client: ordering of replies around the server's close", () => {
     const frames = await withTimeout(server.clientFrames, 5000, "the client's frames");
     assert.deepEqual(describeFrames(frames), ["pong after", "close 1001"]);
     assert.equal((await client.receive()).text(), "Hello");
+  });
+
+  it("a reader that keeps a message still replies to the close and FIN that came with it", async () => {
+    const server = await startScriptedServer(
+      Buffer.concat([
+        HELLO,
+        buildFrame({ opcode: OP.close, payload: closePayload(1000, "done"), mask: false }),
+      ]),
+      "one segment, then FIN",
+    );
+    const client = await open(server.url);
+    assert.equal((await client.receive()).text(), "Hello");
+    const frames = await withTimeout(server.clientFrames, 5000, "the client's frames");
+    assert.deepEqual(describeFrames(frames), ["close 1000"]);
+    const info = await withTimeout(client.closed, 5000, "the client to close");
+    assert.deepEqual(info, { code: 1000, reason: "done", wasClean: true });
   });
 
   it("a reader that takes one message and stops reading still answers what follows it", async () => {
