@@ -15,7 +15,10 @@ import { MessageBoundaryScanner } from "./message-boundaries.js";
  * for it. Input then stays here until the reader asks for more (`release()`) or, if it never
  * does, until the event loop's next turn (`setImmediate`), by which time the reader's
  * synchronous reaction and its promise continuations have run. Holding for one turn at most
- * keeps a client that does not read answering pings and seeing the server's close.
+ * keeps a client that does not read answering pings and seeing the server's close. A
+ * message no reader waits for is queued without a hold: a reader busy elsewhere would not
+ * be helped by one. (Parsing strictly on demand would be stricter still, but then a client
+ * that never reads would stop answering pings after the first unread message.)
  */
 export class PacedInput {
   private readonly feed: (bytes: Buffer) => void;
