@@ -9,8 +9,9 @@ import {
   buildDeflateOffer,
   type DeflateOptions,
 } from "../protocol/permessage-deflate.js";
-import { SocketTransport, type TransportHandler } from "../transport/socket-transport.js";
+import type { TransportHandler } from "../transport/socket-transport.js";
 import { ZlibCompressor } from "../transport/zlib-compressor.js";
+import { ClientTransport } from "./client-transport.js";
 import { parseResponseHead } from "./http-response.js";
 
 /** Client settings. Sizes in bytes, durations in milliseconds. */
@@ -35,7 +36,11 @@ export interface ClientOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Deliver frames (`onFrame`) instead of messages; pongs and close replies are the caller's job. Default false. */
   frameMode?: boolean;
-  /** Called for each frame in frame mode. */
+  /**
+   * Called for each frame in frame mode: before the next frame is read, and never before
+   * `connect()` has resolved, so it can answer through the client and its replies go out
+   * before anything the following frames cause.
+   */
   onFrame?: (opcode: number, payload: Buffer, fin: boolean) => void;
   /** Split outgoing messages larger than this into fragments. Default 0: never. */
   fragmentSize?: number;
@@ -71,6 +76,11 @@ export interface CloseInfo {
  * A WebSocket client connection (ws:// or wss://), promise based: `connect` resolves once
  * the handshake succeeded; messages are read with `for await` or `next()`.
  *
+ * Replies keep their order: once a message is handed to a waiting reader, the frames behind
+ * it are read only when the reader asks for the next message (or at the event loop's next
+ * turn), so a reply sent while handling it goes out before a pong, a close reply or a
+ * 1002/1007 close those frames would cause.
+ *
  * @example
  * const client = await connect("ws://127.0.0.1:8085/");
  * client.send("hello");
@@ -87,7 +97,7 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
   pingListener: ((payload: Buffer) => void) | null = null;
   /** Called for each pong received. */
   pongListener: ((payload: Buffer) => void) | null = null;
-  private transport!: SocketTransport;
+  private transport!: ClientTransport;
   private readonly queue: Message[] = [];
   private readonly waiting: Array<{
     resolve: (result: IteratorResult<Message>) => void;
@@ -112,8 +122,13 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
   }
 
   /** @internal */
-  attach(transport: SocketTransport): void {
+  attach(transport: ClientTransport): void {
     this.transport = transport;
+  }
+
+  /** @internal Whether a `next()` is waiting for a message. */
+  get readerWaiting(): boolean {
+    return this.waiting.length > 0;
   }
 
   /** Whether the connection is open for sending. */
@@ -182,7 +197,12 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
       if (this.protocolError !== null) return Promise.reject(this.protocolError);
       return Promise.resolve({ value: undefined, done: true });
     }
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    const result = new Promise<IteratorResult<Message>>((resolve, reject) =>
+      this.waiting.push({ resolve, reject }),
+    );
+    // Asking for the next message ends the turn the previous one was given: read what waited.
+    this.transport.input.release();
+    return result;
   }
 
   /** Resolves with the next message; rejects with ClosedError if the connection closes first. */
@@ -207,6 +227,9 @@ export class WebSocketClient implements TransportHandler, AsyncIterable<Message>
     const waiter = this.waiting.shift();
     if (waiter !== undefined) {
       waiter.resolve({ value: message, done: false });
+      // Give the reader its turn before the frames behind this message have any effect, so
+      // that a reply to it goes out first (see PacedInput).
+      if (this.transport.connection.canSend) this.transport.input.hold();
       return;
     }
     this.queue.push(message);
@@ -357,21 +380,26 @@ export async function connect(
       );
     }
     const client = new WebSocketClient(accepted.protocol, accepted.extensions, options);
-    const transport = new SocketTransport(
+    const frameMode = options.frameMode ?? false;
+    const transport = new ClientTransport(
       socket,
       client,
       {
         role: "client",
         maxPayload: options.maxPayload ?? 16 * 1024 * 1024,
         compressor: params !== null ? new ZlibCompressor(params, "client", deflate ?? {}) : null,
-        frameMode: options.frameMode ?? false,
+        frameMode,
         fragmentSize: options.fragmentSize ?? 0,
       },
       { closeTimeout: options.closeTimeout ?? 5000 },
+      frameMode ? null : () => client.readerWaiting,
     );
     client.attach(transport);
+    // Frames that came with the 101 wait until the caller has the client (connect() resolved
+    // and its continuation ran): an onFrame callback or a reader can then answer them.
+    transport.input.hold();
+    transport.receive(Buffer.from(head.rest));
     socket.resume();
-    if (head.rest.length > 0) transport.receive(Buffer.from(head.rest));
     return client;
   } catch (error) {
     socket.destroy();
