@@ -28,6 +28,8 @@ export interface ScriptAppOptions {
   metrics: MetricsRegistry;
   /** A port given explicitly on the command line; replaces a silly script's own listen port. */
   portOverride?: number;
+  /** Called with the absolute path of every module file the script `require`s from its folder. */
+  onModuleLoaded?: (file: string) => void;
 }
 
 /** What a style runtime offers the application: its servers, and a way to stop. */
@@ -137,6 +139,7 @@ function hostOptions(options: ScriptAppOptions): LuaHostOptions {
     scriptPath: options.scriptPath,
     logger: options.logger,
     metrics: options.metrics,
+    ...(options.onModuleLoaded !== undefined ? { onModuleLoaded: options.onModuleLoaded } : {}),
     ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
     ...(options.memoryLimitBytes !== undefined
       ? { memoryLimitBytes: options.memoryLimitBytes }

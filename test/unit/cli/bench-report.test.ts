@@ -39,6 +39,7 @@ function result(overrides: Partial<BenchResult> = {}): BenchResult {
     messagesPerServerCpuSecond: 101_010,
     firstError: null,
     connectError: null,
+    stopReason: null,
     ...overrides,
   };
 }
