@@ -6,11 +6,12 @@
  * @module
  */
 
-import { type StatsListener, unwatchFile, watchFile } from "node:fs";
+import { type Stats, statSync } from "node:fs";
+import { stat } from "node:fs/promises";
 
 /** Settings of {@link ScriptWatcher}, in milliseconds. */
 export interface ScriptWatcherOptions {
-  /** How often each file is polled. Default 300 ms. */
+  /** How often the files are polled. Default 300 ms. */
   readonly intervalMs?: number;
   /** Quiet time after the last change before `onChange` is called. Default 100 ms. */
   readonly debounceMs?: number;
@@ -18,7 +19,8 @@ export interface ScriptWatcherOptions {
 
 /**
  * Watches files by polling them (which survives editors that save by renaming a new file over
- * the old one) and calls `onChange` with the files that changed, once they stop changing.
+ * the old one) and calls `onChange` with the files that changed, once they stop changing. A
+ * file's state is taken when it is added, so an edit made right after is never missed.
  *
  * @example
  * ```ts
@@ -28,53 +30,76 @@ export interface ScriptWatcherOptions {
  * ```
  */
 export class ScriptWatcher {
-  private readonly listeners = new Map<string, StatsListener>();
+  /** The last state seen of each file ("" while it does not exist). */
+  private readonly states = new Map<string, string>();
   private readonly changed = new Set<string>();
-  private readonly intervalMs: number;
   private readonly debounceMs: number;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly poller: NodeJS.Timeout;
+  private debounce: NodeJS.Timeout | null = null;
+  private polling = false;
   private closed = false;
 
   constructor(
     private readonly onChange: (files: readonly string[]) => void,
     options: ScriptWatcherOptions = {},
   ) {
-    this.intervalMs = options.intervalMs ?? 300;
     this.debounceMs = options.debounceMs ?? 100;
+    this.poller = setInterval(() => void this.poll(), options.intervalMs ?? 300);
   }
 
   /** Starts watching `file`; a file already watched is left as it is. */
   add(file: string): void {
-    if (this.closed || this.listeners.has(file)) return;
-    const listener: StatsListener = (current, previous) => {
-      // A file that is still missing (polled before it was created) has not changed.
-      if (current.mtimeMs === 0 && previous.mtimeMs === 0) return;
-      this.changed.add(file);
-      if (this.timer !== null) clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.report(), this.debounceMs);
-    };
-    this.listeners.set(file, listener);
-    watchFile(file, { interval: this.intervalMs }, listener);
+    if (this.closed || this.states.has(file)) return;
+    let state = "";
+    try {
+      state = describeState(statSync(file));
+    } catch {
+      // Not there (yet): its creation counts as a change.
+    }
+    this.states.set(file, state);
   }
 
   /** The files watched, in the order they were added. */
   get files(): readonly string[] {
-    return [...this.listeners.keys()];
+    return [...this.states.keys()];
   }
 
-  /** Stops watching every file; no `onChange` is called afterwards. */
+  /** Stops watching; no `onChange` is called afterwards. */
   close(): void {
     this.closed = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    for (const [file, listener] of this.listeners) unwatchFile(file, listener);
-    this.listeners.clear();
+    clearInterval(this.poller);
+    if (this.debounce !== null) clearTimeout(this.debounce);
+  }
+
+  private async poll(): Promise<void> {
+    // A slow file system must not pile up polls.
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      for (const [file, before] of this.states) {
+        const now = await stat(file).then(describeState, () => "");
+        if (this.closed) return;
+        if (now === before) continue;
+        this.states.set(file, now);
+        this.changed.add(file);
+        if (this.debounce !== null) clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => this.report(), this.debounceMs);
+      }
+    } finally {
+      this.polling = false;
+    }
   }
 
   private report(): void {
-    this.timer = null;
+    this.debounce = null;
     if (this.closed || this.changed.size === 0) return;
     const files = [...this.changed];
     this.changed.clear();
     this.onChange(files);
   }
+}
+
+/** What tells one version of a file from the next: inode (a rename over it), mtime, size. */
+function describeState(stats: Stats): string {
+  return `${stats.ino}:${stats.mtimeMs}:${stats.size}`;
 }
