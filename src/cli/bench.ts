@@ -26,9 +26,11 @@ export const BENCH_COMMAND = defineCommand({
     "Load-test a WebSocket server. echo mode: every connection keeps --pipeline messages of --size bytes " +
     "in flight and checks every echo byte for byte; reports messages/s, MB/s and the round-trip latency " +
     "(p50/p90/p99/max). broadcast mode: --connections receivers and one sender whose messages start with " +
-    "their sequence number (16 hex digits) and which the server must relay to everyone; reports " +
+    "their sequence number (16 hex digits) and which the server must relay to everyone " +
+    "('moonsocket echo --broadcast' does); reports " +
     "deliveries/s and the fan-out latency (send → last receiver). Measures after a warm-up, like wsload, " +
-    "and reports its own CPU use: at 90 % or more of a core the bench, not the server, was the limit. " +
+    "and stops early once the server has closed the connections that traffic needs; " +
+    "it reports its own CPU use: at 90 % or more of a core the bench, not the server, was the limit. " +
     "A progress line goes to stderr (in place on a terminal), the summary table (or --json) to stdout. " +
     "Exit status: 0 on success; 1 when a connection failed or was closed by the server, or a message " +
     "was wrong; 2 for a usage error.",
