@@ -139,7 +139,7 @@ export class ArgsError extends Error {
 /**
  * Returns `spec` unchanged, typed precisely (literal option types, choices), so that
  * {@link parseCommandArgs} can type the values. Checks the definition itself.
- * @throws {TypeError} for a broken definition: bad `short`, duplicate flag, reserved `help`.
+ * @throws {TypeError} for a broken definition: bad `short`, duplicate flag, reserved `help` or `version`.
  */
 export function defineCommand<const S extends CommandSpec>(spec: S): S {
   checkSpec(spec);
@@ -313,6 +313,19 @@ export function formatHelp(spec: CommandSpec, width = 80): string {
     );
   }
 
+  lines.push("Options:", ...formatOptions(spec, width));
+
+  if (spec.examples !== undefined && spec.examples.length > 0) {
+    lines.push("", "Examples:", ...spec.examples.map((example) => `  ${example}`));
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The option list of {@link formatHelp} on its own: one aligned row per option with its
+ * default, then `--help` and `--version`. Lines are wrapped at `width` columns (default 80).
+ */
+export function formatOptions(spec: CommandSpec, width = 80): string[] {
   const rows: [string, string][] = [];
   for (const [key, option] of Object.entries(spec.options)) {
     const flag = toFlag(key);
@@ -330,12 +343,20 @@ export function formatHelp(spec: CommandSpec, width = 80): string {
     rows.push([names, text]);
   }
   rows.push(["-h, --help", "Show this help and exit"]);
-  lines.push("Options:", ...formatTable(rows, width));
+  rows.push(["    --version", "Print the version and exit"]);
+  return formatTable(rows, width);
+}
 
-  if (spec.examples !== undefined && spec.examples.length > 0) {
-    lines.push("", "Examples:", ...spec.examples.map((example) => `  ${example}`));
+/**
+ * True when `argv` asks for the version: `--version` before any `--`. Like `--help`, it wins
+ * over everything else on the line, which is therefore not validated.
+ */
+export function isVersionRequested(argv: readonly string[]): boolean {
+  for (const arg of argv) {
+    if (arg === "--") return false;
+    if (arg === "--version") return true;
   }
-  return `${lines.join("\n")}\n`;
+  return false;
 }
 
 const BYTE_UNITS: Readonly<Record<string, number>> = {
@@ -461,7 +482,9 @@ function checkRange(
 function checkSpec(spec: CommandSpec): void {
   const shorts = new Set<string>(["h"]);
   for (const [key, option] of Object.entries(spec.options)) {
-    if (key === "help") throw new TypeError("option 'help' is reserved: --help is built in");
+    if (key === "help" || key === "version") {
+      throw new TypeError(`option '${key}' is reserved: --${key} is built in`);
+    }
     if (!/^[a-z][a-zA-Z0-9]*$/.test(key)) {
       throw new TypeError(`option key ${JSON.stringify(key)} must be camelCase`);
     }

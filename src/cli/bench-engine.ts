@@ -18,6 +18,7 @@ import { randomBytes, randomFillSync } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
 import { parseResponseHead } from "../client/http-response.js";
+import { HandshakeError } from "../protocol/errors.js";
 import { type FrameHandler, FrameParser } from "../protocol/frame-parser.js";
 import { generateKey, parseUpgradeResponse } from "../protocol/handshake.js";
 import { applyMask } from "../protocol/mask.js";
@@ -134,6 +135,11 @@ export interface BenchResult {
   readonly firstError: string | null;
   /** The first connection failure, as thrown (describe it for the user), or null. */
   readonly connectError: Error | null;
+  /**
+   * Why the run ended before its duration, when the server did it ("the server closed every
+   * connection"), or null. Ctrl-C is not counted here.
+   */
+  readonly stopReason: string | null;
 }
 
 const IDLE = 0;
@@ -322,6 +328,7 @@ class BenchRun {
   private receivedTotal = 0;
   private firstError: string | null = null;
   private connectError: Error | null = null;
+  private stopReason: string | null = null;
 
   private ready = false;
   private measuring = false;
@@ -483,6 +490,15 @@ class BenchRun {
     try {
       const head = parseResponseHead(c.head, MAX_RESPONSE_HEAD);
       if (head === null) return;
+      if (head.status !== 101) {
+        // The body (what of it came with the head) says why: 403 "origin not allowed".
+        throw new HandshakeError(
+          head.status,
+          `server answered ${head.status} instead of 101 Switching Protocols`,
+          head.headers,
+          head.rest.toString("utf8"),
+        );
+      }
       const accepted = parseUpgradeResponse(
         head.status,
         head.headers,
@@ -532,13 +548,36 @@ class BenchRun {
     } else {
       this.failed++;
       this.pending.delete(c);
-      this.connectError ??= new Error(
+      this.connectError ??= new HandshakeError(
+        0,
         "the server closed the connection during the opening handshake",
       );
     }
     c.state = DEAD;
     c.socket?.destroy();
-    if (!this.stopping) this.startMore();
+    if (!this.stopping) {
+      this.startMore();
+      this.stopIfNothingLeft();
+    }
+  }
+
+  /**
+   * Once every connection is up, ends the run as soon as no traffic can flow any more: every
+   * connection gone, or in broadcast mode the sender or every receiver gone. Waiting for the end
+   * of the duration would measure nothing.
+   */
+  private stopIfNothingLeft(): void {
+    if (!this.ready || this.stopping || this.opened === 0) return;
+    let reason: string | null = null;
+    if (this.open === 0) reason = "every connection is gone (closed by the server)";
+    else if (this.sender !== null && this.sender.state !== OPEN)
+      reason = "the sender's connection is gone (closed by the server): nothing more to broadcast";
+    else if (this.sender !== null && this.receiversOpen === 0)
+      reason = "every receiver is gone (closed by the server): nobody left to deliver to";
+    if (reason === null) return;
+    this.stopReason = reason;
+    this.now = performance.now();
+    this.finish();
   }
 
   private checkReady(): void {
@@ -552,6 +591,7 @@ class BenchRun {
     this.endAt = this.measureAt + this.options.durationMs;
     this.nextBroadcastAt = this.now;
     if (this.options.mode === "broadcast") this.broadcastPump();
+    this.stopIfNothingLeft();
   }
 
   // ---- traffic --------------------------------------------------------------------------
@@ -679,10 +719,7 @@ class BenchRun {
     const sender = this.sender;
     if (sender === null || sender.state !== OPEN || this.outstanding >= RING / 2) return;
     const sequence = this.broadcastSequence++;
-    const payload = this.broadcastPayload;
-    payload.write(sequence.toString(16).padStart(16, "0"), 0, "latin1");
-    const start = findPayloadOffset(0, sequence);
-    this.pattern.copy(payload, 16, start, start + this.size - 16);
+    const payload = this.writeBroadcastPayload(this.broadcastPayload, sequence);
     const slot = sequence % RING;
     if (this.ringLive[slot] === 1) {
       // Overwritten before every receiver got it.
@@ -696,6 +733,14 @@ class BenchRun {
     this.ringLive[slot] = 1;
     this.outstanding++;
     sender.queue(this.buildFrame(this.opcode, payload, 0, this.size));
+  }
+
+  /** Writes broadcast `sequence` into `target`: its number in 16 hex digits, then the pattern. */
+  private writeBroadcastPayload(target: Buffer, sequence: number): Buffer {
+    target.write(sequence.toString(16).padStart(16, "0"), 0, "latin1");
+    const start = findPayloadOffset(0, sequence);
+    this.pattern.copy(target, 16, start, start + this.size - 16);
+    return target;
   }
 
   /** Closed loop: keep `pipeline` broadcasts outstanding. */
@@ -716,25 +761,41 @@ class BenchRun {
       this.echoesToSender++;
       return;
     }
+    const expected = () =>
+      this.writeBroadcastPayload(Buffer.allocUnsafe(this.size), c.nextSequence);
     if (data.length !== this.size || opcode !== this.opcode) {
       this.payloadError(
         c,
-        describeMismatch(opcode, this.opcode, data.length, this.size, c.nextSequence),
+        `a delivery differs in size or type: expected broadcast ${c.nextSequence}, ` +
+          `${describeMessage(this.opcode, expected())}; got ${describeMessage(opcode, data)}`,
       );
       return;
     }
     const sequence = readHexSequence(data);
     if (sequence < 0) {
-      this.payloadError(c, "a broadcast without a sequence number (16 hex digits) in front");
+      this.payloadError(
+        c,
+        "a delivery without a sequence number (16 hex digits) in front: expected " +
+          `${showBytes(this.opcode, expected(), 0)}, got ${showBytes(opcode, data, 0)}`,
+      );
       return;
     }
     const start = findPayloadOffset(0, sequence);
     if (!matchBytes(data, 16, this.pattern, start, this.size - 16)) {
-      this.payloadError(c, `broadcast ${sequence} arrived with a different payload`);
+      const sent = this.writeBroadcastPayload(Buffer.allocUnsafe(this.size), sequence);
+      const at = findFirstDifference(sent, data);
+      this.payloadError(
+        c,
+        `broadcast ${sequence} differs from what was sent from byte ${at} of ${this.size}: ` +
+          `expected ${showBytes(opcode, sent, at)}, got ${showBytes(opcode, data, at)}`,
+      );
     } else if (sequence !== c.nextSequence) {
       this.payloadError(
         c,
-        `broadcast ${sequence} arrived where ${c.nextSequence} was expected (lost or reordered)`,
+        `expected broadcast ${c.nextSequence}, got broadcast ${sequence} ` +
+          (sequence > c.nextSequence
+            ? `(${sequence - c.nextSequence} lost, or reordered)`
+            : "(a repeat, or reordered)"),
       );
     }
     c.nextSequence = sequence + 1;
@@ -914,6 +975,7 @@ class BenchRun {
         serverCpuSeconds !== null && serverCpuSeconds > 0 ? this.messages / serverCpuSeconds : null,
       firstError: this.firstError,
       connectError: this.connectError,
+      stopReason: this.stopReason,
     };
   }
 }
@@ -1001,4 +1063,28 @@ function describeMismatch(
   if (length !== size)
     return `message ${sequence} came back with ${length} bytes instead of ${size}`;
   return `message ${sequence} came back with different bytes`;
+}
+
+/** How many bytes of a message a mismatch shows. */
+const SHOWN_BYTES = 24;
+
+/** `64 bytes of text "0000000000000005 k#9…"`: size, type and the first bytes. */
+function describeMessage(opcode: number, data: Buffer): string {
+  const kind = opcode === TEXT ? "text" : opcode === BINARY ? "binary" : `opcode ${opcode}`;
+  return `${data.length} bytes of ${kind} ${showBytes(opcode, data, 0)}`;
+}
+
+/** Bytes from `from` on, as a quoted string (text) or hex (binary), "…" when there are more. */
+function showBytes(opcode: number, data: Buffer, from: number): string {
+  const end = Math.min(data.length, from + SHOWN_BYTES);
+  const more = end < data.length ? "…" : "";
+  if (opcode === TEXT) return `${JSON.stringify(data.toString("latin1", from, end))}${more}`;
+  return `0x${data.toString("hex", from, end)}${more}`;
+}
+
+/** Index of the first byte where `a` and `b` differ (the shorter length if one is a prefix). */
+function findFirstDifference(a: Buffer, b: Buffer): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) if (a[i] !== b[i]) return i;
+  return length;
 }

@@ -14,12 +14,19 @@ export const BENCH_LIMITED_PERCENT = 90;
 /** CPU of other processes (percent of one core) from which a run counts as disturbed. */
 export const BUSY_MACHINE_PERCENT = 50;
 
-/** The progress line (without line ending), e.g. `[  4s] measuring  open 100/100  52,310 msg/s  errors 0  bench cpu 71%`. */
-export function formatProgress(progress: BenchProgress): string {
+/**
+ * The progress line (without line ending), e.g.
+ * `[  4s] measuring  open 100/100  52,310 msg/s  errors 0  bench cpu 71%`; in broadcast mode
+ * the rate is in `deliveries/s`.
+ */
+export function formatProgress(
+  progress: BenchProgress,
+  mode: "echo" | "broadcast" = "echo",
+): string {
   const seconds = Math.round(progress.elapsedMs / 1000);
   return (
     `[${String(seconds).padStart(3)}s] ${progress.phase.padEnd(10)} open ${progress.open}/${progress.target}` +
-    `  ${formatCount(progress.messagesPerSecond)} msg/s  errors ${progress.errors}` +
+    `  ${formatCount(progress.messagesPerSecond)} ${mode === "broadcast" ? "deliveries/s" : "msg/s"}  errors ${progress.errors}` +
     `  bench cpu ${Math.round(progress.benchCpu)}%`
   );
 }
@@ -46,14 +53,15 @@ export function describeCaveats(result: BenchResult): string[] {
     // When the CPU is shared, the bench's own cost per message holds the rate down as much as
     // the server's does if the two are alike.
     const alike = cpu.server !== null && cpu.server > 0 && cpu.bench >= 0.8 * cpu.server;
+    const unit = result.mode === "broadcast" ? "deliveries" : "messages";
     notes.push(
       `other processes used ${Math.round(cpu.others)}% of a core during the run: the figures are disturbed` +
         (result.messagesPerServerCpuSecond === null
-          ? " (give --pid SERVER_PID to get messages per second of server CPU, which suffers less)"
+          ? ` (give --pid SERVER_PID to get ${unit} per second of server CPU, which suffers less)`
           : alike
             ? "; the bench needed about as much CPU as the server, so its share of the CPU held the rate " +
-              "down too: compare messages per server CPU-second, not messages/s"
-            : "; compare messages per server CPU-second"),
+              `down too: compare ${unit} per server CPU-second, not ${unit}/s`
+            : `; compare ${unit} per server CPU-second`),
     );
   }
   if (result.broadcast !== null && result.broadcast.incomplete > 0) {
@@ -101,8 +109,9 @@ export function formatSummary(result: BenchResult): string {
   ]);
   rows.push([
     "errors",
-    `${result.errors} wrong messages, ${result.protocolErrors} protocol errors`,
+    `${result.errors} wrong ${result.mode === "broadcast" ? "deliveries" : "messages"}, ${result.protocolErrors} protocol errors`,
   ]);
+  if (result.stopReason !== null) rows.push(["stopped early", result.stopReason]);
   const cpu = result.cpu;
   if (cpu !== null) {
     const parts = [`bench ${Math.round(cpu.bench)}%`];

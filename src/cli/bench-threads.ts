@@ -23,6 +23,7 @@ export interface SerializedError {
   readonly message: string;
   readonly code?: string;
   readonly status?: number;
+  readonly body?: string;
 }
 
 /** Messages from a worker to the main thread. */
@@ -35,7 +36,7 @@ export type WorkerMessage =
       readonly histogram: HistogramSnapshot;
     };
 
-/** An error as plain data for `postMessage`, keeping `code` (errno) and `status` (handshake). */
+/** An error as plain data for `postMessage`, keeping `code` (errno), `status` and `body` (handshake). */
 export function serializeError(error: Error | null): SerializedError | null {
   if (error === null) return null;
   const { code } = error as NodeJS.ErrnoException;
@@ -43,14 +44,15 @@ export function serializeError(error: Error | null): SerializedError | null {
     name: error.name,
     message: error.message,
     ...(code === undefined ? {} : { code }),
-    ...(error instanceof HandshakeError ? { status: error.status } : {}),
+    ...(error instanceof HandshakeError ? { status: error.status, body: error.body } : {}),
   };
 }
 
 /** The error again, from {@link serializeError}: a `HandshakeError`, or an `Error` with its `code`. */
 export function deserializeError(error: SerializedError | null): Error | null {
   if (error === null) return null;
-  if (error.name === "HandshakeError") return new HandshakeError(error.status ?? 0, error.message);
+  if (error.name === "HandshakeError")
+    return new HandshakeError(error.status ?? 0, error.message, {}, error.body ?? "");
   return Object.assign(
     new Error(error.message),
     error.code === undefined ? {} : { code: error.code },
@@ -170,5 +172,7 @@ export function mergeResults(
       server !== null && server > 0 ? messagesPerSecond / (server / 100) : null,
     firstError: results.find((r) => r.firstError !== null)?.firstError ?? null,
     connectError: parts.find((part) => part.connectError !== null)?.connectError ?? null,
+    // The run stopped early only if every thread did (each one watches its own connections).
+    stopReason: results.every((r) => r.stopReason !== null) ? first.stopReason : null,
   };
 }

@@ -13,7 +13,8 @@ import type { BenchOptions, BenchProgress, BenchResult } from "./bench-engine.js
 import { runBenchmark } from "./bench-engine.js";
 import { formatJson, formatProgress, formatSummary } from "./bench-report.js";
 import { runThreaded } from "./bench-threads.js";
-import { describeConnectError, parseHeaders, parseWebSocketUrl } from "./connect.js";
+import { parseHeaders, parseWebSocketUrl } from "./connect.js";
+import { explainConnectError } from "./connect-errors.js";
 
 /** Largest message size accepted: wsload's frame limit. */
 const MAX_SIZE = 64 * 1024 * 1024;
@@ -25,9 +26,11 @@ export const BENCH_COMMAND = defineCommand({
     "Load-test a WebSocket server. echo mode: every connection keeps --pipeline messages of --size bytes " +
     "in flight and checks every echo byte for byte; reports messages/s, MB/s and the round-trip latency " +
     "(p50/p90/p99/max). broadcast mode: --connections receivers and one sender whose messages start with " +
-    "their sequence number (16 hex digits) and which the server must relay to everyone; reports " +
+    "their sequence number (16 hex digits) and which the server must relay to everyone " +
+    "('moonsocket echo --broadcast' does); reports " +
     "deliveries/s and the fan-out latency (send → last receiver). Measures after a warm-up, like wsload, " +
-    "and reports its own CPU use: at 90 % or more of a core the bench, not the server, was the limit. " +
+    "and stops early once the server has closed the connections that traffic needs; " +
+    "it reports its own CPU use: at 90 % or more of a core the bench, not the server, was the limit. " +
     "A progress line goes to stderr (in place on a terminal), the summary table (or --json) to stdout. " +
     "Exit status: 0 on success; 1 when a connection failed or was closed by the server, or a message " +
     "was wrong; 2 for a usage error.",
@@ -179,10 +182,10 @@ export async function runBench(argv: readonly string[]): Promise<number> {
   let progressShown = false;
   const onProgress = (progress: BenchProgress) => {
     if (inPlace) {
-      stderr.write(`\r${formatProgress(progress)}\x1b[K`);
+      stderr.write(`\r${formatProgress(progress, values.mode)}\x1b[K`);
       progressShown = true;
     } else if (lines) {
-      stderr.write(`${formatProgress(progress)}\n`);
+      stderr.write(`${formatProgress(progress, values.mode)}\n`);
     }
   };
 
@@ -213,7 +216,10 @@ export async function runBench(argv: readonly string[]): Promise<number> {
   const code = decideExitCode(result);
   if (values.json) process.stdout.write(formatJson(result, code));
   else if (result.opened > 0) process.stdout.write(formatSummary(result));
-  for (const problem of describeProblems(result)) stderr.write(`moonsocket bench: ${problem}\n`);
+  const connectProblem =
+    result.connectError === null ? null : await explainConnectError(result.connectError, url);
+  for (const problem of describeProblems(result, connectProblem))
+    stderr.write(`moonsocket bench: ${problem}\n`);
   return code;
 }
 
@@ -228,19 +234,29 @@ export function decideExitCode(result: BenchResult): number {
   return bad ? 1 : 0;
 }
 
-/** What went wrong, for stderr, one sentence each. */
-function describeProblems(result: BenchResult): string[] {
+/** What went wrong, for stderr, one sentence each; `connectProblem` explains a failed connection. */
+function describeProblems(result: BenchResult, connectProblem: string | null): string[] {
   const problems: string[] = [];
   const total = result.connections + (result.mode === "broadcast" ? 1 : 0);
-  const why = result.connectError === null ? "" : `: ${describeConnectError(result.connectError)}`;
+  const why = connectProblem === null ? "" : `: ${connectProblem}`;
   if (result.opened === 0) {
     problems.push(`cannot connect to ${result.url}${why}`);
     return problems;
   }
+  if (result.stopReason !== null) {
+    const when =
+      result.measuredMs > 0
+        ? `after ${(result.measuredMs / 1000).toFixed(1)} s of measuring`
+        : "before measuring";
+    problems.push(`stopped ${when}: ${result.stopReason}`);
+  }
   if (result.failed > 0) problems.push(`${result.failed} of ${total} connections failed${why}`);
   if (result.closed > 0)
     problems.push(`the server closed ${result.closed} connections during the run`);
-  if (result.errors > 0) problems.push(`${result.errors} messages were wrong`);
+  if (result.errors > 0)
+    problems.push(
+      `${result.errors} ${result.mode === "broadcast" ? "deliveries" : "messages"} were wrong`,
+    );
   if (result.protocolErrors > 0) problems.push(`${result.protocolErrors} protocol errors`);
   if (
     (result.errors > 0 || result.protocolErrors > 0 || result.closed > 0) &&

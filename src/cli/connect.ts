@@ -14,8 +14,8 @@
 import { Buffer } from "node:buffer";
 import readline from "node:readline";
 import { type CloseInfo, connect, type Message, type WebSocketClient } from "../client/client.js";
-import { HandshakeError } from "../protocol/errors.js";
 import { ArgsError, defineCommand, formatHelp, parseCommandArgs } from "./args.js";
+import { explainConnectError } from "./connect-errors.js";
 
 /** The definition of `moonsocket connect`: options, help text, examples. */
 export const CONNECT_COMMAND = defineCommand({
@@ -101,7 +101,7 @@ export async function runConnect(argv: readonly string[]): Promise<number> {
     });
   } catch (error) {
     process.stderr.write(
-      `moonsocket connect: cannot connect to ${url.href}: ${describeConnectError(error)}\n`,
+      `moonsocket connect: cannot connect to ${url.href}: ${await explainConnectError(error, url)}\n`,
     );
     return 1;
   }
@@ -295,8 +295,9 @@ function describeControlPayload(payload: Buffer): string {
 }
 
 /**
- * Reads a ws:// or wss:// URL (http:// and https:// are accepted as their WebSocket twins).
- * @throws {ArgsError} for anything else.
+ * Reads a ws:// or wss:// URL.
+ * @throws {ArgsError} for anything else; for http:// and https:// the message gives the
+ *   ws:// or wss:// URL meant.
  */
 export function parseWebSocketUrl(command: string, text: string): URL {
   let url: URL;
@@ -307,7 +308,13 @@ export function parseWebSocketUrl(command: string, text: string): URL {
       `moonsocket ${command}: ${JSON.stringify(text)} is not a URL; expected ws://host:port/path or wss://…`,
     );
   }
-  if (!["ws:", "wss:", "http:", "https:"].includes(url.protocol)) {
+  if (url.protocol === "http:" || url.protocol === "https:") {
+    const twin = `${url.protocol === "https:" ? "wss" : "ws"}:${url.href.slice(url.protocol.length)}`;
+    throw new ArgsError(
+      `moonsocket ${command}: ${url.protocol}// is not a WebSocket URL; use ${twin}`,
+    );
+  }
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") {
     throw new ArgsError(
       `moonsocket ${command}: unsupported URL scheme ${url.protocol} (use ws:// or wss://)`,
     );
@@ -334,50 +341,6 @@ export function parseHeaders(command: string, list: readonly string[]): Record<s
     headers[name] = item.slice(colon + 1).trim();
   }
   return headers;
-}
-
-const TLS_CERTIFICATE_ERRORS = new Set([
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_HAS_EXPIRED",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-]);
-
-/**
- * Explains why a connection could not be made, in the user's terms and with what to do:
- * "connection refused — is the server running?", "server answered 404 instead of 101 …".
- */
-export function describeConnectError(error: unknown): string {
-  if (error instanceof HandshakeError) return error.message;
-  if (!(error instanceof Error)) return String(error);
-  const code = (error as NodeJS.ErrnoException).code;
-  switch (code) {
-    case "ECONNREFUSED":
-      return "connection refused — is the server running?";
-    case "ENOTFOUND":
-    case "EAI_AGAIN":
-      return "host not found — check the URL";
-    case "ETIMEDOUT":
-      return "timed out — is the address right and the port open?";
-    case "ECONNRESET":
-      return "the connection was reset by the server";
-    case "EHOSTUNREACH":
-    case "ENETUNREACH":
-      return "host unreachable";
-    case "EMFILE":
-      return "too many open files — raise the limit with 'ulimit -n'";
-    case "EADDRNOTAVAIL":
-      return "no free local address or port — too many connections at once?";
-    case "EPROTO":
-      return "the TLS handshake failed — is the server speaking wss://, or should the URL be ws://?";
-    default:
-      if (code !== undefined && TLS_CERTIFICATE_ERRORS.has(code)) {
-        return `certificate rejected: ${error.message} — use --insecure for a test server with a self-signed certificate`;
-      }
-      return error.message;
-  }
 }
 
 function waitFor(ms: number): Promise<void> {

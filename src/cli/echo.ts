@@ -7,9 +7,22 @@ export const ECHO_COMMAND = defineCommand({
   name: "echo",
   description:
     "A built-in echo server: every text and binary message is sent back as received, on any path. " +
-    "For conformance and benchmark runs, and for testing WebSocket clients.",
-  options: SERVER_FLAGS,
-  examples: ["moonsocket echo --port 9001 --deflate", "moonsocket echo --max-payload 64MiB"],
+    "For conformance and benchmark runs, and for testing WebSocket clients. With --broadcast, every " +
+    "message goes to every connected client instead (the sender too): a target for " +
+    "'moonsocket bench --mode broadcast'.",
+  options: {
+    ...SERVER_FLAGS,
+    broadcast: {
+      type: "boolean",
+      description:
+        "relay every message to every connected client, the sender included, framed once",
+    },
+  },
+  examples: [
+    "moonsocket echo --port 9001 --deflate",
+    "moonsocket echo --max-payload 64MiB",
+    "moonsocket echo --broadcast   # then: moonsocket bench --mode broadcast ws://127.0.0.1:8085/",
+  ],
 });
 
 /** `moonsocket echo`: resolves with the exit code once the server has shut down. */
@@ -24,9 +37,13 @@ export async function runEcho(argv: readonly string[]): Promise<number> {
   options.consolePage = options.staticDir === undefined;
   const server = new WebSocketServer(options);
   server.addHooks({
-    onMessage: (client, data, isBinary) => {
-      client.send(data, isBinary);
-    },
+    onMessage: values.broadcast
+      ? (_client, data, isBinary) => {
+          server.broadcast(data, isBinary);
+        }
+      : (client, data, isBinary) => {
+          client.send(data, isBinary);
+        },
   });
   const page = options.consolePage ? "for a console" : "in a browser";
   return runUntilSignal(

@@ -16,6 +16,15 @@ export function describeListenError(
 }
 
 /**
+ * The URL clients connect to, for banners: the server's URL with its first endpoint path
+ * (`--path /chat` → ws://127.0.0.1:8085/chat), or with `/` when every path is served.
+ */
+export function describeEndpoint(server: WebSocketServer): string {
+  const [first] = server.endpointPaths ?? [];
+  return first === undefined ? server.url : `${server.url.replace(/\/$/, "")}${first}`;
+}
+
+/**
  * Starts `server`, prints where it listens, and on SIGINT/SIGTERM shuts it down gracefully
  * (clients closed with 1001). Resolves with the process exit code.
  */
@@ -33,7 +42,7 @@ export async function runUntilSignal(
     );
     return 1;
   }
-  const url = server.url;
+  const url = describeEndpoint(server);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

@@ -1,18 +1,28 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { ArgsError } from "./args.js";
+import { ArgsError, formatOptions, isVersionRequested } from "./args.js";
 import { runBench } from "./bench.js";
 import { runCheck } from "./check.js";
 import { runConnect } from "./connect.js";
 import { runEcho } from "./echo.js";
-import { runServe } from "./serve.js";
+import { runServe, SERVE_COMMAND } from "./serve.js";
+
+/** The built-in demo: the chat example, shipped in the package. */
+const DEMO = {
+  script: fileURLToPath(new URL("../../../examples/chat/server.lua", import.meta.url)),
+  staticDir: fileURLToPath(new URL("../../../examples/chat/public", import.meta.url)),
+};
 
 const COMMANDS: Record<
   string,
   { summary: string; run: (argv: readonly string[]) => Promise<number> }
 > = {
-  serve: { summary: "serve WebSockets whose logic is a Lua script", run: (argv) => runServe(argv) },
+  serve: {
+    summary: "serve WebSockets whose logic is a Lua script (default: the chat demo)",
+    // Without a script, serve runs the demo, as the bare program does.
+    run: (argv) => runServe(argv, DEMO),
+  },
   check: { summary: "load Lua scripts as serve would, without serving them", run: runCheck },
   echo: {
     summary: "run the built-in echo server (conformance, benchmarks, client testing)",
@@ -28,12 +38,6 @@ const COMMANDS: Record<
   },
 };
 
-/** The built-in demo: the chat example, shipped in the package. */
-const DEMO = {
-  script: fileURLToPath(new URL("../../../examples/chat/server.lua", import.meta.url)),
-  staticDir: fileURLToPath(new URL("../../../examples/chat/public", import.meta.url)),
-};
-
 function version(): string {
   const pkg = JSON.parse(
     readFileSync(new URL("../../../package.json", import.meta.url), "utf8"),
@@ -45,20 +49,26 @@ function usage(): string {
   const lines = [
     "moonsocket — WebSocket server and client with application logic in Lua",
     "",
-    "Usage: moonsocket                      serve the built-in chat demo on http://127.0.0.1:8085",
+    "Usage: moonsocket [options]            serve the built-in chat demo on http://127.0.0.1:8085",
     "       moonsocket <command> [options]",
     "",
     "Commands:",
     ...Object.entries(COMMANDS).map(([name, { summary }]) => `  ${name.padEnd(10)} ${summary}`),
     "",
-    "Run 'moonsocket <command> --help' for a command's options.",
+    "Options of the demo (the same as 'moonsocket serve'):",
+    ...formatOptions(SERVE_COMMAND),
+    "",
+    "Run 'moonsocket <command> --help' for a command's options; 'moonsocket <command> --version'",
+    "prints the version too.",
   ];
   return `${lines.join("\n")}\n`;
 }
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
-  if (first === "--version" || first === "-v") {
+  // No command (nothing, or flags first): serve the built-in demo with any serve flags given.
+  const isDemo = first === undefined || first.startsWith("-");
+  if (first === "-v" || isVersionRequested(isDemo ? argv : rest)) {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
@@ -66,10 +76,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage());
     return 0;
   }
-  if (first === undefined || first.startsWith("--")) {
-    // No command: serve the built-in demo (the chat example), with any serve flags given.
-    return runServe(argv, DEMO);
-  }
+  if (isDemo) return runServe(argv, DEMO);
   const command = COMMANDS[first];
   if (command === undefined) {
     process.stderr.write(

@@ -1,10 +1,12 @@
-import { existsSync, unwatchFile, watchFile } from "node:fs";
+import { existsSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
 import { LuaError } from "../lua/engine.js";
 import { ScriptApp } from "../lua/script-app.js";
 import { createLogger } from "../server/logger.js";
 import { MetricsRegistry } from "../server/metrics.js";
 import { ArgsError, defineCommand, formatHelp, parseCommandArgs } from "./args.js";
-import { describeListenError } from "./lifecycle.js";
+import { describeEndpoint, describeListenError } from "./lifecycle.js";
+import { ScriptWatcher } from "./script-watcher.js";
 import { SERVER_FLAGS, type ServerFlagValues, toServerOptions } from "./server-flags.js";
 
 export const SERVE_COMMAND = defineCommand({
@@ -58,7 +60,10 @@ export const SERVE_COMMAND = defineCommand({
       default: 1000,
       description: "topics a callback-style script may subscribe one client to (_subscribe)",
     },
-    watch: { type: "boolean", description: "reload the script when its file changes" },
+    watch: {
+      type: "boolean",
+      description: "reload the script when it or a module it requires changes",
+    },
   },
   examples: ["moonsocket serve app.lua", "moonsocket serve chat.lua --static public --port 8080"],
 });
@@ -97,6 +102,10 @@ export async function runServe(
   const portGiven = argv.some(
     (arg) => arg === "--port" || arg === "-p" || arg.startsWith("--port="),
   );
+  const watcher = flagValues.watch
+    ? new ScriptWatcher((files) => void reloadAfterChange(files))
+    : null;
+  watcher?.add(scriptPath);
   const appOptions = {
     ...(portGiven ? { portOverride: flagValues.port } : {}),
     scriptPath,
@@ -109,6 +118,8 @@ export async function runServe(
     maxTopics: flagValues.maxTopics,
     logger,
     metrics: new MetricsRegistry(),
+    // --watch follows every module the script requires, even one required long after startup.
+    ...(watcher === null ? {} : { onModuleLoaded: (file: string) => watcher.add(file) }),
   };
   const load = async (): Promise<ScriptApp> =>
     ScriptApp.create({ ...appOptions, metrics: new MetricsRegistry() });
@@ -116,78 +127,80 @@ export async function runServe(
   try {
     app = await load();
   } catch (error) {
+    watcher?.close();
     process.stderr.write(`moonsocket serve: ${describeLoadError(error)}\n`);
     return 1;
   }
   if (
     !(await startApp(app, serverOptions.port ?? 8085, serverOptions.host ?? "127.0.0.1", pageHint))
   ) {
+    watcher?.close();
     app.dispose();
     return 1;
   }
   logger.info("script loaded", { script: scriptPath, style: app.style });
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    let reloading = false;
+  let stopping = false;
+  let reloading = false;
+  /** Files that changed while a reload was under way: reloaded again once it is done. */
+  let changedDuringReload: string[] = [];
+  const scriptDir = dirname(resolve(scriptPath));
+
+  /** Reloads after `files` changed; the log names them (relative to the script's folder). */
+  async function reloadAfterChange(files: readonly string[]): Promise<void> {
+    if (stopping) return;
+    if (reloading) {
+      changedDuringReload.push(...files);
+      return;
+    }
+    reloading = true;
+    const names = files.map((file) => relative(scriptDir, resolve(file))).join(", ");
+    logger.info(`${names} changed, reloading`, { script: scriptPath });
+    await reloadOrRestart();
+    reloading = false;
+    const again = changedDuringReload;
+    changedDuringReload = [];
+    if (again.length > 0) await reloadAfterChange([...new Set(again)]);
+  }
+
+  /** Swaps the script in place when the style can, else restarts the servers with it. */
+  async function reloadOrRestart(): Promise<void> {
+    try {
+      const metrics = app.servers[0]?.metricsRegistry ?? appOptions.metrics;
+      if (await app.reload({ ...appOptions, metrics })) {
+        logger.info("script reloaded; connections kept", { script: scriptPath });
+        return;
+      }
+    } catch (error) {
+      logger.error(`reload failed, keeping the running script: ${describeLoadError(error)}`);
+      return;
+    }
+    // This style cannot swap scripts under live connections: restart it.
+    let next: ScriptApp;
+    try {
+      next = await load();
+    } catch (error) {
+      logger.error(`reload failed, keeping the running script: ${describeLoadError(error)}`);
+      return;
+    }
+    await Promise.all(app.servers.map((server) => server.close()));
+    app.dispose();
+    app = next;
+    await startApp(app, serverOptions.port ?? 8085, serverOptions.host ?? "127.0.0.1", pageHint);
+    logger.info("script restarted", { script: scriptPath });
+  }
+
+  return new Promise<number>((finish) => {
     const stop = async () => {
       if (stopping) process.exit(1);
       stopping = true;
-      unwatchFile(scriptPath);
+      watcher?.close();
       await Promise.all(app.servers.map((server) => server.close()));
       app.dispose();
-      resolve(0);
+      finish(0);
     };
     process.on("SIGINT", () => void stop());
     process.on("SIGTERM", () => void stop());
-    if (flagValues.watch) {
-      let timer: NodeJS.Timeout | null = null;
-      // Polling survives editors that save by renaming a new file over the old one.
-      watchFile(scriptPath, { interval: 300 }, () => {
-        if (timer) clearTimeout(timer);
-        timer = setTimeout(async () => {
-          if (reloading || stopping) return;
-          reloading = true;
-          logger.info("script changed, reloading", { script: scriptPath });
-          try {
-            if (
-              await app.reload({
-                ...appOptions,
-                metrics: app.servers[0]?.metricsRegistry ?? appOptions.metrics,
-              })
-            ) {
-              logger.info("script reloaded; connections kept", { script: scriptPath });
-              reloading = false;
-              return;
-            }
-          } catch (error) {
-            logger.error(`reload failed, keeping the running script: ${describeLoadError(error)}`);
-            reloading = false;
-            return;
-          }
-          // This style cannot swap scripts under live connections: restart it.
-          let next: ScriptApp;
-          try {
-            next = await load();
-          } catch (error) {
-            logger.error(`reload failed, keeping the running script: ${describeLoadError(error)}`);
-            reloading = false;
-            return;
-          }
-          await Promise.all(app.servers.map((server) => server.close()));
-          app.dispose();
-          app = next;
-          await startApp(
-            app,
-            serverOptions.port ?? 8085,
-            serverOptions.host ?? "127.0.0.1",
-            pageHint,
-          );
-          logger.info("script restarted", { script: scriptPath });
-          reloading = false;
-        }, 100);
-      });
-    }
   });
 }
 
@@ -204,7 +217,7 @@ async function startApp(
       failing = server.options;
       await server.listen();
       process.stdout.write(
-        `moonsocket serve listening on ${server.url} (open ${server.url.replace(/^ws/, "http")} ${pageHint})\n`,
+        `moonsocket serve listening on ${describeEndpoint(server)} (open ${server.url.replace(/^ws/, "http")} ${pageHint})\n`,
       );
     }
     return true;
@@ -220,7 +233,6 @@ async function startApp(
   }
 }
 
-/** Serve's report of a script it cannot load (also `moonsocket check`'s). */
 export function describeLoadError(error: unknown): string {
   if (error instanceof LuaError) {
     return `${error.code === "ERR_LUA_SYNTAX" ? "syntax error" : "error while loading the script"}: ${error.message}${error.traceback ? `\n${error.traceback}` : ""}`;

@@ -1,9 +1,9 @@
 import { createLogger } from "../server/logger.js";
-import { readTlsFiles } from "../server/server.js";
 import type { ServerOptions } from "../server/server-options.js";
 import { SERVER_DEFAULTS } from "../server/server-options.js";
 import { assertStaticFolder } from "../server/static-root.js";
 import { ArgsError, type OptionSpec } from "./args.js";
+import { loadTlsFiles } from "./tls-files.js";
 
 /** The flags every serving command shares: address, TLS, limits, logging. */
 export const SERVER_FLAGS = {
@@ -146,16 +146,10 @@ export function toServerOptions(command: string, values: ServerFlagValues): Serv
       `moonsocket ${command}: --tls-cert and --tls-key go together; give both or neither`,
     );
   }
-  let tls: ServerOptions["tls"];
-  if (values.tlsCert !== undefined && values.tlsKey !== undefined) {
-    try {
-      tls = readTlsFiles(values.tlsCert, values.tlsKey);
-    } catch (error) {
-      throw new ArgsError(
-        `moonsocket ${command}: cannot read TLS files: ${(error as Error).message}`,
-      );
-    }
-  }
+  const tls =
+    values.tlsCert !== undefined && values.tlsKey !== undefined
+      ? loadTlsFiles(command, values.tlsCert, values.tlsKey)
+      : undefined;
   const options: ServerOptions = {
     port: values.port,
     host: values.host,

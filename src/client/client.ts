@@ -12,7 +12,7 @@ import {
 import type { TransportHandler } from "../transport/socket-transport.js";
 import { ZlibCompressor } from "../transport/zlib-compressor.js";
 import { ClientTransport } from "./client-transport.js";
-import { parseResponseHead } from "./http-response.js";
+import { parseResponseHead, readResponseBody } from "./http-response.js";
 
 /** Client settings. Sizes in bytes, durations in milliseconds. */
 export interface ClientOptions {
@@ -370,6 +370,17 @@ export async function connect(
     },
   );
 
+  if (head.status !== 101) {
+    // A refusal: the body usually says why (403 "origin not allowed"); keep it for the caller.
+    const body = await readResponseBody(socket, head, 4096, Math.min(handshakeTimeout, 2000));
+    socket.destroy();
+    throw new HandshakeError(
+      head.status,
+      `server answered ${head.status} instead of 101 Switching Protocols`,
+      head.headers,
+      body,
+    );
+  }
   try {
     const accepted = parseUpgradeResponse(head.status, head.headers, key, protocols);
     const params = deflate !== null ? acceptDeflateResponse(accepted.extensions, deflate) : null;

@@ -50,6 +50,11 @@ export interface LuaEngineOptions {
    * only finds preloaded modules.
    */
   readonly scriptDir?: string;
+  /**
+   * Called with the path (relative to {@link scriptDir}, `/`-separated) of every module file
+   * `require` reads from the script folder, e.g. to watch it for changes. Default: none.
+   */
+  readonly onModuleRead?: (relativePath: string) => void;
   /** Receives Lua `print` output (`info`), Lua warnings and `__gc` errors (`warn`). Default: drop. */
   readonly log?: (level: LuaLogLevel, message: string) => void;
 }

@@ -1,4 +1,4 @@
-import { basename, dirname, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Logger } from "../server/logger.js";
 import type { Counter, MetricsRegistry } from "../server/metrics.js";
 import {
@@ -32,6 +32,8 @@ export interface LuaHostOptions {
   maxTopics?: number;
   logger: Logger;
   metrics?: MetricsRegistry;
+  /** Called with the absolute path of every module file the script `require`s from its folder. */
+  onModuleLoaded?: (file: string) => void;
 }
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -88,8 +90,13 @@ export class LuaHost {
   /** Creates the Lua state and installs the shared library. */
   static async create(options: LuaHostOptions): Promise<LuaHost> {
     const logger = options.logger;
+    const scriptDir = dirname(resolve(options.scriptPath));
+    const onModuleLoaded = options.onModuleLoaded;
     const engine = await createLuaEngine({
-      scriptDir: dirname(resolve(options.scriptPath)),
+      scriptDir,
+      ...(onModuleLoaded !== undefined
+        ? { onModuleRead: (relativePath: string) => onModuleLoaded(join(scriptDir, relativePath)) }
+        : {}),
       ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
       ...(options.memoryLimitBytes !== undefined
         ? { memoryLimitBytes: options.memoryLimitBytes }

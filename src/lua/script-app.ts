@@ -34,6 +34,8 @@ export interface ScriptAppOptions {
    * Listening stays the caller's job, as always. Default false.
    */
   offline?: boolean;
+  /** Called with the absolute path of every module file the script `require`s from its folder. */
+  onModuleLoaded?: (file: string) => void;
 }
 
 /** What a style runtime offers the application: its servers, and a way to stop. */
@@ -143,6 +145,7 @@ function hostOptions(options: ScriptAppOptions): LuaHostOptions {
     scriptPath: options.scriptPath,
     logger: options.logger,
     metrics: options.metrics,
+    ...(options.onModuleLoaded !== undefined ? { onModuleLoaded: options.onModuleLoaded } : {}),
     ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
     ...(options.memoryLimitBytes !== undefined
       ? { memoryLimitBytes: options.memoryLimitBytes }

@@ -365,6 +365,7 @@ class WasmoonLuaEngine implements LuaEngine {
   private readonly allocator: CountingAllocator;
   private readonly L: Ptr;
   private readonly scriptDir: string | undefined;
+  private readonly onModuleRead: ((relativePath: string) => void) | undefined;
   private readonly log: (level: LuaLogLevel, message: string) => void;
 
   private u8: Uint8Array;
@@ -431,6 +432,7 @@ class WasmoonLuaEngine implements LuaEngine {
     this.cpuBudgetMs = cpuBudget;
     this.budget = new CpuBudget(cpuBudget);
     this.scriptDir = options.scriptDir;
+    this.onModuleRead = options.onModuleRead;
     const log = options.log;
     this.log = (level, message) => {
       // Called from inside Lua: a throwing logger must not unwind WebAssembly frames.
@@ -498,6 +500,7 @@ class WasmoonLuaEngine implements LuaEngine {
       });
       const readModule = (args: LuaArgs) => {
         const found = findScriptModule(this.scriptDir, args.string(1));
+        if (found.found) this.onModuleRead?.(found.relativePath);
         return found.found
           ? new LuaMulti([found.source, found.relativePath])
           : new LuaMulti([null, found.message]);

@@ -22,14 +22,20 @@ export class ProtocolError extends MoonsocketError {
   }
 }
 
-/** The opening handshake was refused; `status` is the HTTP status to answer with (server side). */
+/**
+ * The opening handshake was refused; `status` is the HTTP status to answer with (server side),
+ * or the one the server answered with (client side; 0 when there was no usable response).
+ */
 export class HandshakeError extends MoonsocketError {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
-  constructor(status: number, message: string, headers: Record<string, string> = {}) {
+  /** Client side: the body of the server's refusal (its reason, as text), or "". */
+  readonly body: string;
+  constructor(status: number, message: string, headers: Record<string, string> = {}, body = "") {
     super("ERR_WS_HANDSHAKE", message);
     this.status = status;
     this.headers = headers;
+    this.body = body;
   }
 }
 

@@ -1,4 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
+import { CloseCode } from "../protocol/close-code.js";
+import { ConnectionState } from "../protocol/connection.js";
 import type { ProtocolError } from "../protocol/errors.js";
 import type {
   LimitKind,
@@ -69,6 +71,8 @@ export class ServerClient implements TransportHandler {
   /** @internal How many of the server's hook sets were offered this client's onConnect; onDisconnect goes to those only. */
   connectedHookSets = 0;
   /** @internal */ transport!: SocketTransport;
+  /** @internal The close this server started with {@link close} (code and reason), for the log. */
+  closeStarted: { code: number; reason: string } | null = null;
   private readonly owner: ClientOwner;
 
   constructor(id: number, owner: ClientOwner, info: UpgradeInfo) {
@@ -120,7 +124,12 @@ export class ServerClient implements TransportHandler {
 
   /** Starts the close handshake (code 1000–1003, 1007–1014, 3000–4999; reason ≤ 123 bytes). */
   close(code?: number, reason?: string): void {
+    // Only a close this side starts: a reply to the client's close frame is the client's doing.
+    const first =
+      this.closeStarted === null && this.transport.connection.state === ConnectionState.Open;
     this.transport.close(code, reason);
+    if (first)
+      this.closeStarted = { code: code ?? CloseCode.NoStatusReceived, reason: reason ?? "" };
   }
 
   /** Drops the TCP connection without a close handshake. */

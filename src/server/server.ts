@@ -176,6 +176,11 @@ export class WebSocketServer implements ClientOwner {
     return `${this.secure ? "wss" : "ws"}://${host}:${port}/`;
   }
 
+  /** The WebSocket endpoint paths (the `path` option), or null when every path is one. */
+  get endpointPaths(): ReadonlySet<string> | null {
+    return this.paths;
+  }
+
   /** Connected clients by id. */
   get clientCount(): number {
     return this.clients.size;
@@ -286,6 +291,7 @@ export class WebSocketServer implements ClientOwner {
 
   private async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?", 1)[0]!;
+    if (this.logger.isLevelEnabled("debug")) this.logRequest(req, res, path);
     if (path === this.options.healthPath && (req.method === "GET" || req.method === "HEAD")) {
       const body = JSON.stringify({
         status: this.shuttingDown ? "stopping" : "ok",
@@ -325,6 +331,22 @@ export class WebSocketServer implements ClientOwner {
       "Content-Length": Buffer.byteLength(body),
     });
     res.end(req.method === "HEAD" ? undefined : body);
+  }
+
+  /** Logs a plain HTTP request once answered (debug: pages, healthz and metrics are routine). */
+  private logRequest(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const socket = req.socket;
+    const before = socket.bytesWritten;
+    res.once("finish", () =>
+      this.logger.debug("http request", {
+        method: req.method,
+        path,
+        status: res.statusCode,
+        // On the wire, headers included (as nginx's $bytes_sent).
+        bytes: socket.bytesWritten - before,
+        remote: socket.remoteAddress,
+      }),
+    );
   }
 
   /** Answers a WebSocket handshake that node:http did not treat as an upgrade with its 4xx. */
@@ -622,7 +644,15 @@ export class WebSocketServer implements ClientOwner {
     this.topics.removeMember(client);
     this.sweeper.delete(client.transport);
     this.metrics.connections.set(this.clients.size);
-    this.logger.debug("client disconnected", { id: client.id, code, reason, clean: wasClean });
+    // When this side started the close, its code and reason say why, not the client's echo.
+    const started = client.closeStarted;
+    this.logger.debug("client disconnected", {
+      id: client.id,
+      code: started?.code ?? code,
+      reason: started?.reason ?? reason,
+      closedBy: started === null ? undefined : "server",
+      clean: wasClean,
+    });
     if (!client.connected) return;
     // onDisconnect only follows an onConnect of the same set (hooks.ts): not for sets after
     // one whose onConnect threw, nor for sets added after the client connected.

@@ -400,6 +400,100 @@ describe("moonsocket bench --mode broadcast", () => {
   });
 });
 
+describe("moonsocket bench --mode broadcast against moonsocket echo --broadcast", () => {
+  it("every receiver gets every broadcast: sane figures, exit 0", async () => {
+    const proc = run(["echo", "--broadcast", "--port", "0", "--log-level", "warn"]);
+    const url = await withTimeout(
+      new Promise<string>((resolve) => {
+        proc.child.stdout!.on("data", () => {
+          const match = /listening on (ws:\/\/\S+)/.exec(proc.stdout());
+          if (match) resolve(match[1]!);
+        });
+      }),
+      10_000,
+      "the echo --broadcast banner",
+    );
+    const {
+      code,
+      result,
+      proc: bench,
+    } = await benchJson([...SHORT, "--mode", "broadcast", "-c", "10", url]);
+    assert.equal(code, 0, bench.stderr());
+    assertSane(result, 11);
+    assert.equal(result.broadcast!.incomplete, 0);
+    // echo --broadcast relays to the sender too.
+    assert.ok(result.broadcast!.echoesToSender > 0);
+  });
+});
+
+describe("moonsocket bench: broadcast mismatches say what differed", () => {
+  /**
+   * A relaying server whose first receiver gets the `nth` broadcast changed by `alter`
+   * (which may return null to drop it).
+   */
+  function faultyBroadcaster(nth: number, alter: (data: Buffer) => Buffer | null): Promise<string> {
+    let first: WebSocket | null = null;
+    let count = 0;
+    return startWsServer((ws, wss) => {
+      first ??= ws;
+      ws.on("message", (data: Buffer, isBinary) => {
+        for (const client of wss.clients) {
+          if (client === first && ++count === nth) {
+            const changed = alter(Buffer.from(data));
+            if (changed !== null) client.send(changed, { binary: isBinary });
+          } else {
+            client.send(data, { binary: isBinary });
+          }
+        }
+      });
+    });
+  }
+
+  async function firstProblem(url: string): Promise<string> {
+    // Open loop: a lost broadcast must not stall the run until it expires.
+    const { code, result } = await benchJson([
+      ...SHORT,
+      "--mode",
+      "broadcast",
+      "--interval",
+      "5",
+      "-c",
+      "3",
+      url,
+    ]);
+    assert.equal(code, 1);
+    assert.ok(result.errors > 0);
+    return result.firstError ?? "";
+  }
+
+  it("a changed byte: where, and the expected and received bytes from there", async () => {
+    const url = await faultyBroadcaster(5, (data) => {
+      data[40] = data[40] === 0x41 ? 0x42 : 0x41;
+      return data;
+    });
+    assert.match(
+      await firstProblem(url),
+      /^broadcast \d+ differs from what was sent from byte 40 of 64: expected ".+", got "[AB].*"$/,
+    );
+  });
+
+  it("a lost broadcast: the sequence number expected and the one received", async () => {
+    const url = await faultyBroadcaster(5, () => null);
+    assert.match(
+      await firstProblem(url),
+      /^expected broadcast (\d+), got broadcast \d+ \(1 lost, or reordered\)$/,
+    );
+  });
+
+  it("a shortened delivery: the sizes and the first bytes of both", async () => {
+    const url = await faultyBroadcaster(5, (data) => data.subarray(0, 20));
+    assert.match(
+      await firstProblem(url),
+      /^a delivery differs in size or type: expected broadcast \d+, 64 bytes of text "[0-9a-f]{16}.+"…; got 20 bytes of text "[0-9a-f]{16}.+"$/,
+    );
+  });
+});
+
 describe("moonsocket bench failures", () => {
   async function freePort(): Promise<number> {
     const probe = http.createServer();
@@ -452,6 +546,34 @@ describe("moonsocket bench failures", () => {
     assert.equal(code, 1);
     assert.equal(result.closed, 3);
     assert.match(result.firstError ?? "", /closed a connection with 4000 \(enough\)/);
+  });
+
+  it("stops as soon as the server has closed every connection, saying why", async () => {
+    // Like the demo without its room token: every connection closed right after the upgrade.
+    const url = await startWsServer((ws) => ws.close(4001, "invalid token"));
+    // A duration no test could wait for: the run must end because nothing is left.
+    const proc = run(["bench", "-c", "5", "-d", "10m", url]);
+    assert.equal(await finished(proc, 30_000), 1);
+    assert.match(
+      proc.stderr(),
+      /^moonsocket bench: stopped (before measuring|after [\d.]+ s of measuring): every connection is gone \(closed by the server\)$/m,
+    );
+    assert.match(proc.stderr(), /closed a connection with 4001 \(invalid token\)/);
+    assert.match(proc.stdout(), /stopped early\s+every connection is gone/);
+  });
+
+  it("broadcast: stops once the sender is gone", async () => {
+    let connections = 0;
+    // The sender connects last: close it, keep the receivers.
+    const url = await startWsServer((ws) => {
+      if (++connections === 4) ws.close(4002, "no senders here");
+    });
+    const proc = run(["bench", "--mode", "broadcast", "-c", "3", "-d", "10m", url]);
+    assert.equal(await finished(proc, 30_000), 1);
+    assert.match(
+      proc.stderr(),
+      /stopped (before measuring|after [\d.]+ s of measuring): the sender's connection is gone \(closed by the server\): nothing more to broadcast/,
+    );
   });
 
   it("--help exits 0 and shows the options and examples", async () => {

@@ -388,3 +388,86 @@ describe("moonsocket connect in a terminal", {
     assert.match(screen, /EXIT=1/);
   });
 });
+
+describe("moonsocket connect: what went wrong, in a sentence", () => {
+  async function listen(server: http.Server): Promise<number> {
+    resources.add(server, (s) => {
+      s.closeAllConnections();
+      return new Promise((resolve) => s.close(resolve));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    return (server.address() as AddressInfo).port;
+  }
+
+  it("wss:// to a server without TLS: says it does not speak TLS, and the ws:// URL", async () => {
+    const port = await listen(http.createServer((_request, response) => response.end()));
+    const proc = run(["connect", `wss://127.0.0.1:${port}/chat`], "");
+    assert.equal(await finished(proc), 1);
+    assert.equal(
+      proc.stderr(),
+      `moonsocket connect: cannot connect to wss://127.0.0.1:${port}/chat: ` +
+        `the server at 127.0.0.1:${port} does not speak TLS: use ws://127.0.0.1:${port}/chat\n`,
+    );
+  });
+
+  it("ws:// to a TLS server: says it seems to expect TLS, and the wss:// URL", {
+    skip: typeof certificate === "string" ? certificate : false,
+  }, async () => {
+    if (typeof certificate === "string") return;
+    const port = await listen(
+      https.createServer({ cert: certificate.cert, key: certificate.key }, (_q, s) => s.end()),
+    );
+    const proc = run(["connect", `ws://127.0.0.1:${port}/`], "");
+    assert.equal(await finished(proc), 1);
+    assert.equal(
+      proc.stderr(),
+      `moonsocket connect: cannot connect to ws://127.0.0.1:${port}/: ` +
+        `the server at 127.0.0.1:${port} seems to expect TLS: use wss://127.0.0.1:${port}/\n`,
+    );
+  });
+
+  it("a refused handshake shows the status and the reason the server sent", async () => {
+    const server = http.createServer();
+    server.on("upgrade", (_request, socket) => {
+      // The head first, the body in a later write: the reason must still be read.
+      socket.write(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 26\r\n\r\n",
+      );
+      setImmediate(() => socket.end("token expired\nlog in again"));
+    });
+    const port = await listen(server);
+    const proc = run(["connect", `ws://127.0.0.1:${port}/`], "");
+    assert.equal(await finished(proc), 1);
+    assert.equal(
+      proc.stderr(),
+      `moonsocket connect: cannot connect to ws://127.0.0.1:${port}/: server answered 403 Forbidden ` +
+        "instead of 101 Switching Protocols: token expired log in again\n",
+    );
+  });
+
+  it("moonsocket echo --origin: the 403 says which origin is not allowed", async () => {
+    const echo = run(["echo", "--port", "0", "--origin", "http://good.example"]);
+    await waitUntil(() => /listening on/.test(echo.stdout()), 10_000, "the echo banner");
+    const url = /listening on (\S+)/.exec(echo.stdout())![1]!;
+    const proc = run(["connect", "-H", "Origin: http://evil.example", url], "");
+    assert.equal(await finished(proc), 1);
+    assert.match(
+      proc.stderr(),
+      /server answered 403 Forbidden instead of 101 Switching Protocols: .*http:\/\/evil\.example/,
+    );
+  });
+
+  it("http:// is refused as the help says: one line naming the ws:// URL, exit 2", async () => {
+    for (const [given, meant] of [
+      ["http://127.0.0.1:8085/chat", "ws://127.0.0.1:8085/chat"],
+      ["https://example.com/", "wss://example.com/"],
+    ] as const) {
+      const proc = run(["connect", given], "");
+      assert.equal(await finished(proc), 2);
+      assert.equal(
+        proc.stderr(),
+        `moonsocket connect: ${given.split(":")[0]}:// is not a WebSocket URL; use ${meant}\n`,
+      );
+    }
+  });
+});

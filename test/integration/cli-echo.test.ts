@@ -8,7 +8,14 @@ import net from "node:net";
 import { afterEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
-import { PATIENCE_MS, Resources, WsPeer, withTimeout } from "../helpers/net-helpers.js";
+import {
+  httpRequest,
+  PATIENCE_MS,
+  Resources,
+  WsPeer,
+  waitUntil,
+  withTimeout,
+} from "../helpers/net-helpers.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const resources = new Resources();
@@ -170,5 +177,75 @@ describe("moonsocket echo", () => {
     assert.equal(await withTimeout(proc.exited, PATIENCE_MS, "exit"), 1);
     assert.match(proc.stderr(), new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`));
     assert.match(proc.stderr(), /--port/);
+  });
+});
+
+describe("moonsocket echo --broadcast", () => {
+  it("relays every message to every connected client, the sender included", async () => {
+    const { url } = await startEcho(["--broadcast"]);
+    const peers = [await openWs(url), await openWs(`${url}other/path`), await openWs(url)];
+    peers[1]!.ws.send("to everyone");
+    for (const peer of peers) {
+      const message = await peer.next(10_000);
+      assert.equal(message.isBinary, false);
+      assert.equal(message.data.toString(), "to everyone");
+    }
+    const bytes = Buffer.from([0, 1, 2, 255]);
+    peers[2]!.ws.send(bytes);
+    for (const peer of peers) {
+      const message = await peer.next(10_000);
+      assert.equal(message.isBinary, true);
+      assert.ok(message.data.equals(bytes));
+    }
+  });
+
+  it("is listed in --help", async () => {
+    const proc = run(["echo", "--help"]);
+    assert.equal(await withTimeout(proc.exited, 10_000, "echo --help"), 0);
+    assert.match(proc.stdout(), /--broadcast/);
+  });
+});
+
+describe("moonsocket echo: HTTP request log", () => {
+  /** Requests /healthz, /metrics and a missing page; returns the status codes. */
+  async function browse(port: number): Promise<number[]> {
+    const statuses: number[] = [];
+    for (const path of ["/healthz", "/metrics", "/missing"]) {
+      statuses.push((await httpRequest(port, path)).status);
+    }
+    return statuses;
+  }
+
+  it("--log-level debug: one line per request with method, path, status and bytes", async () => {
+    const { proc, port } = await startEcho(["--log-level", "debug"]);
+    assert.deepEqual(await browse(port), [200, 200, 404]);
+    await waitUntil(
+      () => /path=\/missing/.test(proc.stderr()),
+      10_000,
+      "the log line of the last request",
+    );
+    const lines = proc.stderr().split("\n");
+    for (const [path, status] of [
+      ["/healthz", 200],
+      ["/metrics", 200],
+      ["/missing", 404],
+    ] as const) {
+      const line = lines.find((l) => l.includes(`path=${path} `));
+      assert.ok(line !== undefined, `a line for ${path}: ${proc.stderr()}`);
+      assert.match(
+        line,
+        new RegExp(`DEBUG http request method=GET path=${path} status=${status} bytes=[1-9]\\d*`),
+      );
+    }
+  });
+
+  it("at the default level (info), requests are not logged", async () => {
+    const { proc, port } = await startEcho(["--log-level", "info"]);
+    assert.deepEqual(await browse(port), [200, 200, 404]);
+    // Everything logged before the shutdown line is on stderr once the process has exited.
+    proc.child.kill("SIGTERM");
+    assert.equal(await withTimeout(proc.exited, 10_000, "echo to exit"), 0);
+    assert.match(proc.stderr(), /shutting down/);
+    assert.doesNotMatch(proc.stderr(), /http request|\/healthz|\/missing/);
   });
 });

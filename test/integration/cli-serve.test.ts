@@ -151,6 +151,75 @@ describe("moonsocket serve", () => {
   });
 });
 
+describe("moonsocket serve --watch and modules", () => {
+  /** A folder with app.lua and the given modules; returns the folder. */
+  function project(files: Record<string, string>): string {
+    const dir = mkdtempSync(join(tmpdir(), "moonsocket-watch-"));
+    for (const [name, source] of Object.entries(files)) writeFileSync(join(dir, name), source);
+    return dir;
+  }
+  const tagger = (version: string) =>
+    `return { tag = function(m) return "${version} " .. m end }\n`;
+
+  it("reloads when a module required at startup changes, naming the file", async () => {
+    const dir = project({
+      "app.lua": 'local util = require "util"\nfunction main(id, m) _send(id, util.tag(m)) end\n',
+      "util.lua": tagger("v1"),
+    });
+    const { proc, url } = await serve(join(dir, "app.lua"), ["--watch"]);
+    const client = await openClient(url);
+    client.send("a");
+    assert.equal(await client.next(10_000), "v1 a");
+    writeFileSync(join(dir, "util.lua"), tagger("v2"));
+    await waitFor(() => /script reloaded/.test(proc.stderr()), "the reload", 15_000);
+    assert.match(proc.stderr(), /INFO {2}util\.lua changed, reloading/);
+    client.send("b");
+    assert.equal(await client.next(10_000), "v2 b");
+    client.close();
+  });
+
+  it("reloads when a module first required after startup changes", async () => {
+    const dir = project({
+      "app.lua": 'function main(id, m) _send(id, require("late").tag(m)) end\n',
+      "late.lua": tagger("v1"),
+    });
+    const { proc, url } = await serve(join(dir, "app.lua"), ["--watch"]);
+    const client = await openClient(url);
+    client.send("a");
+    assert.equal(await client.next(10_000), "v1 a");
+    writeFileSync(join(dir, "late.lua"), tagger("v2"));
+    await waitFor(() => /script reloaded/.test(proc.stderr()), "the reload", 15_000);
+    assert.match(proc.stderr(), /late\.lua changed, reloading/);
+    client.send("b");
+    assert.equal(await client.next(10_000), "v2 b");
+    client.close();
+  });
+});
+
+describe("moonsocket serve logs", () => {
+  it("the disconnect line carries the code and reason the script closed the client with", async () => {
+    const path = script('function on_connect(id) _close(id, 4001, "invalid token") end\n');
+    const { proc, url } = await serve(path, ["--log-level", "debug"]);
+    const client = await openClient(url);
+    const closed = await client.closed;
+    assert.deepEqual(closed, { code: 4001, reason: "invalid token" });
+    await waitFor(() => /client disconnected/.test(proc.stderr()), "the disconnect line");
+    assert.match(
+      proc.stderr(),
+      /DEBUG client disconnected id=0 code=4001 reason="invalid token" closedBy=server clean=true/,
+    );
+  });
+
+  it("the disconnect line carries the code and reason the client closed with", async () => {
+    const { proc, url } = await serve(script("function main() end\n"), ["--log-level", "debug"]);
+    const client = await openClient(url);
+    client.ws.close(4100, "bye now");
+    await client.closed;
+    await waitFor(() => /client disconnected/.test(proc.stderr()), "the disconnect line");
+    assert.match(proc.stderr(), /client disconnected id=0 code=4100 reason="bye now" clean=true/);
+  });
+});
+
 describe("moonsocket check", () => {
   it("a good script: exit 0, its style", async () => {
     const proc = run([

@@ -6,6 +6,7 @@ import {
   formatBytes,
   formatDuration,
   formatHelp,
+  isVersionRequested,
   parseBytes,
   parseCommandArgs,
   parseDuration,
@@ -362,6 +363,7 @@ describe("--help", () => {
         "      --origin <value>            Allowed origin (repeatable)",
         "      --log-format <text|json>    Log format (default: text)",
         "  -h, --help                      Show this help and exit",
+        "      --version                   Print the version and exit",
         "",
         "Examples:",
         "  moonsocket serve chat.lua --static public",
@@ -380,10 +382,11 @@ describe("--help", () => {
     });
     const lines = formatHelp(spec, 40).split("\n");
     const start = lines.indexOf("Options:");
-    assert.deepEqual(lines.slice(start + 1, start + 4), [
-      "      --a     one two three four five",
-      "              six seven eight nine ten",
-      "  -h, --help  Show this help and exit",
+    assert.deepEqual(lines.slice(start + 1, start + 5), [
+      "      --a        one two three four five",
+      "                 six seven eight nine",
+      "                 ten",
+      "  -h, --help     Show this help and exit",
     ]);
   });
 
@@ -395,6 +398,28 @@ describe("--help", () => {
       positionals: [{ name: "script.lua", required: true, variadic: true }],
     });
     assert.match(formatHelp(spec), /^Usage: moonsocket check script\.lua\.\.\.\n/);
+  });
+});
+
+describe("--version", () => {
+  it("is requested by --version anywhere before --, whatever else is on the line", () => {
+    assert.equal(isVersionRequested(["--version"]), true);
+    assert.equal(isVersionRequested(["--port", "abc", "--bogus", "--version"]), true);
+    assert.equal(isVersionRequested(["--port", "8085"]), false);
+    assert.equal(isVersionRequested(["--", "--version"]), false);
+    assert.equal(isVersionRequested(["--versions"]), false);
+  });
+
+  it("cannot be redefined by a command", () => {
+    assert.throws(
+      () =>
+        defineCommand({
+          name: "x",
+          description: "d",
+          options: { version: { type: "boolean", description: "v" } },
+        }),
+      /option 'version' is reserved/,
+    );
   });
 });
 

@@ -39,6 +39,7 @@ function result(overrides: Partial<BenchResult> = {}): BenchResult {
     messagesPerServerCpuSecond: 101_010,
     firstError: null,
     connectError: null,
+    stopReason: null,
     ...overrides,
   };
 }
@@ -89,6 +90,39 @@ describe("bench report", () => {
     assert.match(text, /deliveries\/s/);
     assert.match(text, /fan-out latency/);
     assert.match(text, /broadcasts\s+50 sent, 0 incomplete, 50 copies to the sender/);
+  });
+
+  it("counts a broadcast run in deliveries everywhere, never in messages", () => {
+    const run = result({
+      mode: "broadcast",
+      errors: 2,
+      broadcast: { intervalMs: 0, sent: 50, incomplete: 0, echoesToSender: 0 },
+      cpu: { bench: 60, server: null, others: 80, cores: 2 },
+      messagesPerServerCpuSecond: null,
+    });
+    const text = formatSummary(run);
+    assert.match(text, /errors\s+2 wrong deliveries, 0 protocol errors/);
+    assert.match(text, /deliveries per bench CPU-s/);
+    assert.match(text, /get deliveries per second of server CPU/);
+    assert.doesNotMatch(text, /messages/);
+    const progress = {
+      elapsedMs: 3000,
+      phase: "measuring" as const,
+      open: 101,
+      target: 101,
+      messagesPerSecond: 12_000,
+      errors: 0,
+      benchCpu: 40,
+    };
+    assert.match(formatProgress(progress, "broadcast"), /12,000 deliveries\/s/);
+    assert.match(formatProgress(progress), /12,000 msg\/s/);
+  });
+
+  it("says why a run stopped early", () => {
+    const text = formatSummary(
+      result({ closed: 100, stopReason: "every connection is gone (closed by the server)" }),
+    );
+    assert.match(text, /stopped early\s+every connection is gone \(closed by the server\)/);
   });
 
   it("says when the bench was the bottleneck or the machine was busy", () => {

@@ -32,6 +32,7 @@ function part(overrides: Partial<BenchResult>): BenchResult {
     messagesPerServerCpuSecond: null,
     firstError: null,
     connectError: null,
+    stopReason: null,
     ...overrides,
   };
 }
