@@ -288,7 +288,13 @@ export class IdleSweeper {
           ...[this.pingInterval, this.idleTimeout].filter((t) => t > 0).map((t) => t / 4),
         ),
       );
-      this.timer = setInterval(() => this.sweep(), period);
+      this.timer = setInterval(() => {
+        // Sweep after this turn's poll phase, with the clock set now: if the event loop stalled
+        // (a long handler, a starved process), what peers sent meanwhile is read first and
+        // counts as activity, instead of the peers being closed for our own silence.
+        coarseNow = Date.now();
+        setImmediate(() => this.sweep());
+      }, period);
       this.timer.unref();
     }
   }
@@ -302,7 +308,8 @@ export class IdleSweeper {
   }
 
   private sweep(): void {
-    const now = (coarseNow = Date.now());
+    if (this.timer === null) return;
+    const now = Date.now();
     for (const transport of this.members) {
       const quiet = now - transport.lastActivity;
       const connection = transport.connection;

@@ -195,15 +195,34 @@ describe("handshakeTimeout", () => {
 
 describe("idle timeout and automatic pings", () => {
   it("keeps a ws client that answers pings, across several idle timeouts", async () => {
-    const { url, port } = await startEchoServer(resources, { pingInterval: 150, idleTimeout: 450 });
+    // An idle timeout far above the ping interval: the pong has 1.1 s to come back, even on a
+    // busy machine where this process (server and peer alike) waits for a core.
+    const { url, port } = await startEchoServer(resources, {
+      pingInterval: 100,
+      idleTimeout: 1200,
+    });
     const peer = await openWs(url);
     let pings = 0;
     peer.ws.on("ping", () => pings++);
-    await sleep(1500);
+    await sleep(3000);
     assert.equal(peer.closeInfo, null, "still connected");
     assert.ok(pings >= 2, `got ${pings} pings`);
     peer.ws.send("alive");
     assert.equal((await peer.next()).data.toString(), "alive");
+    assert.equal(await limitCount(port, "idle"), 0);
+  });
+
+  it("does not close a client for idleness when it was the server that stalled", async () => {
+    const { port } = await startEchoServer(resources, { pingInterval: 0, idleTimeout: 200 });
+    const raw = resources.add(await RawClient.connect(port), (r) => r.destroy());
+    // A message reaches the server's socket buffer; then the event loop is blocked past the idle
+    // timeout (a long handler, a starved process), so the expired sweep runs before the read.
+    raw.socket.write(buildFrame({ opcode: OP.text, payload: Buffer.from("here") }));
+    const until = Date.now() + 400;
+    while (Date.now() < until);
+    const frame = await raw.nextFrame();
+    assert.equal(frame.opcode, OP.text);
+    assert.equal(frame.payload.toString(), "here");
     assert.equal(await limitCount(port, "idle"), 0);
   });
 
