@@ -1,14 +1,19 @@
-// The echo, dashboard and script-style examples driven in Chromium, as users see them.
+// The echo, dashboard and script-style examples driven in Chromium, as users see them; and
+// every example page (the chat demo too) checked for errors and for phone-sized screens.
 import assert from "node:assert/strict";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import {
+  EXAMPLES_DIR,
   launchBrowser,
   openPage,
   pageErrors,
   type RunningExample,
   startExample,
 } from "../helpers/browser.js";
+import { horizontalOverflow, recordProblems } from "./page-problems.js";
 
 const TIMEOUT = 5000;
 
@@ -159,5 +164,43 @@ describe("examples in the browser", () => {
     assert.match(example.log(), /connection #2 closed/);
     assert.deepEqual(pageErrors(first), []);
     await first.context().close();
+  });
+
+  // Every folder of examples/ with a server.lua, so a new example is checked too.
+  const examples = readdirSync(EXAMPLES_DIR).filter((name) =>
+    existsSync(join(EXAMPLES_DIR, name, "server.lua")),
+  );
+
+  /** Brings a freshly loaded example page to where a user starts using it. */
+  async function ready(name: string, page: Page): Promise<void> {
+    if (name === "chat") {
+      await page.fill("#name", "newcomer");
+      await page.click("#join button");
+      await line(page, "You joined as newcomer.").waitFor();
+    } else {
+      await page.locator("#status.open").waitFor();
+    }
+  }
+
+  it("every example page loads without errors or 404s, and fits a phone's width", async () => {
+    assert.ok(examples.length >= 7, `examples found: ${examples.join(", ")}`);
+    for (const name of examples) {
+      const example = await serve(name);
+      const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
+      const page = await context.newPage();
+      page.setDefaultTimeout(TIMEOUT);
+      const problems = recordProblems(page);
+      // networkidle: after the page's own requests, the browser's one for a favicon.
+      await page.goto(example.httpUrl, { waitUntil: "networkidle" });
+      await ready(name, page);
+      const icon = await page.getAttribute("link[rel=icon]", "href");
+      assert.match(icon ?? "", /^data:/, `${name}: an inline favicon, nothing to fetch`);
+
+      await page.setViewportSize({ width: 390, height: 844 });
+      assert.equal(await horizontalOverflow(page), 0, `${name}: no sideways scrolling on a phone`);
+      await page.waitForLoadState("networkidle");
+      assert.deepEqual(problems, [], `${name}: problems in the browser`);
+      await context.close();
+    }
   });
 });
