@@ -166,6 +166,22 @@ describe("examples in the browser", () => {
     await first.context().close();
   });
 
+  it("script-style pages: one log line per outage, not one per reconnection attempt", async () => {
+    for (const name of ["callback-style", "coroutine-style", "openresty-style"]) {
+      const example = await startExample(name);
+      const page = await open(example.httpUrl);
+      await page.locator("#status.open").waitFor();
+      await example.stop();
+      // The page retries every 2 s: once the second retry starts, the first has failed.
+      for (let retry = 0; retry < 2; retry++)
+        await page.waitForEvent("websocket", { timeout: 15_000 });
+      await page.locator("#status.closed", { hasText: "reconnecting" }).waitFor();
+      assert.equal(await line(page, "Connection closed").count(), 1, `${name}: one line`);
+      assert.deepEqual(pageErrors(page), []);
+      await page.context().close();
+    }
+  });
+
   // Every folder of examples/ with a server.lua, so a new example is checked too.
   const examples = readdirSync(EXAMPLES_DIR).filter((name) =>
     existsSync(join(EXAMPLES_DIR, name, "server.lua")),
