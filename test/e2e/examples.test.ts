@@ -135,6 +135,8 @@ describe("examples in the browser", () => {
     await send(second, "from a coroutine");
     await line(first, "guest2: from a coroutine").waitFor();
     await line(second, "guest2: from a coroutine").waitFor();
+    // The announcement went through the channel before that message: only to the others.
+    assert.equal(await line(second, "guest2 joined").count(), 0, "the newcomer knows already");
     await second.context().close();
     await line(first, "guest2 left").waitFor();
     // Requests the handler leaves unanswered and that no file matches: 404.
