@@ -98,7 +98,7 @@ describe("demo chat in the browser", () => {
     assert.equal(await alice.getAttribute("#status", "class"), "open", "a green badge");
     assert.equal(await alice.isVisible("#join"), false, "the join form is gone");
 
-    await say(alice, "Hi Bob! This room runs on a 90-line Lua script.");
+    await say(alice, "Hi Bob! This room runs on a 120-line Lua script.");
     await logLine(bob, "alice: Hi Bob! This room runs").waitFor();
     await logLine(alice, "alice: Hi Bob! This room runs").waitFor();
     assert.equal(await alice.inputValue("#text"), "", "the box is cleared after sending");
