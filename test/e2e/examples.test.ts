@@ -200,7 +200,7 @@ describe("examples in the browser", () => {
     }
   }
 
-  it("every example page loads without errors or 404s, and fits a phone's width", async () => {
+  it("every example page loads without errors or 404s, and fits a phone's width (390 and 320 px)", async () => {
     assert.ok(examples.length >= 7, `examples found: ${examples.join(", ")}`);
     for (const name of examples) {
       const example = await serve(name);
@@ -214,8 +214,17 @@ describe("examples in the browser", () => {
       const icon = await page.getAttribute("link[rel=icon]", "href");
       assert.match(icon ?? "", /^data:/, `${name}: an inline favicon, nothing to fetch`);
 
-      await page.setViewportSize({ width: 390, height: 844 });
-      assert.equal(await horizontalOverflow(page), 0, `${name}: no sideways scrolling on a phone`);
+      for (const [width, height] of [
+        [390, 844],
+        [320, 568],
+      ] as const) {
+        await page.setViewportSize({ width, height });
+        assert.equal(
+          await horizontalOverflow(page),
+          0,
+          `${name}: no sideways scrolling at ${width} px`,
+        );
+      }
       await page.waitForLoadState("networkidle");
       assert.deepEqual(problems, [], `${name}: problems in the browser`);
       await context.close();
