@@ -138,6 +138,13 @@ describe("demo chat in the browser", () => {
     // A whisper to nobody is refused with a visible error.
     await say(carol, "/w nobody psst");
     await carol.locator("#log li.error", { hasText: "no user named 'nobody'" }).waitFor();
+    // A "/w" with no text is explained to its writer, not sent to everyone.
+    await say(carol, "/w bob");
+    await carol.locator("#log li.error", { hasText: "type /w name text" }).waitFor();
+    assert.equal(await carol.inputValue("#text"), "/w bob", "kept, to finish it");
+    await say(carol, "public from carol");
+    await logLine(alice, "carol: public from carol").waitFor();
+    assert.doesNotMatch(await logText(alice), /carol: \/w/);
 
     // Leaving shows on the others' pages.
     await carol.context().close();
