@@ -9,7 +9,8 @@
 --                    {type="say", from, text, time}, {type="whisper", from, to, text, time},
 --                    {type="users", users}, {type="error", message}
 -- A client must present the room token in the URL (?token=...) or it is closed with 4001.
--- Room messages go to the clients that have joined (said a hello that was accepted) only.
+-- Room messages go to the clients that have joined (said a hello that was accepted) only:
+-- those subscribed to the topic ROOM.
 -- A nickname is 1 to 24 ASCII letters, digits, "_" or "-": no spaces, so that "/w name text"
 -- can always reach it. A refused hello gets an error and leaves the client connected, free to
 -- send another.
@@ -20,19 +21,15 @@ local TOKEN = "moon"          -- the room's token; clients connect with ?token=m
 local HISTORY_SIZE = 50       -- messages replayed to a newcomer
 local MAX_TEXT = 2000         -- longest message, in bytes
 local MAX_NAME = 24           -- longest nickname, in characters (all ASCII)
+local ROOM = "room"           -- the topic of the clients that have joined
 
 local names = {}      -- client id -> nickname
 local ids = {}        -- nickname -> client id
 local history = {}    -- last HISTORY_SIZE "say" messages
 
 local function send(id, message) _send(id, cjson.encode(message)) end
--- To everyone who has joined the room, except `except` (a client id, or nil).
-local function send_room(message, except)
-  local encoded = cjson.encode(message)
-  for id in pairs(names) do
-    if id ~= except then _send(id, encoded) end
-  end
-end
+-- To everyone who has joined (a publish is framed once for all of them).
+local function publish(message) _publish(ROOM, cjson.encode(message)) end
 -- At most `n` bytes of s, never cutting a UTF-8 character in half (a text frame must be UTF-8).
 local function clip(s, n)
   if #s <= n then return s end
@@ -81,11 +78,15 @@ local function hello(id, request)
   local refusal = refuse_name(name)
   if refusal then return send(id, { type = "error", message = refusal }) end
   if ids[name] and ids[name] ~= id then return send(id, { type = "error", message = "nickname '" .. name .. "' is taken" }) end
-  if names[id] then ids[names[id]] = nil end
+  if names[id] then
+    ids[names[id]] = nil
+    _unsubscribe(id, ROOM)
+  end
   names[id], ids[name] = name, id
   send(id, { type = "welcome", id = id, name = name, users = user_list(), history = #history > 0 and history or cjson.empty_array })
-  send_room({ type = "join", name = name }, id)
-  send_room({ type = "users", users = user_list() })
+  publish({ type = "join", name = name })  -- before subscribing: the joiner has its welcome
+  _subscribe(id, ROOM)
+  publish({ type = "users", users = user_list() })
 end
 
 function main(id, message)
@@ -99,7 +100,7 @@ function main(id, message)
   if request.type == "say" then
     local said = { type = "say", from = name, text = text, time = os.time() }
     remember(said)
-    send_room(said)
+    publish(said)
   elseif request.type == "whisper" then
     local target = ids[request.to]
     if not target then return send(id, { type = "error", message = "no user named '" .. tostring(request.to) .. "'" }) end
@@ -115,6 +116,6 @@ function on_disconnect(id)
   local name = names[id]
   if not name then return end
   names[id], ids[name] = nil, nil
-  send_room({ type = "leave", name = name })
-  send_room({ type = "users", users = user_list() })
+  publish({ type = "leave", name = name })
+  publish({ type = "users", users = user_list() })
 end
