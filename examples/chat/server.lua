@@ -78,9 +78,10 @@ local function hello(id, request)
   local refusal = refuse_name(name)
   if refusal then return send(id, { type = "error", message = refusal }) end
   if ids[name] and ids[name] ~= id then return send(id, { type = "error", message = "nickname '" .. name .. "' is taken" }) end
-  if names[id] then
+  if names[id] then  -- a new nickname: the old one leaves
     ids[names[id]] = nil
     _unsubscribe(id, ROOM)
+    publish({ type = "leave", name = names[id] })
   end
   names[id], ids[name] = name, id
   send(id, { type = "welcome", id = id, name = name, users = user_list(), history = #history > 0 and history or cjson.empty_array })
