@@ -70,6 +70,14 @@ async function nextMessage(client: TestClient): Promise<Record<string, unknown>>
   return JSON.parse(await client.next(TIMEOUT)) as Record<string, unknown>;
 }
 
+/** The next JSON message of that type a raw client receives (skipping others). */
+async function nextOfType(client: TestClient, type: string): Promise<Record<string, unknown>> {
+  for (;;) {
+    const message = await nextMessage(client);
+    if (message.type === type) return message;
+  }
+}
+
 describe("demo chat in the browser", () => {
   let browser: Browser;
   let chat: RunningExample;
@@ -268,6 +276,19 @@ describe("demo chat: joining, refusals and small screens", () => {
     client.send(JSON.stringify({ type: "hello", name: "Bob_Smith-2" }));
     assert.equal((await nextMessage(client)).type, "welcome");
     client.close();
+  });
+
+  it("tells the others when a client takes another nickname", async () => {
+    const client = await openClient(`${chat.url}chat?token=moon`);
+    client.send(JSON.stringify({ type: "hello", name: "ivan" }));
+    assert.equal((await nextMessage(client)).type, "welcome");
+    await logLine(erin, "ivan joined.").waitFor();
+    client.send(JSON.stringify({ type: "hello", name: "ivan2" }));
+    assert.equal((await nextOfType(client, "welcome")).name, "ivan2");
+    await logLine(erin, "ivan2 joined.").waitFor();
+    assert.match(await logText(erin), /ivan joined\.\nivan left\.\nivan2 joined\./);
+    client.close();
+    await logLine(erin, "ivan2 left.").waitFor();
   });
 
   it("puts the Online list below the messages on a phone-sized screen", async () => {
