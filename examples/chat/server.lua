@@ -1,25 +1,35 @@
 -- moonsocket chat room (callback style, as in WebSocketServer).
 --
 -- Protocol: JSON messages.
---   client → server  {type="hello", name=..., token=...}   first message: pick a nickname
+--   client → server  {type="hello", name=...}                first message: pick a nickname
 --                    {type="say", text=...}                  to everyone
 --                    {type="whisper", to=name, text=...}     private message
---   server → client  {type="welcome", id, name, users, history}, {type="join"|"leave", name},
+--   server → client  {type="welcome", id, name, users, history}   your hello was accepted
+--                    {type="join"|"leave", name}                  someone else came or went
 --                    {type="say", from, text, time}, {type="whisper", from, to, text, time},
 --                    {type="users", users}, {type="error", message}
 -- A client must present the room token in the URL (?token=...) or it is closed with 4001.
+-- Room messages go to the clients that have joined (said a hello that was accepted) only:
+-- those subscribed to the topic ROOM.
+-- A nickname is 1 to 24 ASCII letters, digits, "_" or "-": no spaces, so that "/w name text"
+-- can always reach it. A refused hello gets an error and leaves the client connected, free to
+-- send another.
 local cjson = require "cjson.safe"
 local log = require "moonsocket"
 
 local TOKEN = "moon"          -- the room's token; clients connect with ?token=moon
 local HISTORY_SIZE = 50       -- messages replayed to a newcomer
 local MAX_TEXT = 2000         -- longest message, in bytes
+local MAX_NAME = 24           -- longest nickname, in characters (all ASCII)
+local ROOM = "room"           -- the topic of the clients that have joined
 
 local names = {}      -- client id -> nickname
 local ids = {}        -- nickname -> client id
 local history = {}    -- last HISTORY_SIZE "say" messages
 
 local function send(id, message) _send(id, cjson.encode(message)) end
+-- To everyone who has joined (a publish is framed once for all of them).
+local function publish(message) _publish(ROOM, cjson.encode(message)) end
 -- At most `n` bytes of s, never cutting a UTF-8 character in half (a text frame must be UTF-8).
 local function clip(s, n)
   if #s <= n then return s end
@@ -27,7 +37,6 @@ local function clip(s, n)
   while cut > 1 and s:byte(cut) >= 0x80 and s:byte(cut) < 0xC0 do cut = cut - 1 end
   return s:sub(1, cut - 1)
 end
-local function send_all(message) _sendAll(cjson.encode(message)) end
 
 local function user_list()
   local list = {}
@@ -51,19 +60,34 @@ function on_connect(id)
   local info = _getClientInfo(id)
   if query_param(info.query, "token") ~= TOKEN then
     log.warn("chat: client ", id, " rejected: bad token")
-    _close(id, 4001, "invalid token: connect with ?token=<room token>")
+    _close(id, 4001, "invalid room token")
+  end
+end
+
+-- Why `name` cannot be a nickname, or nil when it can.
+local function refuse_name(name)
+  if type(name) ~= "string" or name == "" then return "pick a nickname" end
+  if #name > MAX_NAME or not name:match("^[%w_%-]+$") then
+    local shown = utf8.len(name) and "'" .. clip(name:gsub("%c", ""), 40) .. "' " or ""
+    return "nickname " .. shown .. "is not allowed: use 1 to " .. MAX_NAME .. " letters, digits, _ or - (no spaces)"
   end
 end
 
 local function hello(id, request)
-  local name = type(request.name) == "string" and utf8.len(request.name) and clip(request.name:gsub("[%c<>]", ""), 24) or ""
-  if name == "" then return send(id, { type = "error", message = "pick a nickname" }) end
+  local name = request.name
+  local refusal = refuse_name(name)
+  if refusal then return send(id, { type = "error", message = refusal }) end
   if ids[name] and ids[name] ~= id then return send(id, { type = "error", message = "nickname '" .. name .. "' is taken" }) end
-  if names[id] then ids[names[id]] = nil end
+  if names[id] then  -- a new nickname: the old one leaves
+    ids[names[id]] = nil
+    _unsubscribe(id, ROOM)
+    publish({ type = "leave", name = names[id] })
+  end
   names[id], ids[name] = name, id
   send(id, { type = "welcome", id = id, name = name, users = user_list(), history = #history > 0 and history or cjson.empty_array })
-  send_all({ type = "join", name = name })
-  send_all({ type = "users", users = user_list() })
+  publish({ type = "join", name = name })  -- before subscribing: the joiner has its welcome
+  _subscribe(id, ROOM)
+  publish({ type = "users", users = user_list() })
 end
 
 function main(id, message)
@@ -77,7 +101,7 @@ function main(id, message)
   if request.type == "say" then
     local said = { type = "say", from = name, text = text, time = os.time() }
     remember(said)
-    send_all(said)
+    publish(said)
   elseif request.type == "whisper" then
     local target = ids[request.to]
     if not target then return send(id, { type = "error", message = "no user named '" .. tostring(request.to) .. "'" }) end
@@ -93,6 +117,6 @@ function on_disconnect(id)
   local name = names[id]
   if not name then return end
   names[id], ids[name] = nil, nil
-  send_all({ type = "leave", name = name })
-  send_all({ type = "users", users = user_list() })
+  publish({ type = "leave", name = name })
+  publish({ type = "users", users = user_list() })
 end

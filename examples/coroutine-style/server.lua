@@ -20,12 +20,13 @@ local clients = {}               -- the open sockets
 local broadcast_chan = channel.new()
 local joined = 0                 -- a number for each visitor
 
--- The broadcast task: blocks in recv() until a message arrives, then writes it to everyone.
+-- The broadcast task: blocks in recv() until a message arrives, then writes its text to
+-- everyone (except the socket in `except`, if any).
 task.fork(function()
   while true do
     local message = broadcast_chan:recv()
     for _, sock in ipairs(clients) do
-      sock:write(message, "text")
+      if sock ~= message.except then sock:write(message.text, "text") end
     end
   end
 end)
@@ -37,12 +38,12 @@ local function serve(sock)
   table.insert(clients, sock)
   logger.info(name, "connected;", #clients, "online")
   sock:write("you are " .. name, "text")
-  broadcast_chan:send(name .. " joined")
+  broadcast_chan:send({ text = name .. " joined", except = sock })  -- the newcomer knows
   while true do
     local data, typ = sock:read()
     if not data or typ == "close" then break end
     if typ == "text" then
-      broadcast_chan:send(name .. ": " .. data)
+      broadcast_chan:send({ text = name .. ": " .. data })
     elseif typ == "ping" then
       sock:write(data, "pong")
     end
@@ -55,7 +56,7 @@ local function serve(sock)
   end
   sock:close()
   logger.info(name, "left;", #clients, "online")
-  broadcast_chan:send(name .. " left")
+  broadcast_chan:send({ text = name .. " left" })
 end
 
 task.fork(function()

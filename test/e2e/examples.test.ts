@@ -1,14 +1,19 @@
-// The echo, dashboard and script-style examples driven in Chromium, as users see them.
+// The echo, dashboard and script-style examples driven in Chromium, as users see them; and
+// every example page (the chat demo too) checked for errors and for phone-sized screens.
 import assert from "node:assert/strict";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import {
+  EXAMPLES_DIR,
   launchBrowser,
   openPage,
   pageErrors,
   type RunningExample,
   startExample,
 } from "../helpers/browser.js";
+import { horizontalOverflow, recordProblems } from "./page-problems.js";
 
 const TIMEOUT = 5000;
 
@@ -130,6 +135,8 @@ describe("examples in the browser", () => {
     await send(second, "from a coroutine");
     await line(first, "guest2: from a coroutine").waitFor();
     await line(second, "guest2: from a coroutine").waitFor();
+    // The announcement went through the channel before that message: only to the others.
+    assert.equal(await line(second, "guest2 joined").count(), 0, "the newcomer knows already");
     await second.context().close();
     await line(first, "guest2 left").waitFor();
     // Requests the handler leaves unanswered and that no file matches: 404.
@@ -159,5 +166,68 @@ describe("examples in the browser", () => {
     assert.match(example.log(), /connection #2 closed/);
     assert.deepEqual(pageErrors(first), []);
     await first.context().close();
+  });
+
+  it("script-style pages: one log line per outage, not one per reconnection attempt", async () => {
+    for (const name of ["callback-style", "coroutine-style", "openresty-style"]) {
+      const example = await startExample(name);
+      const page = await open(example.httpUrl);
+      await page.locator("#status.open").waitFor();
+      await example.stop();
+      // The page retries every 2 s: once the second retry starts, the first has failed.
+      for (let retry = 0; retry < 2; retry++)
+        await page.waitForEvent("websocket", { timeout: 15_000 });
+      await page.locator("#status.closed", { hasText: "reconnecting" }).waitFor();
+      assert.equal(await line(page, "Connection closed").count(), 1, `${name}: one line`);
+      assert.deepEqual(pageErrors(page), []);
+      await page.context().close();
+    }
+  });
+
+  // Every folder of examples/ with a server.lua, so a new example is checked too.
+  const examples = readdirSync(EXAMPLES_DIR).filter((name) =>
+    existsSync(join(EXAMPLES_DIR, name, "server.lua")),
+  );
+
+  /** Brings a freshly loaded example page to where a user starts using it. */
+  async function ready(name: string, page: Page): Promise<void> {
+    if (name === "chat") {
+      await page.fill("#name", "newcomer");
+      await page.click("#join button");
+      await line(page, "You joined as newcomer.").waitFor();
+    } else {
+      await page.locator("#status.open").waitFor();
+    }
+  }
+
+  it("every example page loads without errors or 404s, and fits a phone's width (390 and 320 px)", async () => {
+    assert.ok(examples.length >= 7, `examples found: ${examples.join(", ")}`);
+    for (const name of examples) {
+      const example = await serve(name);
+      const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
+      const page = await context.newPage();
+      page.setDefaultTimeout(TIMEOUT);
+      const problems = recordProblems(page);
+      // networkidle: after the page's own requests, the browser's one for a favicon.
+      await page.goto(example.httpUrl, { waitUntil: "networkidle" });
+      await ready(name, page);
+      const icon = await page.getAttribute("link[rel=icon]", "href");
+      assert.match(icon ?? "", /^data:/, `${name}: an inline favicon, nothing to fetch`);
+
+      for (const [width, height] of [
+        [390, 844],
+        [320, 568],
+      ] as const) {
+        await page.setViewportSize({ width, height });
+        assert.equal(
+          await horizontalOverflow(page),
+          0,
+          `${name}: no sideways scrolling at ${width} px`,
+        );
+      }
+      await page.waitForLoadState("networkidle");
+      assert.deepEqual(problems, [], `${name}: problems in the browser`);
+      await context.close();
+    }
   });
 });
