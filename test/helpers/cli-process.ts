@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { type Resources, waitUntil, withTimeout } from "./net-helpers.js";
+import { PATIENCE_MS, type Resources, waitUntil, withTimeout } from "./net-helpers.js";
 
 /** The compiled CLI entry point. */
 export const CLI_MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
@@ -41,8 +41,8 @@ export function runCli(resources: Resources, args: readonly string[], input?: st
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
-/** Waits for the process to exit (20 s safety net) and resolves with its exit code. */
-export function exitCode(run: CliRun, ms = 20_000): Promise<number | string> {
+/** Waits for the process to exit (a safety net: PATIENCE_MS) and resolves with its exit code. */
+export function exitCode(run: CliRun, ms = PATIENCE_MS): Promise<number | string> {
   return withTimeout(run.exited, ms, `moonsocket to exit (stderr: ${run.stderr()})`);
 }
 
@@ -50,7 +50,7 @@ export function exitCode(run: CliRun, ms = 20_000): Promise<number | string> {
  * Waits until stdout says "listening on ws://…" and resolves with that URL (path included).
  * Rejects if the process exits first.
  */
-export async function waitForBanner(run: CliRun, ms = 10_000): Promise<string> {
+export async function waitForBanner(run: CliRun, ms = PATIENCE_MS): Promise<string> {
   let url = "";
   let exited = false;
   void run.exited.then(() => {

@@ -4,42 +4,23 @@
  * echoes; an unreachable URL; the progress lines and the table.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type WebSocket, WebSocketServer as WsServer } from "ws";
+import { type CliRun, runCli } from "../helpers/cli-process.js";
 import { Resources, withTimeout } from "../helpers/net-helpers.js";
 
-const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const resources = new Resources();
 afterEach(() => resources.closeAll());
 
 /** Short runs keep the suite quick; the figures only need to be sane. */
 const SHORT = ["--duration", "1500ms", "--warmup", "300ms"];
 
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | string>;
-}
+type Run = CliRun;
 
 function run(args: string[]): Run {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | string>((resolve) =>
-    child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)),
-  );
-  resources.add(child, (c) => {
-    if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    return exited;
-  });
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+  return runCli(resources, args);
 }
 
 async function finished(proc: Run, ms = 20_000): Promise<number | string> {

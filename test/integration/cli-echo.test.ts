@@ -3,11 +3,10 @@
  * behaviour with a `ws` client.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import net from "node:net";
 import { afterEach, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
+import { type CliRun, runCli } from "../helpers/cli-process.js";
 import {
   httpRequest,
   PATIENCE_MS,
@@ -17,32 +16,13 @@ import {
   withTimeout,
 } from "../helpers/net-helpers.js";
 
-const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const resources = new Resources();
 afterEach(() => resources.closeAll());
 
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  /** Resolves with the exit code (or the signal name) when the process ends. */
-  exited: Promise<number | string>;
-}
+type Run = CliRun;
 
 function run(args: string[]): Run {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | string>((resolve) =>
-    child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)),
-  );
-  resources.add(child, (c) => {
-    if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    return exited;
-  });
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+  return runCli(resources, args);
 }
 
 /** Starts the echo server and waits for its banner; resolves with the port. */
