@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import { createLogger, type Logger } from "../observability/logger.js";
+import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../observability/metrics.js";
 import { CloseCode } from "../protocol/close-code.js";
 import { HandshakeError, type ProtocolError } from "../protocol/errors.js";
 import { encodeFrame } from "../protocol/frame.js";
@@ -19,9 +21,6 @@ import {
 import { IdleSweeper, type LimitKind, SocketTransport } from "../transport/socket-transport.js";
 import { ZlibCompressor } from "../transport/zlib-compressor.js";
 import { ClientIds } from "./client-ids.js";
-import type { ServerHooks } from "./hooks.js";
-import { createLogger, type Logger } from "./logger.js";
-import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./metrics.js";
 import { createPageHandler } from "./page-handler.js";
 import { type ClientOwner, SendStatus, ServerClient } from "./server-client.js";
 import { ServerMetrics } from "./server-metrics.js";
@@ -35,6 +34,41 @@ type Resolved = Required<
     "path" | "staticDir" | "consolePage" | "tls" | "perMessageDeflate" | "logger" | "metrics"
   >
 >;
+
+/**
+ * Application hooks, the TypeScript counterpart of WebSocketServer's C++ `wsHookInterface`.
+ * Every hook is optional; a server may have several sets (TypeScript hooks and a Lua
+ * script) and calls them in the order they were added. A hook that throws is logged and
+ * closes the client concerned with 1011; the server and every other client go on.
+ */
+export interface ServerHooks {
+  /** The server is listening. May return a promise; `listen` waits for it. */
+  onStartup?(server: WebSocketServer): void | Promise<void>;
+  /** The server is shutting down, before clients are closed with 1001. May return a promise. */
+  onShutdown?(server: WebSocketServer): void | Promise<void>;
+  /** A client completed the opening handshake. `request` is its HTTP upgrade request. */
+  onConnect?(client: ServerClient, request: IncomingMessage): void;
+  /** A client left. Only follows an `onConnect` of the same client. Code 1006 when the TCP connection just dropped. */
+  onDisconnect?(client: ServerClient, code: number, reason: string): void;
+  /** A whole message arrived: text as UTF-8 bytes (`isBinary` false) or binary. */
+  onMessage?(client: ServerClient, data: Buffer, isBinary: boolean): void;
+  /** Frame mode only: a data frame or control frame as it arrived (see `ServerOptions.frameMode`). */
+  onFrame?(client: ServerClient, opcode: number, payload: Buffer, fin: boolean): void;
+  /**
+   * A plain HTTP request (not /healthz or /metrics). Return true to answer it yourself;
+   * otherwise static files or 404 follow.
+   */
+  onRequest?(request: IncomingMessage, response: ServerResponse): boolean;
+  /**
+   * An upgrade request to a WebSocket path. Return true to take it over: the hook then calls
+   * `server.acceptUpgrade(request, socket, head)` when (and if) it wants the connection.
+   */
+  onUpgradeRequest?(request: IncomingMessage, socket: Socket, head: Buffer): boolean;
+  /** A ping arrived (the pong is sent automatically unless in frame mode). */
+  onPing?(client: ServerClient, payload: Buffer): void;
+  /** A pong arrived. */
+  onPong?(client: ServerClient, payload: Buffer): void;
+}
 
 /** Reads PEM files for `ServerOptions.tls`. */
 export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {

@@ -16,9 +16,9 @@ import {
   CoroutineStyle,
   type CoroutineStyleOptions,
   parseAddress,
-} from "../../src/lua/coroutine-style.js";
-import { LuaHost } from "../../src/lua/lua-host.js";
-import { MetricsRegistry } from "../../src/server/metrics.js";
+} from "../../src/lua/styles/coroutine/coroutine-style.js";
+import { LuaHost } from "../../src/lua/host/lua-host.js";
+import { MetricsRegistry } from "../../src/observability/metrics.js";
 import type { ServerOptions } from "../../src/server/server-options.js";
 import {
   captureLogger,

@@ -1,13 +1,8 @@
 import { basename, dirname, join, resolve } from "node:path";
-import type { Logger } from "../server/logger.js";
-import type { Counter, MetricsRegistry } from "../server/metrics.js";
-import {
-  createLuaEngine,
-  type HostFunction,
-  type LuaEngine,
-  LuaError,
-  type LuaRef,
-} from "./engine.js";
+import type { Logger } from "../../observability/logger.js";
+import type { Counter, MetricsRegistry } from "../../observability/metrics.js";
+import { createLuaEngine } from "../vm/create-engine.js";
+import { type HostFunction, type LuaEngine, LuaError, type LuaRef } from "../vm/engine.js";
 import { readRuntimeFile } from "./runtime-files.js";
 
 /** Settings of the Lua side. Durations in milliseconds, sizes in bytes. */
@@ -122,14 +117,14 @@ export class LuaHost {
     const engine = this.engine;
     // First, before anything captures the library functions they replace: pattern matching and
     // the other library calls whose single C call could outlast the CPU budget.
-    engine.run(readRuntimeFile("safe-patterns.lua"), "=safe-patterns", {
+    engine.run(readRuntimeFile("common/safe-patterns.lua"), "=safe-patterns", {
       cpu_budget_ms: engine.cpuBudgetMs,
     });
-    engine.run(readRuntimeFile("safe-builtins.lua"), "=safe-builtins", {
+    engine.run(readRuntimeFile("common/safe-builtins.lua"), "=safe-builtins", {
       memory_limit_bytes: engine.memoryLimitBytes,
     });
-    engine.run(readRuntimeFile("luajit-compat.lua"), "=luajit-compat");
-    engine.preload("cjson", readRuntimeFile("cjson.lua"), "=cjson");
+    engine.run(readRuntimeFile("common/luajit-compat.lua"), "=luajit-compat");
+    engine.preload("cjson", readRuntimeFile("common/cjson.lua"), "=cjson");
     engine.preload("cjson.safe", "return require('cjson').safe()", "=cjson.safe");
     const log: HostFunction = (args) => {
       const level = args.string(1);
@@ -159,7 +154,7 @@ export class LuaHost {
     engine.registerFunction("__moonsocket", "cancel_timer", (args) =>
       this.cancelTimer(args.integer(1)),
     );
-    engine.run(readRuntimeFile("moonsocket.lua"), "=moonsocket");
+    engine.run(readRuntimeFile("common/moonsocket.lua"), "=moonsocket");
   }
 
   /**

@@ -1,4 +1,4 @@
-import { LuaError, type LuaInput, type LuaRef, type LuaValue } from "./engine.js";
+import { LuaError, type LuaInput, type LuaRef, type LuaValue } from "../vm/engine.js";
 import type { LuaHost } from "./lua-host.js";
 import { readRuntimeFile } from "./runtime-files.js";
 
@@ -65,7 +65,7 @@ export class SchedulerBridge {
           }
         : {}),
     };
-    const [module] = engine.run(readRuntimeFile("scheduler.lua"), "=scheduler", primitives);
+    const [module] = engine.run(readRuntimeFile("common/scheduler.lua"), "=scheduler", primitives);
     const table = module as Record<string, LuaValue>;
     this.runEntryFn = table.run_entry as LuaRef;
     this.postFn = table.post as LuaRef;

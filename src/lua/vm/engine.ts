@@ -2,9 +2,10 @@
  * The Lua VM engine interface: one Lua 5.4 state, sandboxed, with a CPU budget per entry and a
  * memory cap, driven from TypeScript.
  *
- * This file names no VM package. The only implementation today is `wasmoon-engine.ts` (Lua 5.4
- * compiled to WebAssembly, driven through its C API); a native engine can be added behind the same
- * interface without touching the script styles built on top.
+ * This file names no VM package and imports no implementation (they import it): the only
+ * implementation today is `wasmoon/` (Lua 5.4 compiled to WebAssembly, driven through its C API);
+ * a native engine can be added beside it behind the same interface, and be offered by
+ * `create-engine.ts`, without touching the host or the script styles built on top.
  *
  * Values crossing the boundary:
  * - JS → Lua ({@link LuaInput}): `null`/`undefined` → nil, booleans, numbers (integral numbers
@@ -19,7 +20,7 @@
  * @module
  */
 
-import { MoonsocketError } from "../protocol/errors.js";
+import { MoonsocketError } from "../../protocol/errors.js";
 
 /** Severity of a message the engine logs (Lua `print`, Lua warnings, `__gc` errors). */
 export type LuaLogLevel = "debug" | "info" | "warn" | "error";
@@ -322,29 +323,4 @@ export class LuaError extends MoonsocketError {
     super(code, message);
     this.traceback = traceback;
   }
-}
-
-/**
- * Creates a sandboxed Lua 5.4 engine. See {@link LuaEngineOptions} for limits and defaults.
- *
- * Sandbox: no `io`, `dofile`, `loadfile`, `string.dump`, `package.loadlib` or C searchers; `os`
- * keeps `clock`, `date`, `difftime`, `time`; `debug` keeps `traceback`; `load`/`loadstring` take
- * text chunks only; `collectgarbage` takes `"collect"`, `"count"`, `"step"`, `"isrunning"`;
- * `setmetatable` refuses `__gc` (finalizers run with hooks off, out of the budget's reach);
- * `require` reads {@link LuaEngineOptions.scriptDir} and {@link LuaEngine.preload}ed modules;
- * `print` and `warn` go to {@link LuaEngineOptions.log}.
- *
- * @throws {RangeError} when a limit is not a positive number.
- * @example
- * ```ts
- * const lua = await createLuaEngine({ cpuBudgetMs: 100, scriptDir: "./app" });
- * lua.registerFunction(null, "_send", (args) => { send(args.integer(1), args.bytes(2)); });
- * lua.run(source, "@app.lua");
- * const main = lua.getGlobal("main");
- * ```
- */
-export async function createLuaEngine(options: LuaEngineOptions = {}): Promise<LuaEngine> {
-  // Loaded on demand so that importing the interface does not load the VM.
-  const { createWasmoonEngine } = await import("./wasmoon-engine.js");
-  return createWasmoonEngine(options);
 }

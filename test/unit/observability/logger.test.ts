@@ -6,7 +6,7 @@ import {
   isLogLevel,
   LOG_LEVELS,
   type LoggerOptions,
-} from "../../../src/server/logger.js";
+} from "../../../src/observability/logger.js";
 
 const TIME = Date.parse("2026-11-22T01:02:03.456Z");
 

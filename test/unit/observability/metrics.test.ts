@@ -6,7 +6,7 @@ import {
   MetricsError,
   MetricsRegistry,
   PROMETHEUS_CONTENT_TYPE,
-} from "../../../src/server/metrics.js";
+} from "../../../src/observability/metrics.js";
 
 describe("MetricsRegistry.render", () => {
   it("renders an empty registry as an empty string", () => {

@@ -1,15 +1,20 @@
 import { readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
-import { CloseCode, isValidCloseCode } from "../protocol/close-code.js";
-import { SMALL_FRAME_BYTES } from "../protocol/output-queue.js";
-import { isValidUtf8 } from "../protocol/utf8.js";
-import type { ServerHooks } from "../server/hooks.js";
-import type { WebSocketServer } from "../server/server.js";
-import type { ServerClient } from "../server/server-client.js";
-import { SendStatus } from "../server/server-client.js";
-import { type HostFunction, type LuaArgs, type LuaInput, type LuaRef, luaMulti } from "./engine.js";
-import type { LuaHost } from "./lua-host.js";
-import { readRuntimeFile } from "./runtime-files.js";
+import { CloseCode, isValidCloseCode } from "../../../protocol/close-code.js";
+import { SMALL_FRAME_BYTES } from "../../../protocol/output-queue.js";
+import { isValidUtf8 } from "../../../protocol/utf8.js";
+import type { ServerHooks, WebSocketServer } from "../../../server/server.js";
+import type { ServerClient } from "../../../server/server-client.js";
+import { SendStatus } from "../../../server/server-client.js";
+import type { LuaHost } from "../../host/lua-host.js";
+import { readRuntimeFile } from "../../host/runtime-files.js";
+import {
+  type HostFunction,
+  type LuaArgs,
+  type LuaInput,
+  type LuaRef,
+  luaMulti,
+} from "../../vm/engine.js";
 
 /** Messages handed to Lua in one entry at most (a socket read can hold thousands). */
 const MAX_BATCH = 64;
@@ -50,7 +55,7 @@ export class CallbackStyle implements ServerHooks {
     this.host = host;
     const engine = host.engine;
     const [dispatch, progress] = engine.run(
-      readRuntimeFile("callback-dispatch.lua"),
+      readRuntimeFile("callback/callback-dispatch.lua"),
       "=callback-dispatch",
       engine.budgetEpoch(),
     );

@@ -8,18 +8,22 @@ import {
 } from "node:http";
 import type { Socket } from "node:net";
 import { createSecureContext } from "node:tls";
-import { type ClientOptions, connect, type WebSocketClient } from "../client/client.js";
-import { CloseCode, isValidCloseCode } from "../protocol/close-code.js";
-import { HandshakeError } from "../protocol/errors.js";
-import { parseUpgradeRequest } from "../protocol/handshake.js";
-import { SMALL_FRAME_BYTES } from "../protocol/output-queue.js";
-import { isValidUtf8 } from "../protocol/utf8.js";
-import { MetricsRegistry } from "../server/metrics.js";
-import { createPageHandler } from "../server/page-handler.js";
-import { WebSocketServer } from "../server/server.js";
-import { SendStatus, type ServerClient } from "../server/server-client.js";
-import type { ServerOptions } from "../server/server-options.js";
-import type { StaticHandler } from "../server/static-files.js";
+import { type ClientOptions, connect, type WebSocketClient } from "../../../client/client.js";
+import { MetricsRegistry } from "../../../observability/metrics.js";
+import { CloseCode, isValidCloseCode } from "../../../protocol/close-code.js";
+import { HandshakeError } from "../../../protocol/errors.js";
+import { parseUpgradeRequest } from "../../../protocol/handshake.js";
+import { SMALL_FRAME_BYTES } from "../../../protocol/output-queue.js";
+import { isValidUtf8 } from "../../../protocol/utf8.js";
+import { createPageHandler } from "../../../server/page-handler.js";
+import { WebSocketServer } from "../../../server/server.js";
+import { SendStatus, type ServerClient } from "../../../server/server-client.js";
+import type { ServerOptions } from "../../../server/server-options.js";
+import type { StaticHandler } from "../../../server/static-files.js";
+import { EventInbox } from "../../host/event-inbox.js";
+import type { LuaHost } from "../../host/lua-host.js";
+import { readRuntimeFile } from "../../host/runtime-files.js";
+import { SchedulerBridge, SocketEvent } from "../../host/scheduler-bridge.js";
 import {
   type HostFunction,
   type LuaArgs,
@@ -28,12 +32,8 @@ import {
   type LuaRef,
   type LuaValue,
   luaMulti,
-} from "./engine.js";
-import { EventInbox } from "./event-inbox.js";
-import type { LuaHost } from "./lua-host.js";
-import { readRuntimeFile } from "./runtime-files.js";
-import { SchedulerBridge, SocketEvent } from "./scheduler-bridge.js";
-import type { StyleRuntime } from "./script-app.js";
+} from "../../vm/engine.js";
+import type { StyleRuntime } from "../style-runtime.js";
 
 /** Event kinds delivered to Lua besides the frame opcodes (see runtime/silly-net.lua). */
 const Result = {
@@ -205,8 +205,12 @@ export class CoroutineStyle implements StyleRuntime {
     const engine = host.engine;
     const primitives = engine.createRef(this.primitives());
     try {
-      this.startMain = engine.run(readRuntimeFile("silly.lua"), "=silly", primitives)[0] as LuaRef;
-      const net = engine.run(readRuntimeFile("silly-net.lua"), "=silly-net", primitives);
+      this.startMain = engine.run(
+        readRuntimeFile("silly/silly.lua"),
+        "=silly",
+        primitives,
+      )[0] as LuaRef;
+      const net = engine.run(readRuntimeFile("silly/silly-net.lua"), "=silly-net", primitives);
       this.onRequest = net[0] as LuaRef;
       this.wakeFn = net[1] as LuaRef;
     } finally {

@@ -64,15 +64,18 @@ import { readFileSync } from "node:fs";
 import { type IncomingMessage, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import { hostname } from "node:os";
-import { type ClientOptions, connect, type WebSocketClient } from "../client/client.js";
-import { CloseCode, isValidCloseCode } from "../protocol/close-code.js";
-import { ClosedError, HandshakeError, StateError } from "../protocol/errors.js";
-import { isKnownOpcode, Opcode } from "../protocol/opcode.js";
-import { isValidUtf8 } from "../protocol/utf8.js";
-import type { ServerHooks } from "../server/hooks.js";
-import { WebSocketServer } from "../server/server.js";
-import { SendStatus, type ServerClient } from "../server/server-client.js";
-import type { ServerOptions } from "../server/server-options.js";
+import { type ClientOptions, connect, type WebSocketClient } from "../../../client/client.js";
+import { CloseCode, isValidCloseCode } from "../../../protocol/close-code.js";
+import { ClosedError, HandshakeError, StateError } from "../../../protocol/errors.js";
+import { isKnownOpcode, Opcode } from "../../../protocol/opcode.js";
+import { isValidUtf8 } from "../../../protocol/utf8.js";
+import type { ServerHooks } from "../../../server/server.js";
+import { WebSocketServer } from "../../../server/server.js";
+import { SendStatus, type ServerClient } from "../../../server/server-client.js";
+import type { ServerOptions } from "../../../server/server-options.js";
+import type { LuaHost } from "../../host/lua-host.js";
+import { readRuntimeFile } from "../../host/runtime-files.js";
+import { SchedulerBridge } from "../../host/scheduler-bridge.js";
 import {
   type HostFunction,
   type HostReturn,
@@ -81,25 +84,22 @@ import {
   type LuaRef,
   type LuaValue,
   luaMulti,
-} from "./engine.js";
-import type { LuaHost } from "./lua-host.js";
+} from "../../vm/engine.js";
+import type { StyleRuntime } from "../style-runtime.js";
 import {
   execRegex,
   MATCH_LIMIT_MESSAGE,
   type MatchBudget,
   RegexError,
   substituteRegex,
-} from "./openresty-regex.js";
-import { readRuntimeFile } from "./runtime-files.js";
-import { SchedulerBridge } from "./scheduler-bridge.js";
-import type { StyleRuntime } from "./script-app.js";
+} from "./regex.js";
 
 /** The runtime files loaded into the Lua state, by module name. */
 const RESTY_SOURCES: Record<string, string> = {
-  "resty.core.shdict": "resty-shdict.lua",
-  "resty.websocket.protocol": "resty-websocket-protocol.lua",
-  "resty.websocket.server": "resty-websocket-server.lua",
-  "resty.websocket.client": "resty-websocket-client.lua",
+  "resty.core.shdict": "resty/resty-shdict.lua",
+  "resty.websocket.protocol": "resty/resty-websocket-protocol.lua",
+  "resty.websocket.server": "resty/resty-websocket-server.lua",
+  "resty.websocket.client": "resty/resty-websocket-client.lua",
 };
 
 /** Bytes a client may send before the handshake is answered (they are kept for the connection). */
@@ -305,7 +305,13 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     );
     const sources: Record<string, string> = {};
     for (const [name, file] of Object.entries(RESTY_SOURCES)) sources[name] = readRuntimeFile(file);
-    const [api] = engine.run(readRuntimeFile("ngx.lua"), "=ngx", this.primitives(), sources, chunk);
+    const [api] = engine.run(
+      readRuntimeFile("resty/ngx.lua"),
+      "=ngx",
+      this.primitives(),
+      sources,
+      chunk,
+    );
     chunk.release();
     const table = api as Record<string, LuaValue>;
     this.api = {

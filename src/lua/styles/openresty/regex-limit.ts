@@ -23,7 +23,7 @@
  */
 
 import { type Context, createContext, Script } from "node:vm";
-import { threadCpuTimeMs } from "./cpu-budget.js";
+import { threadCpuTimeMs } from "../../vm/cpu-budget.js";
 
 /**
  * Estimated steps (characters compared, backtracks: 0.5 to a few ns each) under which a match

@@ -25,7 +25,7 @@
  * @module
  */
 
-import { isValidUtf8 } from "../protocol/utf8.js";
+import { isValidUtf8 } from "../../../protocol/utf8.js";
 import {
   execBounded,
   type InPlaceLimit,

@@ -30,7 +30,7 @@
  * @module
  */
 
-import { type WasmGlobal, webAssembly } from "./engine-capi.js";
+import { type WasmGlobal, webAssembly } from "./capi.js";
 
 /** The instantiated allocator. */
 export interface CountingAllocator {

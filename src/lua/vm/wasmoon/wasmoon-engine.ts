@@ -23,7 +23,7 @@
  */
 
 import { LuaFactory } from "wasmoon";
-import { CpuBudget, threadCpuTimeMs } from "./cpu-budget.js";
+import { CpuBudget, threadCpuTimeMs } from "../cpu-budget.js";
 import {
   type HostFunction,
   type HostReturn,
@@ -41,8 +41,10 @@ import {
   type LuaTypeName,
   type LuaValue,
   LuaYield,
-} from "./engine.js";
-import { type CountingAllocator, createCountingAllocator } from "./engine-allocator.js";
+} from "../engine.js";
+import { SANDBOX_PRELUDE, SANDBOX_PRELUDE_NAME } from "../sandbox-prelude.js";
+import { findScriptModule } from "../sandbox-require.js";
+import { type CountingAllocator, createCountingAllocator } from "./allocator.js";
 import {
   LUA_ERRERR,
   LUA_ERRMEM,
@@ -67,9 +69,7 @@ import {
   luaUpvalueIndex,
   type Ptr,
   webAssembly,
-} from "./engine-capi.js";
-import { SANDBOX_PRELUDE, SANDBOX_PRELUDE_NAME } from "./sandbox-prelude.js";
-import { findScriptModule } from "./sandbox-require.js";
+} from "./capi.js";
 
 const MIB = 1024 * 1024;
 const DEFAULT_MEMORY_LIMIT = 256 * MIB;
@@ -176,7 +176,7 @@ async function loadLuaModuleNow(): Promise<LoadedModule> {
   }
 }
 
-/** Creates the wasmoon-backed engine; see {@link createLuaEngine} in `engine.ts`. */
+/** Creates the wasmoon-backed engine; see {@link createLuaEngine} in `../create-engine.ts`. */
 export async function createWasmoonEngine(options: LuaEngineOptions): Promise<LuaEngine> {
   const module = await loadLuaModule();
   return new WasmoonLuaEngine(module, options);

@@ -7,10 +7,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, afterEach, before, beforeEach, describe, it, mock } from "node:test";
-import type { LuaRef } from "../../../src/lua/engine.js";
-import { LuaHost } from "../../../src/lua/lua-host.js";
-import { MetricsRegistry } from "../../../src/server/metrics.js";
-import { captureLogger } from "../../helpers/net-helpers.js";
+import type { LuaRef } from "../../../../src/lua/vm/engine.js";
+import { LuaHost } from "../../../../src/lua/host/lua-host.js";
+import { MetricsRegistry } from "../../../../src/observability/metrics.js";
+import { captureLogger } from "../../../helpers/net-helpers.js";
 
 const NODE_MAX_DELAY = 2 ** 31 - 1;
 

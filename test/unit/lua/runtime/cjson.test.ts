@@ -1,18 +1,14 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import {
-  createLuaEngine,
-  type LuaEngine,
-  LuaError,
-  type LuaValue,
-} from "../../../src/lua/engine.js";
+import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
+import { type LuaEngine, LuaError, type LuaValue } from "../../../../src/lua/vm/engine.js";
 
 // lua-cjson (OpenResty's fork) behaviour, through the real engine. Expected strings are written
 // from lua-cjson's documentation and its test suite's expectations.
 
 const CJSON_SOURCE = readFileSync(
-  new URL("../../../../src/lua/runtime/cjson.lua", import.meta.url),
+  new URL("../../../../../src/lua/runtime/common/cjson.lua", import.meta.url),
 );
 
 /** Preloads `cjson` and `cjson.safe` the way the host does. */

@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { createLuaEngine, type LuaEngine, type LuaValue } from "../../../src/lua/engine.js";
+import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
+import { type LuaEngine, type LuaValue } from "../../../../src/lua/vm/engine.js";
 
 // LuaJIT habits on Lua 5.4, through the real engine. Expected values are LuaJIT's (BitOp
 // semantics: signed 32-bit results).
 
 const COMPAT_SOURCE = readFileSync(
-  new URL("../../../../src/lua/runtime/luajit-compat.lua", import.meta.url),
+  new URL("../../../../../src/lua/runtime/common/luajit-compat.lua", import.meta.url),
 );
 
 let lua: LuaEngine;

@@ -1,16 +1,17 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { threadCpuTimeMs } from "../../../src/lua/cpu-budget.js";
-import { createLuaEngine, type LuaEngine, LuaError } from "../../../src/lua/engine.js";
-import { LuaHost } from "../../../src/lua/lua-host.js";
-import { captureLogger } from "../../helpers/net-helpers.js";
+import { threadCpuTimeMs } from "../../../../src/lua/vm/cpu-budget.js";
+import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
+import { type LuaEngine, LuaError } from "../../../../src/lua/vm/engine.js";
+import { LuaHost } from "../../../../src/lua/host/lua-host.js";
+import { captureLogger } from "../../../helpers/net-helpers.js";
 
-// The budget guards of src/lua/runtime/safe-builtins.lua: same results and errors as the C
+// The budget guards of src/lua/runtime/common/safe-builtins.lua: same results and errors as the C
 // functions, and long C calls cut down under a 200 ms CPU budget.
 
 const SOURCE = readFileSync(
-  new URL("../../../../src/lua/runtime/safe-builtins.lua", import.meta.url),
+  new URL("../../../../../src/lua/runtime/common/safe-builtins.lua", import.meta.url),
   "utf8",
 );
 const BUDGET_MS = 200;

@@ -1,22 +1,18 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { threadCpuTimeMs } from "../../../src/lua/cpu-budget.js";
-import {
-  createLuaEngine,
-  type LuaEngine,
-  LuaError,
-  type LuaValue,
-} from "../../../src/lua/engine.js";
-import { LuaHost } from "../../../src/lua/lua-host.js";
-import { captureLogger } from "../../helpers/net-helpers.js";
+import { threadCpuTimeMs } from "../../../../src/lua/vm/cpu-budget.js";
+import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
+import { type LuaEngine, LuaError, type LuaValue } from "../../../../src/lua/vm/engine.js";
+import { LuaHost } from "../../../../src/lua/host/lua-host.js";
+import { captureLogger } from "../../../helpers/net-helpers.js";
 
-// string.find/match/gmatch/gsub made budget-safe by src/lua/runtime/safe-patterns.lua: the Lua
+// string.find/match/gmatch/gsub made budget-safe by src/lua/runtime/common/safe-patterns.lua: the Lua
 // implementation against C's, the routing of typical calls, and pathological patterns under a
 // 200 ms CPU budget.
 
 const SOURCE = readFileSync(
-  new URL("../../../../src/lua/runtime/safe-patterns.lua", import.meta.url),
+  new URL("../../../../../src/lua/runtime/common/safe-patterns.lua", import.meta.url),
   "utf8",
 );
 const BUDGET_MS = 200;

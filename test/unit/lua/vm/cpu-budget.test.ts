@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { CpuBudget, threadCpuTimeMs } from "../../../src/lua/cpu-budget.js";
+import { CpuBudget, threadCpuTimeMs } from "../../../../src/lua/vm/cpu-budget.js";
 
 /** A CPU clock the test moves by hand, counting how often it is read. */
 function fakeClock() {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createLuaEngine, type LuaEngine, LuaError, type LuaRef } from "../../../src/lua/engine.js";
-import { MoonsocketError } from "../../../src/protocol/errors.js";
+import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
+import { type LuaEngine, LuaError, type LuaRef } from "../../../../src/lua/vm/engine.js";
+import { MoonsocketError } from "../../../../src/protocol/errors.js";
 
 let lua: LuaEngine;
 before(async () => {

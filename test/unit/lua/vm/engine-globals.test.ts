@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createLuaEngine, type LuaEngine } from "../../../src/lua/engine.js";
+import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
+import { type LuaEngine } from "../../../../src/lua/vm/engine.js";
 
 let lua: LuaEngine;
 before(async () => {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { threadCpuTimeMs } from "../../../src/lua/cpu-budget.js";
-import { createLuaEngine, type LuaEngine, LuaError, type LuaRef } from "../../../src/lua/engine.js";
+import { threadCpuTimeMs } from "../../../../src/lua/vm/cpu-budget.js";
+import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
+import { type LuaEngine, LuaError, type LuaRef } from "../../../../src/lua/vm/engine.js";
 
 const BUDGET_MS = 80;
 const MIB = 1024 * 1024;

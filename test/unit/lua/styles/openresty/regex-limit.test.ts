@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { threadCpuTimeMs } from "../../../src/lua/cpu-budget.js";
-import { execRegex, RegexError, substituteRegex } from "../../../src/lua/openresty-regex.js";
-import { execBounded, inPlaceLength } from "../../../src/lua/regex-limit.js";
+import { threadCpuTimeMs } from "../../../../../src/lua/vm/cpu-budget.js";
+import { execRegex, RegexError, substituteRegex } from "../../../../../src/lua/styles/openresty/regex.js";
+import { execBounded, inPlaceLength } from "../../../../../src/lua/styles/openresty/regex-limit.js";
 
 const b = (text: string) => Buffer.from(text, "latin1");
 
