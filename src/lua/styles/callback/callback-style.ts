@@ -89,7 +89,7 @@ export class CallbackStyle implements ServerHooks {
       if (client === undefined) return false;
       const topic = args.string(2);
       // Subscriptions live outside the Lua state: its memory cap does not bound them.
-      const topics = this.server!.topicsOf(client);
+      const topics = this.server!.hub.topicsOf(client);
       if (topics.size >= this.host.maxTopics && !topics.has(topic)) {
         const max = this.host.maxTopics;
         return luaMulti(
@@ -97,13 +97,16 @@ export class CallbackStyle implements ServerHooks {
           this.host.limitHit(`too many topics: ${max} per client (--max-topics)`),
         );
       }
-      return client.subscribe(topic);
+      return this.server!.hub.subscribe(client, topic);
     });
-    register("_unsubscribe", (args) => this.clientArg(args)?.unsubscribe(args.string(2)) ?? false);
+    register("_unsubscribe", (args) => {
+      const client = this.clientArg(args);
+      return client !== undefined && this.server!.hub.unsubscribe(client, args.string(2));
+    });
     register("_publish", (args) => {
       const data = args.bytes(2);
       const binary = args.count >= 3 ? args.boolean(3) : !isValidUtf8(data);
-      return server.publish(args.string(1), data, binary);
+      return server.hub.publish(args.string(1), data, binary);
     });
     register("_setTimeout", (args) => this.host.setTimer(args.number(1), args.ref(2), false));
     register("_setInterval", (args) => this.host.setTimer(args.number(1), args.ref(2), true));
@@ -129,7 +132,7 @@ export class CallbackStyle implements ServerHooks {
         protocol: client.protocol,
       };
     });
-    register("_clients", () => Array.from(server.allClients(), (client) => client.id));
+    register("_clients", () => Array.from(server.hub.allClients(), (client) => client.id));
     const source = readFileSync(this.host.scriptPath);
     engine.run(source, `@${this.host.scriptName}`);
     this.main = this.functionGlobal("main");
@@ -152,7 +155,7 @@ export class CallbackStyle implements ServerHooks {
   }
 
   private clientArg(args: LuaArgs): ServerClient | undefined {
-    return this.server!.getClient(args.integer(1));
+    return this.server!.hub.getClient(args.integer(1));
   }
 
   private sendTo(args: LuaArgs, forceBinary: boolean): SendStatus {
@@ -161,12 +164,12 @@ export class CallbackStyle implements ServerHooks {
     let data = args.bytesView(2);
     if (data.length >= SMALL_FRAME_BYTES) data = Buffer.from(data);
     // Text frames must be UTF-8 (RFC 6455 §5.6); other bytes go out unchanged as binary.
-    return this.server!.sendTo(id, data, forceBinary || !isValidUtf8(data));
+    return this.server!.hub.sendTo(id, data, forceBinary || !isValidUtf8(data));
   }
 
   private sendAll(args: LuaArgs, forceBinary: boolean): number {
     const data = args.bytes(1);
-    return this.server!.broadcast(data, forceBinary || !isValidUtf8(data));
+    return this.server!.hub.broadcast(data, forceBinary || !isValidUtf8(data));
   }
 
   private result(status: SendStatus) {
@@ -177,7 +180,7 @@ export class CallbackStyle implements ServerHooks {
 
   /** Calls on_connect for every client already connected (after a reload). */
   introduceClients(server: WebSocketServer): void {
-    for (const client of server.allClients()) {
+    for (const client of server.hub.allClients()) {
       if (client.open && client.connected) this.onConnect(client);
     }
   }

@@ -581,8 +581,7 @@ export class CoroutineStyle implements StyleRuntime {
         const ws = this.byClient.get(client);
         if (ws === undefined) return;
         this.byClient.delete(client);
-        const failure = client.transport.connection.failure;
-        this.socketGone(ws, code, reason, failure !== null ? failure.message : null);
+        this.socketGone(ws, code, reason, client.failureReason);
       },
     });
   }
@@ -995,7 +994,7 @@ export class CoroutineStyle implements StyleRuntime {
     ws.unreadBytes += data.length;
     if (!ws.paused && (ws.unread >= HIGH_WATER_MESSAGES || ws.unreadBytes >= HIGH_WATER_BYTES)) {
       ws.paused = true;
-      ws.server?.transport.socket.pause();
+      ws.server?.pauseReading();
     }
     this.deliver(ws.handle, kind, data);
   }
@@ -1006,7 +1005,7 @@ export class CoroutineStyle implements StyleRuntime {
     if (!force && (ws.unread > HIGH_WATER_MESSAGES / 2 || ws.unreadBytes > HIGH_WATER_BYTES / 2))
       return;
     ws.paused = false;
-    ws.server?.transport.socket.resume();
+    ws.server?.resumeReading();
     const resume = ws.resume;
     ws.resume = null;
     resume?.();
@@ -1063,10 +1062,7 @@ export class CoroutineStyle implements StyleRuntime {
             ws.server !== null ? ws.server.ping(data) : sendClient(() => ws.client!.ping(data)),
           );
         case SocketEvent.Pong:
-          if (ws.server !== null)
-            return ws.server.transport.connection.pong(data)
-              ? true
-              : luaMulti(false, SOCKET_CLOSED);
+          if (ws.server !== null) return sendResult(ws.server.pong(data));
           return sendResult(sendClient(() => ws.client!.pong(data)));
         case SocketEvent.Close: {
           // The payload of a close frame: empty, or a 2-byte code and a UTF-8 reason (§5.5.1).

@@ -297,10 +297,9 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       (context) => this.onCoroutineFailure(context),
       (handle, reading) => {
         // Only a request's peer: an outgoing connection's peer is one the script chose.
-        const socket = this.requests.get(handle)?.client?.transport.socket;
-        if (socket === undefined || socket.destroyed) return;
-        if (reading) socket.resume();
-        else socket.pause();
+        const client = this.requests.get(handle)?.client;
+        if (reading) client?.resumeReading();
+        else client?.pauseReading();
       },
     );
     const sources: Record<string, string> = {};
@@ -538,7 +537,7 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     } else if (client.open) {
       if (how === "exit" && (status === -1 || status >= 300)) {
         client.terminate();
-      } else if (client.transport.connection.canSend) {
+      } else if (client.canSend) {
         // No close frame from the script: close the connection ourselves.
         if (how === "error") client.close(CloseCode.InternalError, "internal server error");
         else client.close(CloseCode.NormalClosure);
