@@ -2,7 +2,8 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { Logger } from "../../observability/logger.js";
 import type { Counter, MetricsRegistry } from "../../observability/metrics.js";
 import { createLuaEngine } from "../vm/create-engine.js";
-import { type HostFunction, type LuaEngine, LuaError, type LuaRef } from "../vm/engine.js";
+import { type LuaEngine, LuaError, type LuaRef } from "../vm/engine.js";
+import { createMoonsocketModule, type HostServices } from "./host-api.js";
 import { readRuntimeFile } from "./runtime-files.js";
 
 /** Settings of the Lua side. Durations in milliseconds, sizes in bytes. */
@@ -31,8 +32,6 @@ export interface LuaHostOptions {
   onModuleLoaded?: (file: string) => void;
 }
 
-const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
-
 /** The longest delay Node's timers take (2^31 − 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -48,7 +47,7 @@ export const DEFAULT_MAX_TOPICS = 1_000;
  * the server log, and the `moonsocket` module (log, clock, timers). Lua errors are logged
  * here, with script, line and traceback, and counted.
  */
-export class LuaHost {
+export class LuaHost implements HostServices {
   readonly engine: LuaEngine;
   readonly logger: Logger;
   readonly scriptPath: string;
@@ -75,6 +74,11 @@ export class LuaHost {
     this.maxTimers = options.maxTimers ?? DEFAULT_MAX_TIMERS;
     this.maxOutgoing = options.maxOutgoing ?? DEFAULT_MAX_OUTGOING;
     this.maxTopics = options.maxTopics ?? DEFAULT_MAX_TOPICS;
+  }
+
+  /** Milliseconds since the script started (the clock of `monotonic` in every style). */
+  monotonicMs(): number {
+    return performance.now() - this.startedAt;
   }
 
   /** Timers pending now. */
@@ -126,34 +130,8 @@ export class LuaHost {
     engine.run(readRuntimeFile("common/luajit-compat.lua"), "=luajit-compat");
     engine.preload("cjson", readRuntimeFile("common/cjson.lua"), "=cjson");
     engine.preload("cjson.safe", "return require('cjson').safe()", "=cjson.safe");
-    const log: HostFunction = (args) => {
-      const level = args.string(1);
-      if (!(LOG_LEVELS as readonly string[]).includes(level))
-        args.argError(1, "log level must be debug, info, warn or error");
-      const parts: string[] = [];
-      for (let i = 2; i <= args.count; i++) parts.push(args.string(i));
-      this.logger[level as (typeof LOG_LEVELS)[number]](parts.join(""), {
-        source: this.scriptName,
-      });
-      return undefined;
-    };
-    engine.registerFunction("__moonsocket", "log", log);
-    engine.registerFunction("__moonsocket", "now", () => Date.now() / 1000);
-    engine.registerFunction("__moonsocket", "monotonic", () => performance.now() - this.startedAt);
-    // One host function each (no Lua wrapper): an error, a bad delay or the timer limit, is
-    // then reported at the script's line.
-    const timerFunction =
-      (repeat: boolean): HostFunction =>
-      (args) => {
-        const ms = args.number(1);
-        if (!(ms >= 0)) args.argError(1, "delay must be a number of milliseconds >= 0");
-        return this.setTimer(ms, args.ref(2), repeat);
-      };
-    engine.registerFunction("__moonsocket", "set_timeout", timerFunction(false));
-    engine.registerFunction("__moonsocket", "set_interval", timerFunction(true));
-    engine.registerFunction("__moonsocket", "cancel_timer", (args) =>
-      this.cancelTimer(args.integer(1)),
-    );
+    for (const [name, fn] of Object.entries(createMoonsocketModule(this)))
+      engine.registerFunction("__moonsocket", name, fn);
     engine.run(readRuntimeFile("common/moonsocket.lua"), "=moonsocket");
   }
 

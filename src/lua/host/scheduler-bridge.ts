@@ -1,4 +1,5 @@
 import { LuaError, type LuaInput, type LuaRef, type LuaValue } from "../vm/engine.js";
+import { createHostApi } from "./host-api.js";
 import type { LuaHost } from "./lua-host.js";
 import { readRuntimeFile } from "./runtime-files.js";
 
@@ -43,11 +44,10 @@ export class SchedulerBridge {
   ) {
     this.host = host;
     const engine = host.engine;
+    const api = createHostApi(host);
     const primitives = {
-      set_timer: host.engine.createRef((args) =>
-        host.setTimer(args.number(1), args.ref(2), args.boolean(3)),
-      ),
-      cancel_timer: host.engine.createRef((args) => host.cancelTimer(args.integer(1))),
+      set_timer: engine.createRef(api.set_timer),
+      cancel_timer: engine.createRef(api.cancel_timer),
       failed: host.engine.createRef((args) => {
         const message = args.string(2);
         const traceback = args.optString(3) ?? "";

@@ -544,7 +544,8 @@ ngx.null = cjson_ok and cjson.null or setmetatable({}, { __tostring = function()
 -- Time
 ---------------------------------------------------------------------------------------------------
 
-ngx.now = prim.now
+--- Wall-clock seconds since the epoch, with milliseconds.
+function ngx.now() return prim.now() / 1000 end
 ngx.time = prim.time
 ngx.today = prim.today
 ngx.localtime = prim.localtime

@@ -192,8 +192,10 @@ end
 -- Time. Milliseconds everywhere, as in silly.
 
 local time = {}
+local floor = math.floor
 time.now = H.now
-time.monotonic = H.monotonic
+--- Milliseconds since the script started, as an integer.
+function time.monotonic() return floor(H.monotonic()) end
 
 --- Suspends the running task for `ms` milliseconds.
 function time.sleep(ms)
@@ -334,7 +336,7 @@ end
 -- silly: the core module.
 
 local silly = {
-  pid = H.pid,
+  pid = H.pid(),
   gitsha1 = "",
   version = H.version,
   tostring = tostring,

@@ -21,6 +21,7 @@ import { SendStatus, type ServerClient } from "../../../server/server-client.js"
 import type { ServerOptions } from "../../../server/server-options.js";
 import type { StaticHandler } from "../../../server/static-files.js";
 import { EventInbox } from "../../host/event-inbox.js";
+import { createHostApi } from "../../host/host-api.js";
 import type { LuaHost } from "../../host/lua-host.js";
 import { readRuntimeFile } from "../../host/runtime-files.js";
 import { SchedulerBridge, SocketEvent } from "../../host/scheduler-bridge.js";
@@ -397,18 +398,8 @@ export class CoroutineStyle implements StyleRuntime {
   private primitives(): { [name: string]: LuaInput } {
     const fn = (f: HostFunction) => f;
     return {
-      pid: process.pid,
+      ...createHostApi(this.host),
       version: "moonsocket",
-      log: fn((a) => {
-        const level = a.string(1);
-        if (level === "debug" || level === "info" || level === "warn" || level === "error") {
-          this.host.logger[level](a.string(2), { source: this.host.scriptName });
-        }
-      }),
-      now: fn(() => Date.now()),
-      monotonic: fn(() => Math.floor(performance.now())),
-      set_timer: fn((a) => this.host.setTimer(Math.max(0, a.number(1)), a.ref(2), false)),
-      cancel_timer: fn((a) => this.host.cancelTimer(a.integer(1))),
       exit: fn((a) => this.exit(a.optInteger(1) ?? 0)),
       http_listen: fn((a) => this.listen(a)),
       http_close_listener: fn((a) => {

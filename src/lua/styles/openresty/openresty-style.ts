@@ -73,6 +73,7 @@ import type { ServerHooks } from "../../../server/server.js";
 import { WebSocketServer } from "../../../server/server.js";
 import { SendStatus, type ServerClient } from "../../../server/server-client.js";
 import type { ServerOptions } from "../../../server/server-options.js";
+import { createHostApi } from "../../host/host-api.js";
 import type { LuaHost } from "../../host/lua-host.js";
 import { readRuntimeFile } from "../../host/runtime-files.js";
 import { SchedulerBridge } from "../../host/scheduler-bridge.js";
@@ -831,7 +832,6 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
   /** The host functions `runtime/ngx.lua` builds on (argument errors name the ngx function). */
   private primitives(): Record<string, HostFunction> {
     const host = this.host;
-    const logger = host.logger;
     const clientId = (handle: number | undefined) =>
       handle === undefined ? undefined : this.requests.get(handle)?.client?.id;
     // A costly ngx.re match may take half of what is left of the CPU budget (see
@@ -859,10 +859,7 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       return luaMulti(false, error.message, error.raise);
     };
     return {
-      set_timer: (args) => host.setTimer(args.number(1), args.ref(2), args.boolean(3)),
-      cancel_timer: (args) => host.cancelTimer(args.integer(1)),
-      monotonic: () => performance.now(),
-      pid: () => process.pid,
+      ...createHostApi(host, clientId),
       finish: (args) => this.finish(args.integer(1), args.string(2), args.optInteger(3) ?? 0),
       accept: (args) => this.accept(args.integer(1)),
       send: (args) => this.send(args.integer(1), args.integer(2), args.bytes(3), args.boolean(4)),
@@ -889,16 +886,6 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       },
       var: (args) => this.variable(args.integer(1), args.string(2)),
       req: (args) => this.requestInfo(args.integer(1), args.string(2)),
-      log: (args) => {
-        const level = args.string(1) as "debug" | "info" | "warn" | "error";
-        const at = args.optString(3);
-        const id = clientId(args.optInteger(4));
-        logger[level](args.bytes(2).toString("utf8"), {
-          source: host.scriptName,
-          ...(at !== undefined ? { at } : {}),
-          ...(id !== undefined ? { client: id } : {}),
-        });
-      },
       report_error: (args) => {
         const kind = args.string(1);
         const id = clientId(args.optInteger(4));
@@ -914,7 +901,6 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
           id !== undefined ? { client: id } : {},
         );
       },
-      now: () => Date.now() / 1000,
       time: () => Math.floor(Date.now() / 1000),
       today: () => formatDate(new Date(), false).slice(0, 10),
       localtime: () => formatDate(new Date(), false),
