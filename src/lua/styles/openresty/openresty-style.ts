@@ -59,18 +59,15 @@
  * @module
  */
 
-import { createHash, createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type IncomingMessage, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
-import { hostname } from "node:os";
 import { type ClientOptions, connect, type WebSocketClient } from "../../../client/client.js";
 import { CloseCode, isValidCloseCode } from "../../../protocol/close-code.js";
 import { ClosedError, HandshakeError, StateError } from "../../../protocol/errors.js";
 import { isKnownOpcode, Opcode } from "../../../protocol/opcode.js";
 import { isValidUtf8 } from "../../../protocol/utf8.js";
-import type { ServerHooks } from "../../../server/server.js";
-import { WebSocketServer } from "../../../server/server.js";
+import { type ServerHooks, WebSocketServer } from "../../../server/server.js";
 import { SendStatus, type ServerClient } from "../../../server/server-client.js";
 import type { ServerOptions } from "../../../server/server-options.js";
 import { createHostApi } from "../../host/host-api.js";
@@ -87,13 +84,11 @@ import {
   luaMulti,
 } from "../../vm/engine.js";
 import type { StyleRuntime } from "../style-runtime.js";
-import {
-  execRegex,
-  MATCH_LIMIT_MESSAGE,
-  type MatchBudget,
-  RegexError,
-  substituteRegex,
-} from "./regex.js";
+import { createNgxLibrary } from "./ngx-library.js";
+import { firstHeader, type Request } from "./request.js";
+import { requestInfo, requestVariable } from "./request-vars.js";
+import { rewriteOpenRestyScript } from "./script-rewrite.js";
+
 
 /** The runtime files loaded into the Lua state, by module name. */
 const RESTY_SOURCES: Record<string, string> = {
@@ -108,130 +103,7 @@ const MAX_EARLY_BYTES = 64 * 1024;
 
 const EMPTY = Buffer.alloc(0);
 
-// ---- script loading -------------------------------------------------------------------------
-
-const SHARED_LOCAL = /^local[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*\{[ \t]*\}[ \t]*(--.*)?$/;
-
-/**
- * Prepares an OpenResty-style script for `runtime/ngx.lua`, keeping every line where it was:
- * the chunk receives its per-connection environment and the shared-table function
- * (`local _ENV, __ngx_shared = ...;` is put in front of line 1), and each top-level
- * `local NAME = {}` line (column 0, outside strings and comments, a comment may follow) becomes
- * `local NAME = __ngx_shared("NAME")`, one table per script shared by all connections.
- * A `#!` first line becomes a comment. `source` is the file's bytes decoded as latin1.
- */
-export function rewriteOpenRestyScript(source: string): string {
-  if (source.startsWith("\xef\xbb\xbf")) source = source.slice(3);
-  const lines = source.split("\n");
-  const inCode = codeLineStarts(source);
-  for (let i = 0; i < lines.length; i++) {
-    if (!inCode[i]) continue;
-    let line = lines[i]!;
-    const cr = line.endsWith("\r") ? "\r" : "";
-    if (cr !== "") line = line.slice(0, -1);
-    const m = SHARED_LOCAL.exec(line);
-    if (m === null) continue;
-    lines[i] =
-      `local ${m[1]} = __ngx_shared("${m[1]}")${m[2] !== undefined ? ` ${m[2]}` : ""}${cr}`;
-  }
-  let first = lines[0] ?? "";
-  if (first.startsWith("#")) first = `--${first}`;
-  lines[0] = `local _ENV, __ngx_shared = ...; ${first}`;
-  return lines.join("\n");
-}
-
-/** For each line of `src`, whether it starts in code (not inside a string or a long comment). */
-function codeLineStarts(src: string): boolean[] {
-  const starts = [true];
-  let state: "code" | "short" | "long" | "comment" = "code";
-  let quote = "";
-  let level = 0;
-  const longBracket = (at: number): number => {
-    if (src[at] !== "[") return -1;
-    let j = at + 1;
-    while (src[j] === "=") j++;
-    return src[j] === "[" ? j - at - 1 : -1;
-  };
-  for (let i = 0; i < src.length; ) {
-    const c = src[i]!;
-    if (c === "\n") {
-      if (state === "comment") state = "code";
-      starts.push(state === "code");
-      i++;
-      continue;
-    }
-    if (state === "code") {
-      if (c === "-" && src[i + 1] === "-") {
-        const lvl = longBracket(i + 2);
-        if (lvl >= 0) {
-          state = "long";
-          level = lvl;
-          i += lvl + 4;
-        } else {
-          state = "comment";
-          i += 2;
-        }
-      } else if (c === "[" && longBracket(i) >= 0) {
-        level = longBracket(i);
-        state = "long";
-        i += level + 2;
-      } else if (c === '"' || c === "'") {
-        state = "short";
-        quote = c;
-        i++;
-      } else {
-        i++;
-      }
-    } else if (state === "short") {
-      if (c === "\\") {
-        // An escaped line break continues the string on the next line.
-        if (src[i + 1] === "\n") starts.push(false);
-        i += 2;
-      } else {
-        if (c === quote) state = "code";
-        i++;
-      }
-    } else if (state === "long") {
-      if (c === "]" && src.startsWith(`${"=".repeat(level)}]`, i + 1)) {
-        state = "code";
-        i += level + 2;
-      } else {
-        i++;
-      }
-    } else {
-      i++;
-    }
-  }
-  return starts;
-}
-
 // ---- connections ----------------------------------------------------------------------------
-
-/** A WebSocket upgrade request and, once its handler called websocket:new, its connection. */
-interface Request {
-  readonly handle: number;
-  readonly req: IncomingMessage;
-  readonly socket: Socket;
-  /** Bytes that arrived before the handshake was answered. */
-  head: Buffer;
-  /** The connection, once accepted. */
-  client: ServerClient | null;
-  /** Frames that arrived while the handshake was being answered (inside a Lua call). */
-  pendingFrames: Array<[number, Buffer, boolean]> | null;
-  finished: boolean;
-  disconnected: boolean;
-  /** An HTTP answer was written (the handshake refused), so there will be no connection. */
-  responded: boolean;
-  released: boolean;
-  /** ngx.say / ngx.print output and ngx.status, for an answer without a handshake. */
-  body: Buffer[];
-  /** Bytes in body. */
-  bodyBytes: number;
-  status: number;
-  readonly startTime: number;
-  requestId: string | null;
-  onEarlyData: ((chunk: Buffer) => void) | null;
-}
 
 /** A resty.websocket.client connection. */
 interface Outgoing {
@@ -708,125 +580,6 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     if (out.client.isOpen) void out.client.close();
   }
 
-  // ---- request facts --------------------------------------------------------------------------
-
-  /** ngx.var.NAME of request `handle`: a string, or null when not set. */
-  private variable(handle: number, name: string): string | null {
-    const request = this.requests.get(handle);
-    if (request === undefined) return null;
-    const req = request.req;
-    const url = req.url ?? "/";
-    const queryAt = url.indexOf("?");
-    const path = queryAt < 0 ? url : url.slice(0, queryAt);
-    const query = queryAt < 0 ? null : url.slice(queryAt + 1);
-    switch (name) {
-      case "remote_addr":
-        return req.socket.remoteAddress ?? "";
-      case "remote_port":
-        return String(req.socket.remotePort ?? "");
-      case "server_addr":
-        return req.socket.localAddress ?? "";
-      case "server_port":
-        return String(req.socket.localPort ?? "");
-      case "uri":
-      case "document_uri":
-        return decodePath(path);
-      case "request_uri":
-        return url;
-      case "args":
-      case "query_string":
-        return query;
-      case "is_args":
-        return query === null ? "" : "?";
-      case "host": {
-        const host = firstHeader(req, "host");
-        return host === undefined
-          ? "localhost"
-          : host
-              .replace(/:\d*$/, "")
-              .replace(/^\[(.*)\]$/, "[$1]")
-              .toLowerCase();
-      }
-      case "hostname":
-        return hostname();
-      case "scheme":
-        return this.secure ? "https" : "http";
-      case "https":
-        return this.secure ? "on" : "";
-      case "request_method":
-        return req.method ?? "GET";
-      case "server_protocol":
-        return `HTTP/${req.httpVersion}`;
-      case "connection":
-        return String(handle);
-      case "request_id":
-        request.requestId ??= randomBytes(16).toString("hex");
-        return request.requestId;
-      case "msec":
-        return (Date.now() / 1000).toFixed(3);
-      case "time_local":
-        return formatTimeLocal(new Date());
-      case "request_time":
-        return ((Date.now() - request.startTime) / 1000).toFixed(3);
-    }
-    if (name.startsWith("http_")) {
-      const value = req.headers[name.slice(5).replace(/_/g, "-").toLowerCase()];
-      return value === undefined ? null : Array.isArray(value) ? value.join(", ") : value;
-    }
-    if (name.startsWith("arg_")) {
-      if (query === null) return null;
-      const wanted = name.slice(4).toLowerCase();
-      for (const part of query.split("&")) {
-        const eq = part.indexOf("=");
-        const key = eq < 0 ? part : part.slice(0, eq);
-        if (key.toLowerCase() === wanted) return eq < 0 ? "" : part.slice(eq + 1);
-      }
-      return null;
-    }
-    if (name.startsWith("cookie_")) {
-      const cookie = req.headers.cookie;
-      if (cookie === undefined) return null;
-      const wanted = name.slice(7);
-      for (const part of cookie.split(/;\s*/)) {
-        const eq = part.indexOf("=");
-        if (eq > 0 && part.slice(0, eq) === wanted) return part.slice(eq + 1);
-      }
-      return null;
-    }
-    return null;
-  }
-
-  /** ngx.req.* facts of request `handle`. */
-  private requestInfo(handle: number, what: string): HostReturn {
-    const request = this.requests.get(handle);
-    if (request === undefined) return null;
-    const req = request.req;
-    switch (what) {
-      case "headers":
-        return req.rawHeaders.map((item) => Buffer.from(item, "latin1"));
-      case "args": {
-        const url = req.url ?? "/";
-        const queryAt = url.indexOf("?");
-        return queryAt < 0 ? null : url.slice(queryAt + 1);
-      }
-      case "method":
-        return req.method ?? "GET";
-      case "http_version":
-        return Number(req.httpVersion);
-      case "start_time":
-        return request.startTime / 1000;
-      case "raw_header":
-      case "raw_header_only": {
-        let head =
-          what === "raw_header" ? `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n` : "";
-        for (let i = 0; i < req.rawHeaders.length; i += 2)
-          head += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
-        return Buffer.from(`${head}\r\n`, "latin1");
-      }
-    }
-    return null;
-  }
-
   // ---- primitives -----------------------------------------------------------------------------
 
   /** The host functions `runtime/ngx.lua` builds on (argument errors name the ngx function). */
@@ -834,32 +587,9 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     const host = this.host;
     const clientId = (handle: number | undefined) =>
       handle === undefined ? undefined : this.requests.get(handle)?.client?.id;
-    // A costly ngx.re match may take half of what is left of the CPU budget (see
-    // regex-limit.ts): the other half lets the script handle the error, as under PCRE's limit.
-    const regexBudget: MatchBudget = () => host.engine.budgetLeftMs() / 2;
-    // Logged at most once a second (a script may retry in a loop), counted every time.
-    let lastLogged = Number.NEGATIVE_INFINITY;
-    let unlogged = 0;
-    const regexFailure = (error: RegexError, pattern: Buffer) => {
-      if (error.message === MATCH_LIMIT_MESSAGE) {
-        const now = performance.now();
-        unlogged++;
-        if (now - lastLogged >= 1000) {
-          host.reportLimit(`ngx.re: a match ran out of CPU budget (${MATCH_LIMIT_MESSAGE})`, {
-            kind: "ERR_LUA_REGEX_LIMIT",
-            pattern: pattern.toString("latin1").slice(0, 200),
-            hits: unlogged,
-          });
-          lastLogged = now;
-          unlogged = 0;
-        } else {
-          host.countLimit();
-        }
-      }
-      return luaMulti(false, error.message, error.raise);
-    };
     return {
       ...createHostApi(host, clientId),
+      ...createNgxLibrary(host),
       finish: (args) => this.finish(args.integer(1), args.string(2), args.optInteger(3) ?? 0),
       accept: (args) => this.accept(args.integer(1)),
       send: (args) => this.send(args.integer(1), args.integer(2), args.bytes(3), args.boolean(4)),
@@ -884,8 +614,9 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
         const request = this.requests.get(args.integer(1));
         if (request !== undefined) request.status = args.integer(2);
       },
-      var: (args) => this.variable(args.integer(1), args.string(2)),
-      req: (args) => this.requestInfo(args.integer(1), args.string(2)),
+      var: (args) =>
+        requestVariable(this.requests.get(args.integer(1)), args.string(2), this.secure),
+      req: (args) => requestInfo(this.requests.get(args.integer(1)), args.string(2)),
       report_error: (args) => {
         const kind = args.string(1);
         const id = clientId(args.optInteger(4));
@@ -901,165 +632,16 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
           id !== undefined ? { client: id } : {},
         );
       },
-      time: () => Math.floor(Date.now() / 1000),
-      today: () => formatDate(new Date(), false).slice(0, 10),
-      localtime: () => formatDate(new Date(), false),
-      utctime: () => formatDate(new Date(), true),
-      http_time: (args) => new Date(args.number(1) * 1000).toUTCString(),
-      cookie_time: (args) => formatCookieTime(new Date(args.number(1) * 1000)),
-      parse_http_time: (args) => {
-        const ms = Date.parse(args.string(1));
-        return Number.isNaN(ms) ? null : Math.floor(ms / 1000);
-      },
-      md5: (args) =>
-        createHash("md5")
-          .update(args.optBytes(1) ?? EMPTY)
-          .digest("hex"),
-      md5_bin: (args) =>
-        createHash("md5")
-          .update(args.optBytes(1) ?? EMPTY)
-          .digest(),
-      sha1_bin: (args) =>
-        createHash("sha1")
-          .update(args.optBytes(1) ?? EMPTY)
-          .digest(),
-      hmac_sha1: (args) => createHmac("sha1", args.bytes(1)).update(args.bytes(2)).digest(),
-      crc32: (args) => crc32(args.optBytes(1) ?? EMPTY),
-      encode_base64: (args) => {
-        const encoded = (args.optBytes(1) ?? EMPTY).toString("base64");
-        return args.boolean(2) ? encoded.replace(/=+$/, "") : encoded;
-      },
-      decode_base64: (args) => {
-        const text = args.bytes(1).toString("latin1");
-        if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.replace(/=+$/, "").length % 4 === 1)
-          return null;
-        return Buffer.from(text, "base64");
-      },
-      re_exec: (args) => {
-        try {
-          const m = execRegex(
-            args.bytes(1),
-            args.bytes(2),
-            args.string(3),
-            args.integer(4) - 1,
-            regexBudget,
-          );
-          if (m === null) return null;
-          return luaMulti(m.positions, m.names);
-        } catch (error) {
-          if (error instanceof RegexError) return regexFailure(error, args.bytes(2));
-          throw error;
-        }
-      },
-      re_sub: (args) => {
-        try {
-          const [result, count] = substituteRegex(
-            args.bytes(1),
-            args.bytes(2),
-            args.bytes(3),
-            args.string(4),
-            args.boolean(5),
-            regexBudget,
-          );
-          return luaMulti(result, count);
-        } catch (error) {
-          if (error instanceof RegexError) return regexFailure(error, args.bytes(2));
-          throw error;
-        }
-      },
     };
   }
 }
 
 // ---- helpers --------------------------------------------------------------------------------
 
-/** The first value of request header `name` (repeated headers: the first one, as OpenResty takes). */
-function firstHeader(req: IncomingMessage, name: string): string | undefined {
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === name) return raw[i + 1];
-  }
-  return undefined;
-}
-
 /** A Lua value as text (strings arrive as bytes). */
 function text(value: LuaValue | undefined): string {
   if (Buffer.isBuffer(value)) return value.toString("utf8");
   return String(value ?? "");
-}
-
-/** nginx's $uri: the path with %XX decoded (left as is when malformed). */
-function decodePath(path: string): string {
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path;
-  }
-}
-
-function pad(n: number, width = 2): string {
-  return String(n).padStart(width, "0");
-}
-
-/** "yyyy-mm-dd hh:mm:ss" in local time or UTC. */
-function formatDate(date: Date, utc: boolean): string {
-  const [y, mo, d, h, mi, s] = utc
-    ? [
-        date.getUTCFullYear(),
-        date.getUTCMonth() + 1,
-        date.getUTCDate(),
-        date.getUTCHours(),
-        date.getUTCMinutes(),
-        date.getUTCSeconds(),
-      ]
-    : [
-        date.getFullYear(),
-        date.getMonth() + 1,
-        date.getDate(),
-        date.getHours(),
-        date.getMinutes(),
-        date.getSeconds(),
-      ];
-  return `${y}-${pad(mo)}-${pad(d)} ${pad(h)}:${pad(mi)}:${pad(s)}`;
-}
-
-const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/** ngx.cookie_time: "Thu, 18-Nov-10 11:27:35 GMT". */
-function formatCookieTime(date: Date): string {
-  return (
-    `${DAYS[date.getUTCDay()]}, ${pad(date.getUTCDate())}-${MONTHS[date.getUTCMonth()]}-${pad(date.getUTCFullYear() % 100)} ` +
-    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} GMT`
-  );
-}
-
-/** nginx's $time_local: "18/Nov/2010:11:27:35 +0100". */
-function formatTimeLocal(date: Date): string {
-  const offset = -date.getTimezoneOffset();
-  const sign = offset >= 0 ? "+" : "-";
-  const abs = Math.abs(offset);
-  return (
-    `${pad(date.getDate())}/${MONTHS[date.getMonth()]}/${date.getFullYear()}:${pad(date.getHours())}:${pad(date.getMinutes())}:` +
-    `${pad(date.getSeconds())} ${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`
-  );
-}
-
-let crcTable: Uint32Array | null = null;
-
-/** CRC-32 (IEEE), as ngx.crc32_long. */
-function crc32(bytes: Buffer): number {
-  if (crcTable === null) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let crc = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
 }
 
 /** resty.websocket.client's words for a failed connect (nginx's error texts where they exist). */

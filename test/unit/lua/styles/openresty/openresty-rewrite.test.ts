@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { rewriteOpenRestyScript } from "../../../../../src/lua/styles/openresty/openresty-style.js";
+import { rewriteOpenRestyScript } from "../../../../../src/lua/styles/openresty/script-rewrite.js";
 
 const PREFIX = "local _ENV, __ngx_shared = ...; ";
 
