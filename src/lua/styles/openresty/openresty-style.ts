@@ -56,6 +56,10 @@
  *   verifies TLS certificates only with `ssl_verify = true`, and `close` lets the close handshake
  *   finish in the background.
  *
+ * Over 500 lines, for now: the request lifecycle, frame delivery, sending and outgoing clients
+ * share the request table here; ngx's library, request variables and the script rewrite are in
+ * files of their own beside it.
+ *
  * @module
  */
 
