@@ -1,5 +1,6 @@
 // Hot-path cost of the Lua engine (micro-benchmark, not a test). Run after `npx tsc -b`: node bench/lua-engine.mjs
-import { createLuaEngine, luaYield } from "../dist/src/lua/engine.js";
+import { createLuaEngine } from "../dist/src/lua/vm/create-engine.js";
+import { luaYield } from "../dist/src/lua/vm/engine.js";
 
 const lua = await createLuaEngine({});
 let sink = 0;

@@ -10,6 +10,8 @@ export {
   Message,
   WebSocketClient,
 } from "./client/client.js";
+export { createLogger, type Logger } from "./observability/logger.js";
+export { MetricsRegistry } from "./observability/metrics.js";
 export { CloseCode, isValidCloseCode } from "./protocol/close-code.js";
 export type { MessageCompressor } from "./protocol/compression.js";
 export {
@@ -43,9 +45,7 @@ export {
   parseExtensions,
 } from "./protocol/permessage-deflate.js";
 export { isValidUtf8, Utf8Validator } from "./protocol/utf8.js";
-export type { ServerHooks } from "./server/hooks.js";
-export { createLogger, type Logger } from "./server/logger.js";
-export { MetricsRegistry } from "./server/metrics.js";
+export type { ServerHooks } from "./server/server.js";
 export { readTlsFiles, WebSocketServer } from "./server/server.js";
 export { SendStatus, ServerClient } from "./server/server-client.js";
 export { SERVER_DEFAULTS, type ServerOptions } from "./server/server-options.js";

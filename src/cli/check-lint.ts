@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type ScriptStyle, stripComments } from "../lua/style-detect.js";
+import { type ScriptStyle, stripComments } from "../lua/styles/detect.js";
 
 /** A finding about a script, with its 1-based line. */
 export interface Finding {

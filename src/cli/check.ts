@@ -11,7 +11,7 @@ import {
   loadScriptAsServe,
   type ScriptCheckLimits,
 } from "../lua/script-check.js";
-import { detectStyle } from "../lua/style-detect.js";
+import { detectStyle } from "../lua/styles/detect.js";
 import { defineCommand, formatHelp, parseCommandArgs } from "./args.js";
 import { type Finding, lintScript } from "./check-lint.js";
 import { describeLoadError, SERVE_COMMAND } from "./serve.js";

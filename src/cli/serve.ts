@@ -1,9 +1,9 @@
 import { existsSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
-import { LuaError } from "../lua/engine.js";
+import { LuaError } from "../lua/vm/engine.js";
 import { ScriptApp } from "../lua/script-app.js";
-import { createLogger } from "../server/logger.js";
-import { MetricsRegistry } from "../server/metrics.js";
+import { createLogger } from "../observability/logger.js";
+import { MetricsRegistry } from "../observability/metrics.js";
 import { ArgsError, defineCommand, formatHelp, parseCommandArgs } from "./args.js";
 import { describeEndpoint, describeListenError } from "./lifecycle.js";
 import { ScriptWatcher } from "./script-watcher.js";

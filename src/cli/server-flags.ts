@@ -1,4 +1,4 @@
-import { createLogger } from "../server/logger.js";
+import { createLogger } from "../observability/logger.js";
 import type { ServerOptions } from "../server/server-options.js";
 import { SERVER_DEFAULTS } from "../server/server-options.js";
 import { assertStaticFolder } from "../server/static-root.js";

@@ -1,11 +1,12 @@
 import { readFileSync } from "node:fs";
-import type { Logger } from "../server/logger.js";
-import type { MetricsRegistry } from "../server/metrics.js";
-import { WebSocketServer } from "../server/server.js";
+import type { Logger } from "../observability/logger.js";
+import type { MetricsRegistry } from "../observability/metrics.js";
+import type { WebSocketServer } from "../server/server.js";
 import type { ServerOptions } from "../server/server-options.js";
-import { CallbackStyle } from "./callback-style.js";
-import { LuaHost, type LuaHostOptions } from "./lua-host.js";
-import { detectStyle, type ScriptStyle } from "./style-detect.js";
+import { LuaHost, type LuaHostOptions } from "./host/lua-host.js";
+import { detectStyle } from "./styles/detect.js";
+import { type ScriptStyle, styleNamed } from "./styles/registry.js";
+import type { StyleRuntime } from "./styles/style-runtime.js";
 
 /** Settings of a script-driven application. Durations in milliseconds, sizes in bytes. */
 export interface ScriptAppOptions {
@@ -36,21 +37,6 @@ export interface ScriptAppOptions {
   offline?: boolean;
   /** Called with the absolute path of every module file the script `require`s from its folder. */
   onModuleLoaded?: (file: string) => void;
-}
-
-/** What a style runtime offers the application: its servers, and a way to stop. */
-export interface StyleRuntime {
-  /** Servers this style serves on (a silly script may open several with http.listen). */
-  readonly servers: readonly WebSocketServer[];
-  /** Runs the script; servers are created but not yet listening. */
-  load(): Promise<void> | void;
-  /** Releases the style's own resources (after the servers closed). */
-  dispose(): void;
-  /**
-   * Loads a new version of the script into `host` on the same servers, keeping connections
-   * open; absent when the style cannot (then the app is restarted instead).
-   */
-  reloadInto?(host: LuaHost): StyleRuntime;
 }
 
 /** A Lua script serving WebSockets: the Lua state, its style and its server(s). */
@@ -119,26 +105,6 @@ export class ScriptApp {
   }
 }
 
-/** The callback style's runtime: one server; reloads swap the hooks and keep every client. */
-function callbackRuntime(server: WebSocketServer, callbacks: CallbackStyle): StyleRuntime {
-  return {
-    servers: [server],
-    load: () => callbacks.load(server),
-    dispose: () => {},
-    reloadInto(host: LuaHost): StyleRuntime {
-      const next = new CallbackStyle(host);
-      next.load(server);
-      // Messages that arrived before the reload go to the script they were sent to.
-      callbacks.flush();
-      server.replaceHooks(callbacks, next);
-      // The new script has not seen the clients that are already here: introduce them, so
-      // that on_disconnect still only follows an on_connect of the same script.
-      next.introduceClients(server);
-      return callbackRuntime(server, next);
-    },
-  };
-}
-
 /** The Lua state's settings out of the application's (the limits given, the rest default). */
 function hostOptions(options: ScriptAppOptions): LuaHostOptions {
   return {
@@ -156,34 +122,16 @@ function hostOptions(options: ScriptAppOptions): LuaHostOptions {
   };
 }
 
-async function createRuntime(
+/** The runtime of `style` for the script of `host`. */
+function createRuntime(
   style: ScriptStyle,
   host: LuaHost,
   options: ScriptAppOptions,
 ): Promise<StyleRuntime> {
-  const serverOptions: ServerOptions = {
-    ...options.serverOptions,
-    logger: options.logger,
-    metrics: options.metrics,
-  };
-  switch (style) {
-    case "callback": {
-      const server = new WebSocketServer(serverOptions);
-      const callbacks = new CallbackStyle(host);
-      server.addHooks(callbacks);
-      return callbackRuntime(server, callbacks);
-    }
-    case "openresty": {
-      const { OpenRestyStyle } = await import("./openresty-style.js");
-      return new OpenRestyStyle(host, serverOptions);
-    }
-    case "coroutine": {
-      const { CoroutineStyle } = await import("./coroutine-style.js");
-      return new CoroutineStyle(host, serverOptions, {
-        ...(options.portOverride !== undefined ? { portOverride: options.portOverride } : {}),
-        ...(options.maxListeners !== undefined ? { maxListeners: options.maxListeners } : {}),
-        ...(options.offline ? { offline: true } : {}),
-      });
-    }
-  }
+  return styleNamed(style).create(host, {
+    serverOptions: { ...options.serverOptions, logger: options.logger, metrics: options.metrics },
+    ...(options.portOverride !== undefined ? { portOverride: options.portOverride } : {}),
+    ...(options.maxListeners !== undefined ? { maxListeners: options.maxListeners } : {}),
+    ...(options.offline ? { offline: true } : {}),
+  });
 }

@@ -12,8 +12,8 @@
  * @module
  */
 
-import type { LogFields, Logger, LogLevel } from "../server/logger.js";
-import { MetricsRegistry } from "../server/metrics.js";
+import type { LogFields, Logger, LogLevel } from "../observability/logger.js";
+import { MetricsRegistry } from "../observability/metrics.js";
 import { ScriptApp, type ScriptAppOptions } from "./script-app.js";
 
 /** The limits of the load, as serve takes them (defaults as serve's). */

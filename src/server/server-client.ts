@@ -122,6 +122,39 @@ export class ServerClient implements TransportHandler {
     return this.transport.connection.ping(payload) ? this.status() : SendStatus.Dropped;
   }
 
+  /** Sends a pong (frame-mode applications answer pings themselves). Dropped when closing. */
+  pong(payload: string | Buffer = ""): SendStatus {
+    return this.transport.connection.pong(payload) ? this.status() : SendStatus.Dropped;
+  }
+
+  /**
+   * Stops reading from the peer (TCP then slows it down), for an application that is behind
+   * with the messages it has; {@link resumeReading} reads again. A closed client ignores both.
+   */
+  pauseReading(): void {
+    const socket = this.transport.socket;
+    if (!socket.destroyed) socket.pause();
+  }
+
+  /** Reads from the peer again after {@link pauseReading}. */
+  resumeReading(): void {
+    const socket = this.transport.socket;
+    if (!socket.destroyed) socket.resume();
+  }
+
+  /** False once a close frame was sent or the connection failed: nothing more can be sent. */
+  get canSend(): boolean {
+    return this.transport.connection.canSend;
+  }
+
+  /**
+   * Why the connection failed (the peer broke the protocol or a limit, e.g. "invalid UTF-8 in a
+   * text message"), or null when it closed normally or is open.
+   */
+  get failureReason(): string | null {
+    return this.transport.connection.failure?.message ?? null;
+  }
+
   /** Starts the close handshake (code 1000–1003, 1007–1014, 3000–4999; reason ≤ 123 bytes). */
   close(code?: number, reason?: string): void {
     // Only a close this side starts: a reply to the client's close frame is the client's doing.

@@ -1,4 +1,4 @@
-import type { Counter, CounterChild, Gauge, MetricsRegistry } from "./metrics.js";
+import type { Counter, CounterChild, Gauge, MetricsRegistry } from "../observability/metrics.js";
 
 /** The server's counters and gauges, resolved once so the hot path only adds numbers. */
 export class ServerMetrics {

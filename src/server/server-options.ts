@@ -1,6 +1,6 @@
+import type { Logger } from "../observability/logger.js";
+import type { MetricsRegistry } from "../observability/metrics.js";
 import type { DeflateOptions } from "../protocol/permessage-deflate.js";
-import type { Logger } from "./logger.js";
-import type { MetricsRegistry } from "./metrics.js";
 
 /** Server settings. Sizes in bytes, durations in milliseconds. */
 export interface ServerOptions {

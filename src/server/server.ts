@@ -2,9 +2,10 @@ import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import { createLogger, type Logger } from "../observability/logger.js";
+import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../observability/metrics.js";
 import { CloseCode } from "../protocol/close-code.js";
 import { HandshakeError, type ProtocolError } from "../protocol/errors.js";
-import { encodeFrame } from "../protocol/frame.js";
 import {
   buildErrorResponse,
   buildUpgradeResponse,
@@ -18,16 +19,12 @@ import {
 } from "../protocol/permessage-deflate.js";
 import { IdleSweeper, type LimitKind, SocketTransport } from "../transport/socket-transport.js";
 import { ZlibCompressor } from "../transport/zlib-compressor.js";
-import { ClientIds } from "./client-ids.js";
-import type { ServerHooks } from "./hooks.js";
-import { createLogger, type Logger } from "./logger.js";
-import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./metrics.js";
+import { Hub } from "./hub.js";
 import { createPageHandler } from "./page-handler.js";
-import { type ClientOwner, SendStatus, ServerClient } from "./server-client.js";
+import { type ClientOwner, type SendStatus, ServerClient } from "./server-client.js";
 import { ServerMetrics } from "./server-metrics.js";
 import { SERVER_DEFAULTS, type ServerOptions } from "./server-options.js";
 import type { StaticHandler } from "./static-files.js";
-import { TopicRegistry } from "./topics.js";
 
 type Resolved = Required<
   Omit<
@@ -35,6 +32,41 @@ type Resolved = Required<
     "path" | "staticDir" | "consolePage" | "tls" | "perMessageDeflate" | "logger" | "metrics"
   >
 >;
+
+/**
+ * Application hooks, the TypeScript counterpart of WebSocketServer's C++ `wsHookInterface`.
+ * Every hook is optional; a server may have several sets (TypeScript hooks and a Lua
+ * script) and calls them in the order they were added. A hook that throws is logged and
+ * closes the client concerned with 1011; the server and every other client go on.
+ */
+export interface ServerHooks {
+  /** The server is listening. May return a promise; `listen` waits for it. */
+  onStartup?(server: WebSocketServer): void | Promise<void>;
+  /** The server is shutting down, before clients are closed with 1001. May return a promise. */
+  onShutdown?(server: WebSocketServer): void | Promise<void>;
+  /** A client completed the opening handshake. `request` is its HTTP upgrade request. */
+  onConnect?(client: ServerClient, request: IncomingMessage): void;
+  /** A client left. Only follows an `onConnect` of the same client. Code 1006 when the TCP connection just dropped. */
+  onDisconnect?(client: ServerClient, code: number, reason: string): void;
+  /** A whole message arrived: text as UTF-8 bytes (`isBinary` false) or binary. */
+  onMessage?(client: ServerClient, data: Buffer, isBinary: boolean): void;
+  /** Frame mode only: a data frame or control frame as it arrived (see `ServerOptions.frameMode`). */
+  onFrame?(client: ServerClient, opcode: number, payload: Buffer, fin: boolean): void;
+  /**
+   * A plain HTTP request (not /healthz or /metrics). Return true to answer it yourself;
+   * otherwise static files or 404 follow.
+   */
+  onRequest?(request: IncomingMessage, response: ServerResponse): boolean;
+  /**
+   * An upgrade request to a WebSocket path. Return true to take it over: the hook then calls
+   * `server.acceptUpgrade(request, socket, head)` when (and if) it wants the connection.
+   */
+  onUpgradeRequest?(request: IncomingMessage, socket: Socket, head: Buffer): boolean;
+  /** A ping arrived (the pong is sent automatically unless in frame mode). */
+  onPing?(client: ServerClient, payload: Buffer): void;
+  /** A pong arrived. */
+  onPong?(client: ServerClient, payload: Buffer): void;
+}
 
 /** Reads PEM files for `ServerOptions.tls`. */
 export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
@@ -59,9 +91,8 @@ export class WebSocketServer implements ClientOwner {
   readonly maxBufferedBytes: number;
   private readonly httpServer: http.Server;
   private readonly hooks: ServerHooks[] = [];
-  private readonly clients = new Map<number, ServerClient>();
-  private readonly ids = new ClientIds();
-  private readonly topics = new TopicRegistry<ServerClient>();
+  /** Every delivery between clients (send to id, broadcast, publish) and the client list. */
+  readonly hub: Hub;
   private readonly sweeper: IdleSweeper;
   private readonly paths: ReadonlySet<string> | null;
   private readonly allowedOrigins: ReadonlySet<string> | null;
@@ -85,10 +116,11 @@ export class WebSocketServer implements ClientOwner {
     this.logger = options.logger ?? createLogger();
     this.metricsRegistry = options.metrics ?? new MetricsRegistry();
     this.metrics = new ServerMetrics(this.metricsRegistry);
+    this.hub = new Hub(this.metrics.messagesSent);
     this.metricsRegistry.gauge({
       name: "moonsocket_topics",
       help: "Topics with at least one subscriber.",
-      collect: () => this.topics.size,
+      collect: () => this.hub.topicCount,
     });
     this.maxBufferedBytes = this.options.maxBufferedBytes;
     this.sweeper = new IdleSweeper(this.options.pingInterval, this.options.idleTimeout);
@@ -183,23 +215,22 @@ export class WebSocketServer implements ClientOwner {
 
   /** Connected clients by id. */
   get clientCount(): number {
-    return this.clients.size;
+    return this.hub.clientCount;
   }
 
   /** The client with `id`, if connected. */
   getClient(id: number): ServerClient | undefined {
-    return this.clients.get(id);
+    return this.hub.getClient(id);
   }
 
   /** Every connected client. */
   allClients(): IterableIterator<ServerClient> {
-    return this.clients.values();
+    return this.hub.allClients();
   }
 
   /** Sends a message to one client by id; Dropped when there is no such client. */
   sendTo(id: number, data: string | Buffer, binary = typeof data !== "string"): SendStatus {
-    const client = this.clients.get(id);
-    return client === undefined ? SendStatus.Dropped : client.send(data, binary);
+    return this.hub.sendTo(id, data, binary);
   }
 
   /** Sends one message to every connected client (optionally but one), framed once. Returns the number of receivers. */
@@ -208,7 +239,7 @@ export class WebSocketServer implements ClientOwner {
     binary = typeof data !== "string",
     except?: ServerClient,
   ): number {
-    return this.sendToMany(this.clients.values(), data, binary, except);
+    return this.hub.broadcast(data, binary, except);
   }
 
   /** Sends one message to every subscriber of `topic`, framed once. Returns the number of receivers. */
@@ -218,43 +249,25 @@ export class WebSocketServer implements ClientOwner {
     binary = typeof data !== "string",
     except?: ServerClient,
   ): number {
-    return this.sendToMany(this.topics.subscribers(topic).values(), data, binary, except);
+    return this.hub.publish(topic, data, binary, except);
   }
 
   subscribe(client: ServerClient, topic: string): boolean {
-    return client.open && this.topics.subscribe(client, topic);
+    return this.hub.subscribe(client, topic);
   }
 
   unsubscribe(client: ServerClient, topic: string): boolean {
-    return this.topics.unsubscribe(client, topic);
+    return this.hub.unsubscribe(client, topic);
   }
 
   /** Number of subscribers of `topic`. */
   subscriberCount(topic: string): number {
-    return this.topics.subscribers(topic).size;
+    return this.hub.subscriberCount(topic);
   }
 
   /** The topics `client` is subscribed to. */
   topicsOf(client: ServerClient): ReadonlySet<string> {
-    return this.topics.topicsOf(client);
-  }
-
-  private sendToMany(
-    targets: Iterable<ServerClient>,
-    data: string | Buffer,
-    binary: boolean,
-    except?: ServerClient,
-  ): number {
-    const payload = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    let frame: Buffer | null = null;
-    let count = 0;
-    for (const client of targets) {
-      if (client === except || !client.open) continue;
-      frame ??= encodeFrame(binary ? Opcode.Binary : Opcode.Text, payload);
-      if (client.sendPrebuilt(frame, payload, binary) !== SendStatus.Dropped) count++;
-    }
-    this.metrics.messagesSent.inc(count);
-    return count;
+    return this.hub.topicsOf(client);
   }
 
   /**
@@ -267,7 +280,7 @@ export class WebSocketServer implements ClientOwner {
   }
 
   private async shutdown(): Promise<void> {
-    this.logger.info("shutting down", { clients: this.clients.size });
+    this.logger.info("shutting down", { clients: this.hub.clientCount });
     const closed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
     for (const hooks of this.hooks) {
       try {
@@ -277,12 +290,12 @@ export class WebSocketServer implements ClientOwner {
       }
     }
     const waits: Promise<void>[] = [];
-    for (const client of this.clients.values()) {
+    for (const client of this.hub.allClients()) {
       waits.push(new Promise((resolve) => client.transport.socket.once("close", () => resolve())));
       client.close(CloseCode.GoingAway, "server shutting down");
     }
     await Promise.race([Promise.all(waits), delay(this.options.closeTimeout + 100)]);
-    for (const client of this.clients.values()) client.terminate();
+    for (const client of this.hub.allClients()) client.terminate();
     this.httpServer.closeAllConnections();
     await closed;
   }
@@ -295,7 +308,7 @@ export class WebSocketServer implements ClientOwner {
     if (path === this.options.healthPath && (req.method === "GET" || req.method === "HEAD")) {
       const body = JSON.stringify({
         status: this.shuttingDown ? "stopping" : "ok",
-        connections: this.clients.size,
+        connections: this.hub.clientCount,
         uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       });
       res.writeHead(this.shuttingDown ? 503 : 200, {
@@ -511,8 +524,8 @@ export class WebSocketServer implements ClientOwner {
     const protocol = this.options.protocols.find((own) => request.protocols.includes(own)) ?? "";
     if (!socket.writable) return null;
     socket.write(buildUpgradeResponse(request.key, { protocol, extensions }));
-    const full = this.clients.size >= this.options.maxConnections;
-    const id = this.ids.acquire();
+    const full = this.hub.clientCount >= this.options.maxConnections;
+    const id = this.hub.takeId();
     const client = new ServerClient(id, this, {
       path,
       query,
@@ -522,7 +535,7 @@ export class WebSocketServer implements ClientOwner {
       protocol,
       extensions,
     });
-    this.clients.set(id, client);
+    this.hub.join(client);
     client.transport = new SocketTransport(
       socket,
       client,
@@ -536,7 +549,7 @@ export class WebSocketServer implements ClientOwner {
       { maxBufferedBytes: this.options.maxBufferedBytes, closeTimeout: this.options.closeTimeout },
     );
     this.metrics.connectionsTotal.inc();
-    this.metrics.connections.set(this.clients.size);
+    this.metrics.connections.set(this.hub.clientCount);
     if (full) {
       this.metrics.countLimit("max_connections");
       this.logger.warn("connection refused: server full", {
@@ -639,11 +652,9 @@ export class WebSocketServer implements ClientOwner {
   }
 
   handleClosed(client: ServerClient, code: number, reason: string, wasClean: boolean): void {
-    this.clients.delete(client.id);
-    this.ids.release(client.id);
-    this.topics.removeMember(client);
+    this.hub.leave(client);
     this.sweeper.delete(client.transport);
-    this.metrics.connections.set(this.clients.size);
+    this.metrics.connections.set(this.hub.clientCount);
     // When this side started the close, its code and reason say why, not the client's echo.
     const started = client.closeStarted;
     this.logger.debug("client disconnected", {

@@ -8,7 +8,7 @@ import http from "node:http";
 import net from "node:net";
 import { Writable } from "node:stream";
 import type WebSocket from "ws";
-import { createLogger, type Logger, type LogLevel } from "../../src/server/logger.js";
+import { createLogger, type Logger, type LogLevel } from "../../src/observability/logger.js";
 import { WebSocketServer } from "../../src/server/server.js";
 import type { ServerOptions } from "../../src/server/server-options.js";
 

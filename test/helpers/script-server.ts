@@ -1,8 +1,8 @@
 import { PassThrough } from "node:stream";
 import WebSocket from "ws";
 import { ScriptApp } from "../../src/lua/script-app.js";
-import { createLogger } from "../../src/server/logger.js";
-import { MetricsRegistry } from "../../src/server/metrics.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { MetricsRegistry } from "../../src/observability/metrics.js";
 import type { ServerOptions } from "../../src/server/server-options.js";
 import { PATIENCE_MS } from "./net-helpers.js";
 

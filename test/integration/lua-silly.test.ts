@@ -12,13 +12,13 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { WebSocketServer as WsServer } from "ws";
+import { LuaHost } from "../../src/lua/host/lua-host.js";
 import {
   CoroutineStyle,
   type CoroutineStyleOptions,
-  parseAddress,
-} from "../../src/lua/coroutine-style.js";
-import { LuaHost } from "../../src/lua/lua-host.js";
-import { MetricsRegistry } from "../../src/server/metrics.js";
+} from "../../src/lua/styles/coroutine/coroutine-style.js";
+import { parseAddress } from "../../src/lua/styles/coroutine/http-helpers.js";
+import { MetricsRegistry } from "../../src/observability/metrics.js";
 import type { ServerOptions } from "../../src/server/server-options.js";
 import {
   captureLogger,

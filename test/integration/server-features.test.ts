@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { afterEach, describe, it } from "node:test";
 import WebSocket from "ws";
-import type { ServerHooks } from "../../src/server/hooks.js";
+import type { ServerHooks } from "../../src/server/server.js";
 import type { ServerClient } from "../../src/server/server-client.js";
 import {
   fetchMetrics,
