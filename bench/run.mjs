@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Echo and idle-memory benchmarks of moonsocket against `ws`, driven by wsload
+ * Echo, broadcast and idle-memory benchmarks of moonsocket against `ws`, driven by wsload
  * (../shared/tools/wsload). See bench/README.md for what is measured and why.
  *
  *   node bench/run.mjs [--quick] [--servers a,b] [--scenarios x,y] [--reps 3] [--duration 10]
@@ -32,38 +32,67 @@ import { parseArgs } from "node:util";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const MOONSOCKET_CLI = "dist/src/cli/main.js";
+/** The TS API's broadcast server: imports the built library. */
+const TS_BROADCAST_SERVER = "bench/ts-broadcast-server.mjs";
 
 /**
  * The servers under test. Adding one is one line: a name, a command line run from the repo root
  * with `{port}` where the TCP port goes, and optionally extra environment variables. The server
  * must listen on 127.0.0.1, print a line containing its `ws://host:port/` URL on stdout once it
- * accepts connections, echo every message, and exit on SIGTERM.
+ * accepts connections, and exit on SIGTERM. `cmd` echoes every message (the echo and hold
+ * scenarios); `broadcastCmd` sends every message to every client (the broadcast scenarios) and
+ * accepts {@link BROADCAST_MAX_CONNECTIONS}. A server runs only the scenarios it has a command for.
  */
 // biome-ignore format: one line per server keeps adding one a one-line change
 const SERVERS = [
-  { name: "moonsocket", cmd: ["node", MOONSOCKET_CLI, "echo", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
-  { name: "ws", cmd: ["node", "bench/ws-echo-server.mjs", "--host", "127.0.0.1", "--port", "{port}"], env: { WS_NO_BUFFER_UTIL: "1" } },
+  { name: "net", broadcastCmd: ["node", "bench/net-broadcast-server.mjs", "--host", "127.0.0.1", "--port", "{port}"] },
+  { name: "moonsocket", cmd: ["node", MOONSOCKET_CLI, "echo", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"], broadcastCmd: ["node", MOONSOCKET_CLI, "echo", "--broadcast", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn", "--max-connections", "{maxConnections}"] },
+  { name: "ws", cmd: ["node", "bench/ws-echo-server.mjs", "--host", "127.0.0.1", "--port", "{port}"], broadcastCmd: ["node", "bench/ws-echo-server.mjs", "--broadcast", "--host", "127.0.0.1", "--port", "{port}"], env: { WS_NO_BUFFER_UTIL: "1" } },
   { name: "ws+bufferutil", cmd: ["node", "bench/ws-echo-server.mjs", "--host", "127.0.0.1", "--port", "{port}"] },
-  { name: "lua-callback", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-callback.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
+  { name: "ts-api", broadcastCmd: ["node", TS_BROADCAST_SERVER, "--host", "127.0.0.1", "--port", "{port}", "--max-connections", "{maxConnections}"] },
+  { name: "lua-callback", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-callback.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"], broadcastCmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/broadcast-callback.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn", "--max-connections", "{maxConnections}"] },
   { name: "lua-coroutine", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-coroutine.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
   { name: "lua-openresty", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-openresty.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
 ];
 
 /** Servers run by default; the others only when named in --servers. */
 const DEFAULT_SERVERS = [
+  "net",
   "moonsocket",
   "ws",
   "ws+bufferutil",
+  "ts-api",
   "lua-callback",
   "lua-coroutine",
   "lua-openresty",
 ];
 
-/** Reference servers: every result gets a column with its ratio to each of these. */
-const REFERENCE_SERVERS = ["ws", "ws+bufferutil"];
+/**
+ * Reference servers: every result gets a column with its ratio to each of these that ran the
+ * same kind of scenario (`net` is the broadcast limit; `ws+bufferutil` runs echo only).
+ */
+const REFERENCE_SERVERS = ["net", "ws", "ws+bufferutil"];
 
 const ECHO_SIZES_BYTES = [64, 1024, 64 * 1024];
 const ECHO_DEPTHS = [1, 16];
+
+/** Broadcast: receivers (the sender comes on top), broadcasts outstanding, payload bytes. */
+const BROADCAST_RECEIVERS = [1000, 10_000];
+const BROADCAST_DEPTHS = [1, 16];
+const BROADCAST_SIZE_BYTES = 64;
+/** `--max-connections` of the broadcast servers: the most receivers, the sender, and room. */
+const BROADCAST_MAX_CONNECTIONS = Math.max(...BROADCAST_RECEIVERS) * 2;
+/**
+ * File descriptors a run needs beyond one per connection (Node's own, wsload's epoll, pipes).
+ * Each process needs its own; they inherit the harness's limit.
+ */
+const SPARE_FILE_DESCRIPTORS = 256;
+/**
+ * Memory to have free per broadcast receiver, both ends together: a server holds 7–12 KiB per
+ * connection (the hold scenario), wsload a few, and the kernel's socket buffers fill under
+ * load; this leaves a wide margin (1 GB for 10,000 receivers).
+ */
+const MEMORY_PER_RECEIVER_KIB = 100;
 
 /** Core for the server, core for wsload (`taskset -c`). */
 const SERVER_CPU = "1";
@@ -106,7 +135,7 @@ if (opts.help) {
       "usage: node bench/run.mjs [options]",
       "  --quick                  1 rep, 3 s measured, 1 s warm-up, 500 idle connections",
       `  --servers a,b            servers to run (known: ${SERVERS.map((s) => s.name).join(", ")})`,
-      "  --scenarios x,y          scenarios to run (e.g. echo-64B-p16,hold; default: all)",
+      "  --scenarios x,y          scenarios or kinds to run (e.g. echo-64B-p16,broadcast,hold; default: all)",
       "  --reps N                 repetitions, medians taken over them [3]",
       "  --duration S             measured seconds per echo run [10]",
       "  --warmup S               wsload warm-up seconds [2]",
@@ -166,7 +195,7 @@ const serverNames = loaded
 const servers = serverNames.map(
   (name) =>
     SERVERS.find((s) => s.name === name) ??
-    (loaded ? { name, cmd: [] } : null) ??
+    (loaded ? { name, cmd: [], broadcastCmd: [] } : null) ??
     fail(`unknown server '${name}' (known: ${SERVERS.map((s) => s.name).join(", ")})`),
 );
 
@@ -176,6 +205,15 @@ const allScenarios = [
       name: `echo-${formatSize(size)}-p${depth}`,
       kind: "echo",
       size,
+      depth,
+    })),
+  ),
+  ...BROADCAST_RECEIVERS.flatMap((receivers) =>
+    BROADCAST_DEPTHS.map((depth) => ({
+      name: `broadcast-${receivers}-p${depth}`,
+      kind: "broadcast",
+      size: BROADCAST_SIZE_BYTES,
+      receivers,
       depth,
     })),
   ),
@@ -189,11 +227,30 @@ const scenarioNames = loaded
         .map((s) => s.trim())
         .filter(Boolean)
     : allScenarios.map((s) => s.name);
-const scenarios = scenarioNames.map(
-  (name) =>
+/** A kind (`echo`, `broadcast`, `hold`) stands for all its scenarios. */
+const scenarios = scenarioNames.flatMap((name) => {
+  const ofKind = allScenarios.filter((s) => s.kind === name);
+  if (ofKind.length > 0) return ofKind;
+  return [
     allScenarios.find((s) => s.name === name) ??
-    fail(`unknown scenario '${name}' (known: ${allScenarios.map((s) => s.name).join(", ")})`),
+      fail(
+        `unknown scenario '${name}' (known: echo, broadcast, hold, ${allScenarios.map((s) => s.name).join(", ")})`,
+      ),
+  ];
+});
+
+/** The command `server` runs for `scenario`, or undefined when it has none for that kind. */
+function commandFor(server, scenario) {
+  const cmd = scenario.kind === "broadcast" ? server.broadcastCmd : server.cmd;
+  return cmd?.length ? cmd : undefined;
+}
+
+/** The (scenario, server) pairs that run, in run order within one repetition. */
+const plan = scenarios.flatMap((scenario) =>
+  servers.filter((server) => commandFor(server, scenario)).map((server) => ({ scenario, server })),
 );
+if (!loaded && plan.length === 0)
+  fail("none of the servers named has a command for those scenarios");
 
 const outFile = resolve(REPO, opts.out ?? "bench/results/latest.json");
 
@@ -369,9 +426,13 @@ function hashTree(dir) {
   return hash.digest("hex");
 }
 
-async function startServer(server) {
+async function startServer(server, scenario) {
   const port = await findFreePort();
-  const argv = server.cmd.map((part) => part.replaceAll("{port}", String(port)));
+  const argv = commandFor(server, scenario).map((part) =>
+    part
+      .replaceAll("{port}", String(port))
+      .replaceAll("{maxConnections}", String(BROADCAST_MAX_CONNECTIONS)),
+  );
   const child = spawn("taskset", ["-c", SERVER_CPU, ...argv], {
     cwd: serverCwd,
     env: { ...process.env, ...server.env },
@@ -457,10 +518,11 @@ function wsloadArgs(scenario, pid, port) {
       url,
     ];
   }
+  // broadcast: -c receivers (wsload adds the sender), -p broadcasts outstanding (closed loop).
   return [
-    "echo",
+    scenario.kind,
     "-c",
-    String(settings.connections),
+    String(scenario.kind === "broadcast" ? scenario.receivers : settings.connections),
     "-p",
     String(scenario.depth),
     "-s",
@@ -480,7 +542,7 @@ function wsloadArgs(scenario, pid, port) {
  * errors, closed or failed connections, a crash); `warnings` are conditions of the measurement
  * (wsload saturated, other work on the machine).
  */
-function assessRun(scenario, result, wsloadRun, serverExit) {
+function assessRun(scenario, result, wsloadRun, serverExit, broadcastCounts) {
   const problems = [];
   const warnings = [];
   if (!result)
@@ -493,17 +555,40 @@ function assessRun(scenario, result, wsloadRun, serverExit) {
   if (result.proto > 0) problems.push(`protocol_errors=${result.proto}`);
   if (result.failed > 0) problems.push(`failed=${result.failed}`);
   if (result.closed > 0) problems.push(`closed=${result.closed}`);
-  const wanted = scenario.kind === "hold" ? settings.holdConnections : settings.connections;
+  // Not at every receiver within 5 s: late rather than lost when nothing arrived out of order
+  // (a lost message shows as an error); their fan-out time is missing from the percentiles.
+  if (broadcastCounts?.incomplete > 0)
+    warnings.push(`late broadcasts (incomplete=${broadcastCounts.incomplete})`);
+  const wanted = connectionsOf(scenario);
   if (result.opened + result.failed < wanted) problems.push(`opened=${result.opened}/${wanted}`);
   if (serverExit)
     problems.push(`server exited during the run (${serverExit.code ?? serverExit.signal})`);
-  if (scenario.kind === "echo" && !(result.cpu_server > 0))
+  if (scenario.kind !== "hold" && !(result.cpu_server > 0))
     problems.push(`no server CPU figure (cpu_server=${result.cpu_server})`);
-  if (scenario.kind === "echo" && result.cpu_wsload >= WSLOAD_SATURATED_PERCENT)
+  if (scenario.kind !== "hold" && result.cpu_wsload >= WSLOAD_SATURATED_PERCENT)
     warnings.push(`wsload-bound (cpu_wsload=${result.cpu_wsload}%)`);
   if (result.cpu_others > OTHERS_BUSY_PERCENT)
     warnings.push(`disturbed (cpu_others=${result.cpu_others}%)`);
   return { problems, warnings };
+}
+
+/** Connections a scenario opens: broadcast's receivers plus the sender. */
+function connectionsOf(scenario) {
+  if (scenario.kind === "hold") return settings.holdConnections;
+  if (scenario.kind === "broadcast") return scenario.receivers + 1;
+  return settings.connections;
+}
+
+/**
+ * `deliveries/s: … broadcasts sent: 9 incomplete: 0 echoes to sender: 9` (not in the RESULT
+ * line): broadcasts sent, those not complete after 5 s, and copies the sender got back.
+ */
+function parseBroadcastCounts(stdout) {
+  const match = /broadcasts sent:\s*(\d+)\s+incomplete:\s*(\d+)\s+echoes to sender:\s*(\d+)/.exec(
+    stdout,
+  );
+  if (!match) return null;
+  return { sent: Number(match[1]), incomplete: Number(match[2]), toSender: Number(match[3]) };
 }
 
 /** `server rss: before=… KiB after=… KiB -> 12.34 KiB per connection` */
@@ -532,7 +617,7 @@ async function luaMemoryBytes(port) {
 }
 
 async function runOnce(wsload, scenario, server, rep) {
-  const handle = await startServer(server);
+  const handle = await startServer(server, scenario);
   const args = wsloadArgs(scenario, handle.pid, handle.port);
   const timeoutMs =
     ((scenario.kind === "hold" ? settings.holdS : settings.durationS) + settings.warmupS) * 1000 +
@@ -551,6 +636,8 @@ async function runOnce(wsload, scenario, server, rep) {
   const diedDuringRun = handle.exited;
   await stopServer(handle);
   const result = parseResultLine(wsloadRun.stdout);
+  const broadcastCounts =
+    scenario.kind === "broadcast" ? parseBroadcastCounts(wsloadRun.stdout) : undefined;
   const run = {
     scenario: scenario.name,
     server: server.name,
@@ -558,9 +645,11 @@ async function runOnce(wsload, scenario, server, rep) {
     command: `taskset -c ${WSLOAD_CPU} wsload ${args.join(" ")}`,
     serverCommand: `taskset -c ${SERVER_CPU} ${handle.argv.join(" ")}`,
     result,
-    ...assessRun(scenario, result, wsloadRun, diedDuringRun),
+    ...assessRun(scenario, result, wsloadRun, diedDuringRun, broadcastCounts),
   };
-  if (result && scenario.kind === "echo") {
+  if (broadcastCounts) run.broadcasts = broadcastCounts;
+  // Echo: echoes; broadcast: deliveries to receivers (the sender's copies are not counted).
+  if (result && scenario.kind !== "hold") {
     run.rate = result.rate;
     run.cpuServerPercent = result.cpu_server;
     run.msgsPerCpuSecond = result.cpu_server > 0 ? result.rate / (result.cpu_server / 100) : null;
@@ -628,18 +717,24 @@ function summarize(runs) {
   for (const scenario of scenarios) {
     for (const server of servers) {
       const mine = runs.filter((r) => r.scenario === scenario.name && r.server === server.name);
+      if (mine.length === 0) continue; // the server has no command for this kind of scenario
       const pick = (key) => median(mine.map((r) => (r.result ? r.result[key] : Number.NaN)));
       const row = {
+        kind: scenario.kind,
         scenario: scenario.name,
         server: server.name,
         reps: mine.length,
         problems: countNotes(mine.map((r) => r.problems)),
         warnings: countNotes(mine.map((r) => r.warnings)),
       };
-      if (scenario.kind === "echo") {
+      if (scenario.kind !== "hold") {
         Object.assign(row, {
           size: scenario.size,
           depth: scenario.depth,
+          ...(scenario.kind === "broadcast" && {
+            receivers: scenario.receivers,
+            incomplete: median(mine.map((r) => r.broadcasts?.incomplete ?? Number.NaN)),
+          }),
           rate: median(mine.map((r) => r.rate)),
           cpuServerPercent: median(mine.map((r) => r.cpuServerPercent)),
           msgsPerCpuSecond: median(mine.map((r) => r.msgsPerCpuSecond ?? Number.NaN)),
@@ -701,12 +796,27 @@ function notesOf(row) {
   return [...row.problems.map((p) => `**${p}**`), ...row.warnings].join("; ");
 }
 
+/** A summary row's kind (rows of results written before broadcast existed have none). */
+function kindOf(row) {
+  return row.kind ?? (row.rate !== undefined ? "echo" : "hold");
+}
+
+/** The reference servers with a row among `rows`: a table's ratio columns. */
+function refsIn(rows) {
+  return REFERENCE_SERVERS.filter((ref) => rows.some((r) => r.server === ref));
+}
+
+function ratioCells(row, refs) {
+  return refs.map((ref) => (row.ratios[ref] == null ? "–" : `${fmtFixed(row.ratios[ref], 2)}×`));
+}
+
 function renderMarkdown(rows) {
-  const refs = REFERENCE_SERVERS.filter((ref) => servers.some((s) => s.name === ref));
-  const echoRows = rows.filter((r) => r.rate !== undefined);
-  const holdRows = rows.filter((r) => r.kibPerConnection !== undefined);
+  const echoRows = rows.filter((r) => kindOf(r) === "echo");
+  const broadcastRows = rows.filter((r) => kindOf(r) === "broadcast");
+  const holdRows = rows.filter((r) => kindOf(r) === "hold");
   const parts = [];
   if (echoRows.length > 0) {
+    const refs = refsIn(echoRows);
     const header = [
       "scenario",
       "server",
@@ -725,7 +835,7 @@ function renderMarkdown(rows) {
       fmtInt(r.rate),
       fmtInt(r.cpuServerPercent),
       fmtInt(r.msgsPerCpuSecond),
-      ...refs.map((ref) => (r.ratios[ref] == null ? "–" : `${fmtFixed(r.ratios[ref], 2)}×`)),
+      ...ratioCells(r, refs),
       fmtInt(r.cpuWsloadPercent),
       fmtInt(r.cpuOthersPercent),
       fmtInt(r.p50us),
@@ -735,7 +845,40 @@ function renderMarkdown(rows) {
       `Echo, ${settings.connections} connections, medians of ${settings.reps} run(s) of ${settings.durationS} s (text frames):\n\n${markdownTable(header, body)}`,
     );
   }
+  if (broadcastRows.length > 0) {
+    const refs = refsIn(broadcastRows);
+    const header = [
+      "scenario",
+      "server",
+      "deliveries/s",
+      "server CPU %",
+      "deliveries per CPU-s",
+      ...refs.map((r) => `÷ ${r}`),
+      "wsload CPU %",
+      "others CPU %",
+      "fan-out p50 µs",
+      "fan-out p99 µs",
+      "notes",
+    ];
+    const body = broadcastRows.map((r) => [
+      r.scenario,
+      r.server,
+      fmtInt(r.rate),
+      fmtInt(r.cpuServerPercent),
+      fmtInt(r.msgsPerCpuSecond),
+      ...ratioCells(r, refs),
+      fmtInt(r.cpuWsloadPercent),
+      fmtInt(r.cpuOthersPercent),
+      fmtInt(r.p50us),
+      fmtInt(r.p99us),
+      notesOf(r),
+    ]);
+    parts.push(
+      `Broadcast, ${BROADCAST_SIZE_BYTES} B text messages from one sender to N receivers (\`broadcast-N-pP\`: P broadcasts outstanding), medians of ${settings.reps} run(s) of ${settings.durationS} s; fan-out latency is from sending until the last receiver has the message:\n\n${markdownTable(header, body)}`,
+    );
+  }
   if (holdRows.length > 0) {
+    const refs = refsIn(holdRows);
     const header = [
       "scenario",
       "server",
@@ -750,7 +893,7 @@ function renderMarkdown(rows) {
       r.scenario,
       r.server,
       fmtFixed(r.kibPerConnection, 2),
-      ...refs.map((ref) => (r.ratios[ref] == null ? "–" : `${fmtFixed(r.ratios[ref], 2)}×`)),
+      ...ratioCells(r, refs),
       fmtInt(r.luaBytesPerConnection),
       fmtInt(r.rssBeforeKiB),
       fmtInt(r.rssAfterKiB),
@@ -778,6 +921,72 @@ function machineInfo() {
     node: process.version,
     commit: git(["rev-parse", "HEAD"]),
     dirtyWorkingTree: (git(["status", "--porcelain"]) ?? "") !== "",
+    lscpu: spawnSync("lscpu", { encoding: "utf8" }).stdout?.trim() || null,
+  };
+}
+
+/** This process's open-file limits (inherited by the servers and wsload it starts). */
+function openFileLimits() {
+  const line = readFileSync("/proc/self/limits", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("Max open files"));
+  const [soft, hard] = (line ?? "")
+    .split(/\s{2,}/)
+    .slice(1, 3)
+    .map((v) => (v === "unlimited" ? Number.POSITIVE_INFINITY : Number(v)));
+  return { soft, hard };
+}
+
+function memAvailableKiB() {
+  const match = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync("/proc/meminfo", "utf8"));
+  return match ? Number(match[1]) : null;
+}
+
+/**
+ * Makes sure the largest broadcast scenario can run before any run starts: a file descriptor
+ * per connection in the server and in wsload, a local port per connection, and memory. The
+ * servers (Node) and wsload each raise their soft open-file limit to the hard one, which they
+ * inherit from here; when that is too low this process raises its own with `prlimit` (which
+ * needs root to go above the hard limit), else stops with what to do. Returns what it found.
+ */
+function ensureBroadcastResources() {
+  const receivers = Math.max(0, ...plan.map(({ scenario }) => scenario.receivers ?? 0));
+  if (receivers === 0) return null;
+  const neededFiles = receivers + 1 + SPARE_FILE_DESCRIPTORS;
+  const skip = "or leave the larger broadcast scenarios out with --scenarios";
+  let limits = openFileLimits();
+  if (!(limits.soft >= neededFiles)) {
+    const soft = neededFiles;
+    const hard = Math.max(limits.hard, neededFiles);
+    spawnSync("prlimit", [`--pid=${process.pid}`, `--nofile=${soft}:${hard}`], { stdio: "ignore" });
+    const raised = openFileLimits();
+    if (raised.soft > limits.soft) log(`bench: raised the open-file limit to ${raised.soft}`);
+    limits = raised;
+  }
+  if (!(limits.soft >= neededFiles))
+    fail(
+      `broadcast to ${receivers} receivers needs ${neededFiles} open files per process; the limit is ${limits.soft} (hard ${limits.hard}) and could not be raised: run 'ulimit -n ${neededFiles}' (as root for more than the hard limit) first, ${skip}`,
+    );
+  const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8")
+    .trim()
+    .split(/\s+/)
+    .map(Number);
+  if (high - low + 1 < receivers + 1)
+    fail(
+      `broadcast to ${receivers} receivers needs ${receivers + 1} local ports; net.ipv4.ip_local_port_range has ${high - low + 1}: widen it, ${skip}`,
+    );
+  const neededKiB = receivers * MEMORY_PER_RECEIVER_KIB;
+  const availableKiB = memAvailableKiB();
+  if (availableKiB !== null && availableKiB < neededKiB)
+    fail(
+      `broadcast to ${receivers} receivers needs about ${Math.ceil(neededKiB / 1024)} MiB of free memory; ${Math.floor(availableKiB / 1024)} MiB available: ${skip}`,
+    );
+  return {
+    receivers,
+    openFilesNeeded: neededFiles,
+    openFilesLimit: limits.soft,
+    memoryNeededMiB: Math.ceil(neededKiB / 1024),
+    memoryAvailableMiB: availableKiB === null ? null : Math.floor(availableKiB / 1024),
   };
 }
 
@@ -791,14 +1000,22 @@ async function main() {
   }
   if (!commandExists("taskset"))
     fail("taskset not found (util-linux); it pins the server and wsload to separate cores");
+  const usesBuild = (cmd) => cmd.includes(MOONSOCKET_CLI) || cmd.includes(TS_BROADCAST_SERVER);
   if (
-    servers.some((s) => s.cmd.includes(MOONSOCKET_CLI)) &&
+    plan.some(({ scenario, server }) => usesBuild(commandFor(server, scenario))) &&
     !existsSync(resolve(REPO, MOONSOCKET_CLI))
   ) {
     fail(`${MOONSOCKET_CLI} not found: build first with 'npx tsc -b'`);
   }
+  const broadcastResources = ensureBroadcastResources();
   const wsload = findWsload();
   const machine = machineInfo();
+  if (broadcastResources) {
+    machine.broadcastResources = broadcastResources;
+    log(
+      `bench: broadcast to up to ${broadcastResources.receivers} receivers: open files ${broadcastResources.openFilesLimit} (needs ${broadcastResources.openFilesNeeded}), memory ${broadcastResources.memoryAvailableMiB ?? "?"} MiB available (needs about ${broadcastResources.memoryNeededMiB})`,
+    );
+  }
   if (opts.live) {
     machine.distSha256 = hashTree(resolve(REPO, "dist/src"));
   } else {
@@ -807,16 +1024,21 @@ async function main() {
     machine.distSha256 = snapshot.distSha256;
     log(`bench: servers run from a snapshot of the build in ${relative(REPO, snapshot.dir)}`);
   }
-  const runsPerRep = scenarios.length * servers.length;
-  const echoSeconds =
-    scenarios.filter((s) => s.kind === "echo").length *
-    servers.length *
-    (settings.durationS + settings.warmupS + 1);
+  const runsPerRep = plan.length;
+  // wsload opens connections at 2000 a second before it warms up and measures.
+  const runSeconds = plan.reduce(
+    (sum, { scenario }) =>
+      sum +
+      (scenario.kind === "hold"
+        ? settings.holdConnections / 2000 + settings.warmupS + settings.holdS + 1
+        : connectionsOf(scenario) / 2000 + settings.warmupS + settings.durationS + 1),
+    0,
+  );
   log(
     `bench: wsload ${relative(REPO, wsload) || wsload}; ${machine.nproc} cores (${machine.cpuModel}), node ${machine.node}`,
   );
   log(
-    `bench: servers ${servers.map((s) => s.name).join(", ")}; ${settings.reps} rep(s) × ${runsPerRep} runs (≈ ${Math.ceil((settings.reps * echoSeconds) / 60)} min of echo)`,
+    `bench: servers ${servers.map((s) => s.name).join(", ")}; ${settings.reps} rep(s) × ${runsPerRep} runs (≈ ${Math.ceil((settings.reps * runSeconds) / 60)} min without retries)`,
   );
   if (machine.nproc < 2)
     log("bench: warning: fewer than 2 cores; server and wsload will share one");
@@ -824,25 +1046,25 @@ async function main() {
   const runs = [];
   const startedAt = Date.now();
   for (let rep = 1; rep <= settings.reps; rep++) {
-    for (const scenario of scenarios) {
-      for (const server of servers) {
-        const run = await runOne(wsload, scenario, server, rep);
-        runs.push(run);
-        const figure =
-          scenario.kind === "echo"
-            ? `${fmtInt(run.rate)} msgs/s at ${fmtInt(run.cpuServerPercent)}% server CPU = ${fmtInt(run.msgsPerCpuSecond)} msgs/CPU-s (wsload ${run.result?.cpu_wsload ?? "?"}%)`
+    for (const { scenario, server } of plan) {
+      const run = await runOne(wsload, scenario, server, rep);
+      runs.push(run);
+      const figure =
+        scenario.kind === "echo"
+          ? `${fmtInt(run.rate)} msgs/s at ${fmtInt(run.cpuServerPercent)}% server CPU = ${fmtInt(run.msgsPerCpuSecond)} msgs/CPU-s (wsload ${run.result?.cpu_wsload ?? "?"}%)`
+          : scenario.kind === "broadcast"
+            ? `${fmtInt(run.rate)} deliveries/s at ${fmtInt(run.cpuServerPercent)}% server CPU = ${fmtInt(run.msgsPerCpuSecond)} deliveries/CPU-s, fan-out p50/p99 ${fmtInt(run.result?.p50)}/${fmtInt(run.result?.p99)} µs (wsload ${run.result?.cpu_wsload ?? "?"}%)`
             : `${fmtFixed(run.kibPerConnection, 2)} KiB per connection`;
-        const notes = [
-          ...run.problems.map((p) => `!! ${p}`),
-          ...run.warnings,
-          ...(run.attempts > 1 ? [`best of ${run.attempts} attempts`] : []),
-        ];
-        log(
-          `[rep ${rep}/${settings.reps}] ${scenario.name.padEnd(16)} ${server.name.padEnd(14)} ${figure}${notes.length ? `  (${notes.join("; ")})` : ""}`,
-        );
-        if (run.problems.length && run.wsloadOutput)
-          log(run.wsloadOutput.replace(/^/gm, "    | ").trimEnd());
-      }
+      const notes = [
+        ...run.problems.map((p) => `!! ${p}`),
+        ...run.warnings,
+        ...(run.attempts > 1 ? [`best of ${run.attempts} attempts`] : []),
+      ];
+      log(
+        `[rep ${rep}/${settings.reps}] ${scenario.name.padEnd(19)} ${server.name.padEnd(14)} ${figure}${notes.length ? `  (${notes.join("; ")})` : ""}`,
+      );
+      if (run.problems.length && run.wsloadOutput)
+        log(run.wsloadOutput.replace(/^/gm, "    | ").trimEnd());
     }
   }
   const rows = summarize(runs);
@@ -850,7 +1072,12 @@ async function main() {
     machine,
     settings: {
       ...settings,
-      servers: servers.map((s) => ({ name: s.name, cmd: s.cmd.join(" "), env: s.env ?? {} })),
+      servers: servers.map((s) => ({
+        name: s.name,
+        cmd: s.cmd?.join(" ") ?? null,
+        broadcastCmd: s.broadcastCmd?.join(" ") ?? null,
+        env: s.env ?? {},
+      })),
       scenarios: scenarios.map((s) => s.name),
       serverCpu: SERVER_CPU,
       wsloadCpu: WSLOAD_CPU,

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 /**
  * The reference echo server for the benchmarks: plain `ws`, no compression, every message sent
- * back as received (text stays text, binary stays binary).
+ * back as received (text stays text, binary stays binary). With --broadcast, every message goes
+ * to every open client instead (the sender too), by the loop over `wss.clients` that ws's own
+ * README shows for broadcasting.
  *
- *   node bench/ws-echo-server.mjs [--port 8086] [--host 127.0.0.1]
+ *   node bench/ws-echo-server.mjs [--port 8086] [--host 127.0.0.1] [--broadcast]
  *
  * `ws` loads the native `bufferutil` (masking) when it is installed; set WS_NO_BUFFER_UTIL=1 to
  * measure the pure-JavaScript path. The banner says which one is in use, so a run records it.
@@ -11,7 +13,7 @@
  */
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
-import { WebSocketServer } from "ws";
+import { WebSocket, WebSocketServer } from "ws";
 
 const MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
 
@@ -19,6 +21,7 @@ const { values } = parseArgs({
   options: {
     port: { type: "string", default: "8086" },
     host: { type: "string", default: "127.0.0.1" },
+    broadcast: { type: "boolean", default: false },
   },
 });
 
@@ -49,8 +52,15 @@ const wss = new WebSocketServer({
   maxPayload: MAX_PAYLOAD_BYTES,
 });
 
+function broadcast(data, isBinary) {
+  for (const client of wss.clients) {
+    if (client.readyState === WebSocket.OPEN) client.send(data, { binary: isBinary });
+  }
+}
+
 wss.on("connection", (ws) => {
-  ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+  if (values.broadcast) ws.on("message", broadcast);
+  else ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
   // A peer that resets the connection must not take the benchmark server down.
   ws.on("error", () => {});
 });
@@ -58,7 +68,7 @@ wss.on("connection", (ws) => {
 wss.on("listening", () => {
   const address = wss.address();
   process.stdout.write(
-    `ws echo listening on ws://${address.address}:${address.port}/ (bufferutil: ${describeBufferUtil()})\n`,
+    `ws ${values.broadcast ? "broadcast" : "echo"} listening on ws://${address.address}:${address.port}/ (bufferutil: ${describeBufferUtil()})\n`,
   );
 });
 
