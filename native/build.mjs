@@ -32,7 +32,9 @@ if (build.status === 0) {
 } else {
   const output = `${build.stdout ?? ""}${build.stderr ?? ""}`.trim().split("\n").slice(-15);
   console.log(output.join("\n"));
-  console.log("moonsocket: native Lua engine build failed (see above); the WebAssembly engine works");
+  console.log(
+    "moonsocket: native Lua engine build failed (see above); the WebAssembly engine works",
+  );
 }
 
 /** True when lua.h of Lua 5.4 is where Debian puts it, or pkg-config knows lua5.4. */
@@ -56,7 +58,10 @@ function nodeDirFlag() {
 function findNodeGyp() {
   const candidates = [
     process.env.npm_config_node_gyp,
-    join(dirname(process.execPath), "../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js"),
+    join(
+      dirname(process.execPath),
+      "../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js",
+    ),
   ];
   return candidates.find((path) => path !== undefined && path !== "" && existsSync(path));
 }

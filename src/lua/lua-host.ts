@@ -5,6 +5,8 @@ import {
   createLuaEngine,
   type HostFunction,
   type LuaEngine,
+  type LuaEngineKind,
+  type LuaEngineOptions,
   LuaError,
   type LuaRef,
 } from "./engine.js";
@@ -18,6 +20,8 @@ export interface LuaHostOptions {
   cpuBudgetMs?: number;
   /** Memory cap of the Lua state. Default 256 MiB. */
   memoryLimitBytes?: number;
+  /** Which Lua engine to create (see {@link LuaEngineOptions.engine}). */
+  luaEngine?: LuaEngineKind | "auto";
   /**
    * Timers the script may have pending at once (they live outside the Lua state, so its
    * memory cap does not bound them: about 0.9 KB each). Default 250,000.
@@ -98,6 +102,7 @@ export class LuaHost {
         ? { onModuleRead: (relativePath: string) => onModuleLoaded(join(scriptDir, relativePath)) }
         : {}),
       ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
+      ...(options.luaEngine !== undefined ? { engine: options.luaEngine } : {}),
       ...(options.memoryLimitBytes !== undefined
         ? { memoryLimitBytes: options.memoryLimitBytes }
         : {}),

@@ -41,8 +41,13 @@ const MIN_MEMORY_LIMIT = MIB;
 const MAX_MEMORY_LIMIT = 2048 * MIB - 64 * MIB;
 const DEFAULT_CPU_BUDGET_MS = 1000;
 
+/** How to build the native engine, for messages. */
+export const NATIVE_ENGINE_HINT = "apt-get install liblua5.4-dev, then npm rebuild";
+
 /** Where the addon is built, from `dist/src/lua/` (compiled) up to the package root. */
-const ADDON_PATH = fileURLToPath(new URL("../../../build/Release/lua_engine.node", import.meta.url));
+const ADDON_PATH = fileURLToPath(
+  new URL("../../../build/Release/lua_engine.node", import.meta.url),
+);
 
 /** How a host function's result travels back to C (`shared[0]`); see `host_call` in C. */
 const Result = { one: 0, multi: 1, yield: 2, error: 3, luaError: 4, none: 5, memoryError: 6 };
@@ -63,7 +68,6 @@ const TYPE_NAMES: Record<number, LuaTypeName> = {
 const LUA_TNONE = -1;
 const LUA_TNIL = 0;
 const LUA_TNUMBER = 3;
-const LUA_TSTRING = 4;
 const LUA_TTABLE = 5;
 const THREAD_STATUS: readonly LuaThreadStatus[] = ["suspended", "running", "dead"];
 
@@ -130,7 +134,7 @@ function loadAddon(): { addon: NativeAddon } | { reason: string } {
       const missing = (err as NodeJS.ErrnoException).code === "MODULE_NOT_FOUND";
       loaded = {
         reason: missing
-          ? "the native Lua engine is not built (apt-get install liblua5.4-dev, then npm rebuild)"
+          ? `the native Lua engine is not built (${NATIVE_ENGINE_HINT})`
           : `the native Lua engine does not load: ${(err as Error).message}`,
       };
     }

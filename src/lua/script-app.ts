@@ -4,6 +4,7 @@ import type { MetricsRegistry } from "../server/metrics.js";
 import { WebSocketServer } from "../server/server.js";
 import type { ServerOptions } from "../server/server-options.js";
 import { CallbackStyle } from "./callback-style.js";
+import type { LuaEngineKind, LuaEngineOptions } from "./engine.js";
 import { LuaHost, type LuaHostOptions } from "./lua-host.js";
 import { detectStyle, type ScriptStyle } from "./style-detect.js";
 
@@ -16,6 +17,8 @@ export interface ScriptAppOptions {
   cpuBudgetMs?: number;
   /** Memory cap of the Lua state. Default 256 MiB. */
   memoryLimitBytes?: number;
+  /** Which Lua engine runs the script (see {@link LuaEngineOptions.engine}). */
+  luaEngine?: LuaEngineKind | "auto";
   /** Timers the script may have pending at once. Default 250,000. */
   maxTimers?: number;
   /** Listeners a coroutine-style script may have open at once. Default 100. */
@@ -151,6 +154,7 @@ function hostOptions(options: ScriptAppOptions): LuaHostOptions {
       ? { memoryLimitBytes: options.memoryLimitBytes }
       : {}),
     ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
+    ...(options.luaEngine !== undefined ? { luaEngine: options.luaEngine } : {}),
     ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
     ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
   };
