@@ -93,8 +93,11 @@ struct engine {
   int conv_kind;
   char conv_message[256];
   napi_ref adapter, dispatch, make_ref, make_error, ref_class, host_fns, host_names, shared, log;
-  napi_ref object_proto;
+  napi_ref object_proto, arg_scratch_ref;
   int32_t *shared_data;
+  /* JS-visible scratch for argument bytes (see js_arg_bytes), bump-allocated per host call. */
+  unsigned char *arg_scratch;
+  size_t arg_scratch_size, arg_scratch_top;
 };
 
 /* ------------------------------------------------------------------------------------------- */
@@ -988,14 +991,16 @@ static int host_call(lua_State *L) {
   e->host_L[e->host_depth++] = L;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value fn, argv[3], undefined, result;
+  napi_value fn, undefined, result;
   napi_get_reference_value(env, e->dispatch, &fn);
   napi_get_undefined(env, &undefined);
-  napi_create_int32(env, id, &argv[0]);
-  napi_create_int32(env, depth, &argv[1]);
-  napi_create_int32(env, argc, &argv[2]);
+  /* The call's id, depth and argument count go through the shared ints: no JS values to make. */
   e->shared_data[0] = RESULT_NONE;
-  napi_status status = napi_call_function(env, undefined, fn, 3, argv, &result);
+  e->shared_data[1] = id;
+  e->shared_data[2] = depth;
+  e->shared_data[3] = argc;
+  e->arg_scratch_top = 0;
+  napi_status status = napi_call_function(env, undefined, fn, 0, NULL, &result);
   e->host_depth--;
   int mode = e->shared_data[0];
   if (status != napi_ok) {
@@ -1023,6 +1028,16 @@ static int host_call(lua_State *L) {
   if (mode == RESULT_NONE) {
     napi_close_handle_scope(env, scope);
     return 0;
+  }
+  if (mode == RESULT_ONE) {
+    /* Results that cannot allocate need no protected job. */
+    napi_valuetype t;
+    napi_typeof(env, result, &t);
+    if (t == napi_boolean || t == napi_number || t == napi_null || t == napi_undefined) {
+      push_js(e, L, result, 0);
+      napi_close_handle_scope(env, scope);
+      return 1;
+    }
   }
   push_ctx c = {NULL, 1, NULL};
   if (mode == RESULT_ONE) {
@@ -1164,7 +1179,8 @@ static void finalize_engine(napi_env env, void *data, void *hint) {
   e->no_js = 1; /* finalizers must not call into JS */
   if (!e->closed) engine_close_now(e);
   const napi_ref refs[] = {e->adapter, e->dispatch, e->make_ref, e->make_error, e->ref_class,
-                           e->host_fns, e->host_names, e->shared, e->log, e->object_proto};
+                           e->host_fns, e->host_names, e->shared, e->log, e->object_proto,
+                           e->arg_scratch_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
     if (refs[i]) napi_delete_reference(env, refs[i]);
   }
@@ -1220,6 +1236,12 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   e->shared = ref_prop(env, cb, "shared");
   napi_get_named_property(env, cb, "shared", &shared);
   napi_get_typedarray_info(env, shared, NULL, NULL, (void **)&e->shared_data, NULL, NULL);
+  napi_value arg_scratch;
+  napi_get_named_property(env, cb, "argScratch", &arg_scratch);
+  napi_get_typedarray_info(env, arg_scratch, NULL, &e->arg_scratch_size, (void **)&e->arg_scratch,
+                           NULL, NULL);
+  e->arg_scratch_ref = NULL;
+  napi_create_reference(env, arg_scratch, 1, &e->arg_scratch_ref);
   napi_get_global(env, &global);
   napi_get_named_property(env, global, "Object", &object);
   napi_get_named_property(env, object, "prototype", &proto);
@@ -1913,7 +1935,15 @@ static napi_value arg_bytes(napi_env env, napi_callback_info info, int as_buffer
     return undefined_value(env);
   }
   napi_value v;
-  if (as_buffer) {
+  if (as_buffer && e->arg_scratch_size - e->arg_scratch_top >= len) {
+    /* Into the scratch the adapter reads from: far cheaper than a Buffer made here. Returns
+     * the length; the offset goes in shared[1]. */
+    size_t offset = e->arg_scratch_top;
+    if (len) memcpy(e->arg_scratch + offset, s, len);
+    e->arg_scratch_top = (offset + len + 7) & ~(size_t)7;
+    e->shared_data[1] = (int32_t)offset;
+    napi_create_uint32(env, (uint32_t)len, &v);
+  } else if (as_buffer) {
     void *data;
     napi_create_buffer_copy(env, len, len ? s : "", &data, &v);
   } else {

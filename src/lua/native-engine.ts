@@ -49,6 +49,9 @@ const ADDON_PATH = fileURLToPath(
   new URL("../../../build/Release/lua_engine.node", import.meta.url),
 );
 
+/** Bytes of host function arguments handed over through a scratch buffer (per host call). */
+const ARG_SCRATCH_BYTES = 256 * 1024;
+
 /** How a host function's result travels back to C (`shared[0]`); see `host_call` in C. */
 const Result = { one: 0, multi: 1, yield: 2, error: 3, luaError: 4, none: 5, memoryError: 6 };
 
@@ -103,7 +106,8 @@ interface NativeAddon {
   unref(h: Handle, id: number): void;
   cpuClock(h: Handle): NativeRef;
   argType(h: Handle, depth: number, i: number): number;
-  argBytes(h: Handle, depth: number, i: number): Buffer | undefined;
+  /** A Buffer, or the length of the bytes put in the argument scratch at offset shared[1]. */
+  argBytes(h: Handle, depth: number, i: number): Buffer | number | undefined;
   argText(h: Handle, depth: number, i: number): string | undefined;
   argInteger(h: Handle, depth: number, i: number): number | undefined;
   argNumber(h: Handle, depth: number, i: number): number | undefined;
@@ -114,7 +118,8 @@ interface NativeAddon {
 /** What the addon calls back into. */
 interface AddonCallbacks {
   readonly adapter: NativeLuaEngine;
-  readonly dispatch: (id: number, depth: number, argc: number) => unknown;
+  /** Called with the id, depth and argument count in shared[1..3]. */
+  readonly dispatch: () => unknown;
   readonly makeRef: (id: number, type: number) => NativeRef;
   readonly makeError: (code: LuaErrorCode, message: string, traceback: string) => LuaError;
   readonly refClass: typeof NativeRef;
@@ -122,6 +127,7 @@ interface AddonCallbacks {
   readonly hostNames: (string | undefined)[];
   readonly log: (level: LuaLogLevel, message: string) => void;
   readonly shared: Int32Array;
+  readonly argScratch: Uint8Array;
 }
 
 let loaded: { addon: NativeAddon } | { reason: string } | undefined;
@@ -206,10 +212,20 @@ class NativeArgs implements LuaArgs {
   /** @internal false once the host function returned */ live = false;
   private readonly addon: NativeAddon;
   private readonly h: Handle;
+  private readonly shared: Int32Array;
+  private readonly scratch: Uint8Array;
 
-  constructor(addon: NativeAddon, h: Handle) {
+  constructor(addon: NativeAddon, h: Handle, shared: Int32Array, scratch: Uint8Array) {
     this.addon = addon;
     this.h = h;
+    this.shared = shared;
+    this.scratch = scratch;
+  }
+
+  /** Argument `i`'s bytes: a view into the scratch (valid during this call), or a Buffer. */
+  private rawBytes(i: number): Buffer | number | undefined {
+    this.check(i);
+    return i > this.count ? undefined : this.addon.argBytes(this.h, this.depth, i);
   }
 
   private check(i: number): void {
@@ -237,14 +253,19 @@ class NativeArgs implements LuaArgs {
   }
 
   bytes(i: number): Buffer {
-    this.check(i);
-    const value = i > this.count ? undefined : this.addon.argBytes(this.h, this.depth, i);
-    return value ?? this.expected(i, "string", this.typeAt(i));
+    const value = this.rawBytes(i);
+    if (typeof value !== "number") return value ?? this.expected(i, "string", this.typeAt(i));
+    const offset = this.shared[1]!;
+    // Buffer.allocUnsafe takes from Node's pool: far cheaper than a Buffer made in C.
+    const bytes = Buffer.allocUnsafe(value);
+    bytes.set(this.scratch.subarray(offset, offset + value));
+    return bytes;
   }
 
   bytesView(i: number): Buffer {
-    // A copy: a view into native memory could outlive the string it shows.
-    return this.bytes(i);
+    const value = this.rawBytes(i);
+    if (typeof value !== "number") return value ?? this.expected(i, "string", this.typeAt(i));
+    return Buffer.from(this.scratch.buffer, this.scratch.byteOffset + this.shared[1]!, value);
   }
 
   string(i: number): string {
@@ -327,7 +348,8 @@ class NativeLuaEngine implements LuaEngine {
   private readonly log: (level: LuaLogLevel, message: string) => void;
   private readonly hostFunctions: (HostFunction | undefined)[] = [];
   private readonly hostNames: (string | undefined)[] = [];
-  private readonly shared = new Int32Array(1);
+  private readonly shared = new Int32Array(4);
+  private readonly argScratch = new Uint8Array(ARG_SCRATCH_BYTES);
   private readonly argsPool: NativeArgs[] = [];
   private epoch: NativeRef | null = null;
   private readonly finalizer = new FinalizationRegistry<number>((id) => this.unref(id));
@@ -357,7 +379,7 @@ class NativeLuaEngine implements LuaEngine {
     };
     this.h = addon.create(this.memoryLimitBytes, this.cpuBudgetMs, {
       adapter: this,
-      dispatch: (id, depth, argc) => this.dispatch(id, depth, argc),
+      dispatch: () => this.dispatch(),
       makeRef: (id, type) => this.makeRef(id, type),
       makeError: (code, message, traceback) => new LuaError(code, message, traceback),
       refClass: NativeRef,
@@ -365,6 +387,7 @@ class NativeLuaEngine implements LuaEngine {
       hostNames: this.hostNames,
       log: this.log,
       shared: this.shared,
+      argScratch: this.argScratch,
     });
     this.installSandbox();
   }
@@ -546,8 +569,11 @@ class NativeLuaEngine implements LuaEngine {
    * goes back as the return value plus its kind in `shared[0]`, and C raises any Lua error
    * once no JavaScript frame is left between it and Lua.
    */
-  private dispatch(id: number, depth: number, argc: number): unknown {
+  private dispatch(): unknown {
     const shared = this.shared;
+    const id = shared[1]!;
+    const depth = shared[2]!;
+    const argc = shared[3]!;
     const fn = this.hostFunctions[id];
     if (fn === undefined) {
       shared[0] = Result.error;
@@ -555,7 +581,7 @@ class NativeLuaEngine implements LuaEngine {
     }
     let args = this.argsPool[depth];
     if (args === undefined) {
-      args = new NativeArgs(this.addon, this.h);
+      args = new NativeArgs(this.addon, this.h, this.shared, this.argScratch);
       this.argsPool[depth] = args;
     }
     args.depth = depth;
