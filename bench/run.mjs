@@ -53,6 +53,10 @@ const SERVERS = [
   { name: "lua-callback", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-callback.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"], broadcastCmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/broadcast-callback.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn", "--max-connections", "{maxConnections}"] },
   { name: "lua-coroutine", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-coroutine.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
   { name: "lua-openresty", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-openresty.lua", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
+  // The same three on the optional native engine (needs build/Release/lua_engine.node).
+  { name: "lua-callback-native", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-callback.lua", "--lua-engine", "native", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
+  { name: "lua-coroutine-native", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-coroutine.lua", "--lua-engine", "native", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
+  { name: "lua-openresty-native", cmd: ["node", MOONSOCKET_CLI, "serve", "bench/lua/echo-openresty.lua", "--lua-engine", "native", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warn"] },
 ];
 
 /** Servers run by default; the others only when named in --servers. */
@@ -402,6 +406,8 @@ function takeSnapshot() {
     recursive: true,
   });
   cpSync(resolve(REPO, "package.json"), resolve(snapshot, "package.json"));
+  const addon = "build/Release/lua_engine.node";
+  if (existsSync(resolve(REPO, addon))) cpSync(resolve(REPO, addon), resolve(snapshot, addon));
   cpSync(resolve(REPO, "bench"), resolve(snapshot, "bench"), {
     recursive: true,
     filter: (source) => !source.startsWith(resolve(REPO, "bench/results")),

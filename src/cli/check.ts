@@ -45,6 +45,7 @@ export const CHECK_COMMAND = defineCommand({
     maxTimers: SERVE_COMMAND.options.maxTimers,
     maxListeners: SERVE_COMMAND.options.maxListeners,
     maxOutgoing: SERVE_COMMAND.options.maxOutgoing,
+    luaEngine: SERVE_COMMAND.options.luaEngine,
   },
   examples: [
     "moonsocket check app.lua",
@@ -66,6 +67,7 @@ export async function runCheck(argv: readonly string[]): Promise<number> {
     maxTimers: values.maxTimers,
     maxListeners: values.maxListeners,
     maxOutgoing: values.maxOutgoing,
+    ...(values.luaEngine !== undefined ? { luaEngine: values.luaEngine } : {}),
   };
   let failed = false;
   for (const path of positionals) {

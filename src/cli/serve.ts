@@ -1,7 +1,8 @@
 import { existsSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
-import { LuaError } from "../lua/vm/engine.js";
 import { ScriptApp } from "../lua/script-app.js";
+import { describeLuaEngine } from "../lua/vm/create-engine.js";
+import { type LuaEngineKind, LuaError } from "../lua/vm/engine.js";
 import { createLogger } from "../observability/logger.js";
 import { MetricsRegistry } from "../observability/metrics.js";
 import { ArgsError, defineCommand, formatHelp, parseCommandArgs } from "./args.js";
@@ -60,6 +61,12 @@ export const SERVE_COMMAND = defineCommand({
       default: 1000,
       description: "topics a callback-style script may subscribe one client to (_subscribe)",
     },
+    luaEngine: {
+      type: "string",
+      choices: ["wasm", "native", "auto"],
+      description:
+        "Lua to run: wasm (WebAssembly, always there), native (Debian's liblua5.4, built at install when liblua5.4-dev is installed) or auto (native when built); default $MOONSOCKET_LUA_ENGINE, else wasm",
+    },
     watch: {
       type: "boolean",
       description: "reload the script when it or a module it requires changes",
@@ -90,6 +97,7 @@ export async function runServe(
     maxListeners: number;
     maxOutgoing: number;
     maxTopics: number;
+    luaEngine: LuaEngineKind | "auto" | undefined;
     watch: boolean;
   };
   if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
@@ -116,6 +124,7 @@ export async function runServe(
     maxListeners: flagValues.maxListeners,
     maxOutgoing: flagValues.maxOutgoing,
     maxTopics: flagValues.maxTopics,
+    ...(flagValues.luaEngine !== undefined ? { luaEngine: flagValues.luaEngine } : {}),
     logger,
     metrics: new MetricsRegistry(),
     // --watch follows every module the script requires, even one required long after startup.
@@ -139,6 +148,7 @@ export async function runServe(
     return 1;
   }
   logger.info("script loaded", { script: scriptPath, style: app.style });
+  logger.info(await describeLuaEngine(app.host.engine.kind));
 
   let stopping = false;
   let reloading = false;

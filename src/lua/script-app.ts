@@ -7,6 +7,7 @@ import { LuaHost, type LuaHostOptions } from "./host/lua-host.js";
 import { detectStyle } from "./styles/detect.js";
 import { type ScriptStyle, styleNamed } from "./styles/registry.js";
 import type { StyleRuntime } from "./styles/style-runtime.js";
+import type { LuaEngineKind } from "./vm/engine.js";
 
 /** Settings of a script-driven application. Durations in milliseconds, sizes in bytes. */
 export interface ScriptAppOptions {
@@ -17,6 +18,8 @@ export interface ScriptAppOptions {
   cpuBudgetMs?: number;
   /** Memory cap of the Lua state. Default 256 MiB. */
   memoryLimitBytes?: number;
+  /** Which Lua engine runs the script (see {@link LuaEngineOptions.engine}). */
+  luaEngine?: LuaEngineKind | "auto";
   /** Timers the script may have pending at once. Default 250,000. */
   maxTimers?: number;
   /** Listeners a coroutine-style script may have open at once. Default 100. */
@@ -117,6 +120,7 @@ function hostOptions(options: ScriptAppOptions): LuaHostOptions {
       ? { memoryLimitBytes: options.memoryLimitBytes }
       : {}),
     ...(options.maxTimers !== undefined ? { maxTimers: options.maxTimers } : {}),
+    ...(options.luaEngine !== undefined ? { luaEngine: options.luaEngine } : {}),
     ...(options.maxOutgoing !== undefined ? { maxOutgoing: options.maxOutgoing } : {}),
     ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
   };

@@ -19,7 +19,7 @@ import { ScriptApp, type ScriptAppOptions } from "./script-app.js";
 /** The limits of the load, as serve takes them (defaults as serve's). */
 export type ScriptCheckLimits = Pick<
   ScriptAppOptions,
-  "cpuBudgetMs" | "memoryLimitBytes" | "maxTimers" | "maxListeners" | "maxOutgoing"
+  "cpuBudgetMs" | "memoryLimitBytes" | "maxTimers" | "maxListeners" | "maxOutgoing" | "luaEngine"
 >;
 
 /** A warning or error the server logs while it loads the script. */

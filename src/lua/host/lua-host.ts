@@ -2,7 +2,13 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { Logger } from "../../observability/logger.js";
 import type { Counter, MetricsRegistry } from "../../observability/metrics.js";
 import { createLuaEngine } from "../vm/create-engine.js";
-import { type LuaEngine, LuaError, type LuaRef } from "../vm/engine.js";
+import {
+  type LuaEngine,
+  type LuaEngineKind,
+  type LuaEngineOptions,
+  LuaError,
+  type LuaRef,
+} from "../vm/engine.js";
 import { createMoonsocketModule, type HostServices } from "./host-api.js";
 import { readRuntimeFile } from "./runtime-files.js";
 
@@ -14,6 +20,8 @@ export interface LuaHostOptions {
   cpuBudgetMs?: number;
   /** Memory cap of the Lua state. Default 256 MiB. */
   memoryLimitBytes?: number;
+  /** Which Lua engine to create (see {@link LuaEngineOptions.engine}). */
+  luaEngine?: LuaEngineKind | "auto";
   /**
    * Timers the script may have pending at once (they live outside the Lua state, so its
    * memory cap does not bound them: about 0.9 KB each). Default 250,000.
@@ -97,6 +105,7 @@ export class LuaHost implements HostServices {
         ? { onModuleRead: (relativePath: string) => onModuleLoaded(join(scriptDir, relativePath)) }
         : {}),
       ...(options.cpuBudgetMs !== undefined ? { cpuBudgetMs: options.cpuBudgetMs } : {}),
+      ...(options.luaEngine !== undefined ? { engine: options.luaEngine } : {}),
       ...(options.memoryLimitBytes !== undefined
         ? { memoryLimitBytes: options.memoryLimitBytes }
         : {}),

@@ -1,12 +1,13 @@
 /**
- * The engine factory: the one place that knows which engine implementations exist (today the
- * WebAssembly one in `wasmoon/`). Kept apart from `engine.ts` so that the implementations can
- * import the interface without an import circle.
+ * The engine factory: the one place that knows which engine implementations exist (the
+ * WebAssembly one in `wasmoon/`, always there, and the optional native one in `native/`, there
+ * when its addon was built). Kept apart from `engine.ts` so that the implementations can import
+ * the interface without an import circle.
  *
  * @module
  */
 
-import type { LuaEngine, LuaEngineOptions } from "./engine.js";
+import type { LuaEngine, LuaEngineKind, LuaEngineOptions } from "./engine.js";
 
 /**
  * Creates a sandboxed Lua 5.4 engine. See {@link LuaEngineOptions} for limits and defaults.
@@ -28,7 +29,41 @@ import type { LuaEngine, LuaEngineOptions } from "./engine.js";
  * ```
  */
 export async function createLuaEngine(options: LuaEngineOptions = {}): Promise<LuaEngine> {
-  // Loaded on demand so that importing the interface does not load the VM.
+  const choice = options.engine ?? defaultLuaEngineChoice();
+  // Loaded on demand so that importing the interface does not load a VM.
+  if (choice !== "wasm") {
+    const { createNativeEngine, nativeEngineStatus } = await import("./native/native-engine.js");
+    if (choice === "native" || nativeEngineStatus().available) return createNativeEngine(options);
+  }
   const { createWasmoonEngine } = await import("./wasmoon/wasmoon-engine.js");
   return createWasmoonEngine(options);
+}
+
+/**
+ * The engine {@link createLuaEngine} picks when no `engine` option is given: the
+ * `MOONSOCKET_LUA_ENGINE` environment variable (`wasm`, `native` or `auto`), else `"wasm"`.
+ * @throws {RangeError} when the variable holds anything else.
+ */
+export function defaultLuaEngineChoice(): LuaEngineKind | "auto" {
+  const value = process.env.MOONSOCKET_LUA_ENGINE;
+  if (value === undefined || value === "") return "wasm";
+  if (value === "wasm" || value === "native" || value === "auto") return value;
+  throw new RangeError(`MOONSOCKET_LUA_ENGINE must be wasm, native or auto, got '${value}'`);
+}
+
+/**
+ * The one line a server logs at startup about its Lua engine: which one runs the script, and
+ * how to get the other, e.g. `"Lua engine: wasm (WebAssembly Lua 5.4); the native engine is
+ * built: --lua-engine native"`.
+ */
+export async function describeLuaEngine(kind: LuaEngineKind): Promise<string> {
+  const { NATIVE_ENGINE_HINT, nativeEngineStatus } = await import("./native/native-engine.js");
+  const native = nativeEngineStatus();
+  if (kind === "native") {
+    const version = native.available ? native.luaVersion : "Lua 5.4";
+    return `Lua engine: native (${version}, liblua5.4); --lua-engine wasm for the WebAssembly one`;
+  }
+  return native.available
+    ? "Lua engine: wasm (WebAssembly Lua 5.4); the native engine is built: --lua-engine native"
+    : `Lua engine: wasm (WebAssembly Lua 5.4); for the native one: ${NATIVE_ENGINE_HINT}, then --lua-engine native`;
 }

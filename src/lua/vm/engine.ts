@@ -25,8 +25,19 @@ import { MoonsocketError } from "../../protocol/errors.js";
 /** Severity of a message the engine logs (Lua `print`, Lua warnings, `__gc` errors). */
 export type LuaLogLevel = "debug" | "info" | "warn" | "error";
 
+/** The two implementations: Lua 5.4 compiled to WebAssembly, or Debian's native liblua5.4. */
+export type LuaEngineKind = "wasm" | "native";
+
 /** Options of {@link createLuaEngine}. */
 export interface LuaEngineOptions {
+  /**
+   * Which Lua to run: `"wasm"` (always available), `"native"` (the optional addon, built at
+   * install time when `liblua5.4-dev` is installed; an `ERR_LUA_ENGINE` error if it is not
+   * built) or `"auto"` (native when built, else wasm). Default: the `MOONSOCKET_LUA_ENGINE`
+   * environment variable if set, else `"wasm"`. Both behave the same: same sandbox, values,
+   * errors and limits.
+   */
+  readonly engine?: LuaEngineKind | "auto";
   /**
    * Cap on the memory the Lua state allocates, in bytes. An allocation beyond it fails as a Lua
    * `"not enough memory"` error, catchable by `pcall`; the state stays usable. Default 256 MiB.
@@ -221,6 +232,8 @@ export type LuaThreadStatus = "suspended" | "running" | "normal" | "dead";
  * the engine (nested calls share the outer entry's CPU budget).
  */
 export interface LuaEngine {
+  /** Which implementation runs this state. */
+  readonly kind: LuaEngineKind;
   /** Bytes currently allocated by the Lua state. */
   readonly memoryUsedBytes: number;
   /** The memory cap, in bytes. */

@@ -93,7 +93,6 @@ import { firstHeader, type Request } from "./request.js";
 import { requestInfo, requestVariable } from "./request-vars.js";
 import { rewriteOpenRestyScript } from "./script-rewrite.js";
 
-
 /** The runtime files loaded into the Lua state, by module name. */
 const RESTY_SOURCES: Record<string, string> = {
   "resty.core.shdict": "resty/resty-shdict.lua",

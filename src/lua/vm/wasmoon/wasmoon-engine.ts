@@ -356,6 +356,7 @@ class ArgsView implements LuaArgs {
 }
 
 class WasmoonLuaEngine implements LuaEngine {
+  readonly kind = "wasm";
   /** @internal */ readonly api: LuaCApi;
   readonly memoryLimitBytes: number;
   readonly cpuBudgetMs: number;

@@ -7,8 +7,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, afterEach, before, beforeEach, describe, it, mock } from "node:test";
-import type { LuaRef } from "../../../../src/lua/vm/engine.js";
 import { LuaHost } from "../../../../src/lua/host/lua-host.js";
+import type { LuaRef } from "../../../../src/lua/vm/engine.js";
 import { MetricsRegistry } from "../../../../src/observability/metrics.js";
 import { captureLogger } from "../../../helpers/net-helpers.js";
 

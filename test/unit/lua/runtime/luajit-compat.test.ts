@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
-import { type LuaEngine, type LuaValue } from "../../../../src/lua/vm/engine.js";
+import type { LuaEngine, LuaValue } from "../../../../src/lua/vm/engine.js";
 
 // LuaJIT habits on Lua 5.4, through the real engine. Expected values are LuaJIT's (BitOp
 // semantics: signed 32-bit results).

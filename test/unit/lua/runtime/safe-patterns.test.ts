@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
+import { LuaHost } from "../../../../src/lua/host/lua-host.js";
 import { threadCpuTimeMs } from "../../../../src/lua/vm/cpu-budget.js";
 import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
 import { type LuaEngine, LuaError, type LuaValue } from "../../../../src/lua/vm/engine.js";
-import { LuaHost } from "../../../../src/lua/host/lua-host.js";
 import { captureLogger } from "../../../helpers/net-helpers.js";
 
 // string.find/match/gmatch/gsub made budget-safe by src/lua/runtime/common/safe-patterns.lua: the Lua

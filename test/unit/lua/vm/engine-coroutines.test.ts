@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
-import { type LuaEngine, LuaError, type LuaRef, type LuaResumeResult, type LuaValue, luaYield } from "../../../../src/lua/vm/engine.js";
+import {
+  type LuaEngine,
+  LuaError,
+  type LuaRef,
+  type LuaResumeResult,
+  type LuaValue,
+  luaYield,
+} from "../../../../src/lua/vm/engine.js";
 
 let lua: LuaEngine;
 before(async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
-import { type LuaEngine } from "../../../../src/lua/vm/engine.js";
+import type { LuaEngine } from "../../../../src/lua/vm/engine.js";
 
 let lua: LuaEngine;
 before(async () => {

@@ -4,7 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
-import { type LuaEngine, LuaError, type LuaLogLevel, type LuaRef, type LuaValue } from "../../../../src/lua/vm/engine.js";
+import {
+  type LuaEngine,
+  LuaError,
+  type LuaLogLevel,
+  type LuaRef,
+  type LuaValue,
+} from "../../../../src/lua/vm/engine.js";
 import { findScriptModule, isSafeModuleName } from "../../../../src/lua/vm/sandbox-require.js";
 
 const b = (s: string) => Buffer.from(s);

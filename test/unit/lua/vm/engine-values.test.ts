@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createLuaEngine } from "../../../../src/lua/vm/create-engine.js";
-import { type LuaArgs, type LuaEngine, LuaError, type LuaInput, type LuaRef, type LuaValue, luaMulti } from "../../../../src/lua/vm/engine.js";
+import {
+  type LuaArgs,
+  type LuaEngine,
+  LuaError,
+  type LuaInput,
+  type LuaRef,
+  type LuaValue,
+  luaMulti,
+} from "../../../../src/lua/vm/engine.js";
 
 const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 

@@ -5,9 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { threadCpuTimeMs } from "../../../../../src/lua/vm/cpu-budget.js";
-import { execRegex, RegexError, substituteRegex } from "../../../../../src/lua/styles/openresty/regex.js";
+import {
+  execRegex,
+  RegexError,
+  substituteRegex,
+} from "../../../../../src/lua/styles/openresty/regex.js";
 import { execBounded, inPlaceLength } from "../../../../../src/lua/styles/openresty/regex-limit.js";
+import { threadCpuTimeMs } from "../../../../../src/lua/vm/cpu-budget.js";
 
 const b = (text: string) => Buffer.from(text, "latin1");
 

@@ -4,7 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { execRegex, RegexError, substituteRegex } from "../../../../../src/lua/styles/openresty/regex.js";
+import {
+  execRegex,
+  RegexError,
+  substituteRegex,
+} from "../../../../../src/lua/styles/openresty/regex.js";
 
 const b = (text: string, encoding: BufferEncoding = "latin1") => Buffer.from(text, encoding);
 
