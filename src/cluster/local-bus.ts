@@ -24,6 +24,8 @@ export class LocalBus implements Bus {
   readonly up = true;
   readonly #ids = new ClientIds();
   readonly #held = new Set<number>();
+  /** clients() sorted, until the next change (scripts may call it on every message). */
+  #sorted: readonly number[] | undefined;
   readonly #history: TopicHistory;
   readonly #startedAt = Date.now();
   #stopped = false;
@@ -41,6 +43,7 @@ export class LocalBus implements Bus {
     this.#stopped = true;
     for (const id of this.#held) this.#ids.release(id);
     this.#held.clear();
+    this.#sorted = undefined;
   }
 
   /**
@@ -51,16 +54,20 @@ export class LocalBus implements Bus {
     if (this.#stopped) throw new BusError("stopped", "the bus is stopped");
     const id = this.#ids.acquire();
     this.#held.add(id);
+    this.#sorted = undefined;
     return id;
   }
 
   /** Frees `id`; an id not held is ignored (a double release must not corrupt the pool). */
   releaseId(id: number): void {
-    if (this.#held.delete(id)) this.#ids.release(id);
+    if (!this.#held.delete(id)) return;
+    this.#ids.release(id);
+    this.#sorted = undefined;
   }
 
   clients(): readonly number[] {
-    return [...this.#held].sort((a, b) => a - b);
+    this.#sorted ??= [...this.#held].sort((a, b) => a - b);
+    return this.#sorted;
   }
 
   /** There is no other node: always false. */

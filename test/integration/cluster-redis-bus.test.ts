@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
+import { createClient } from "@redis/client";
 import type { BusMessage, BusReceiver } from "../../src/cluster/bus.js";
 import { RedisBus } from "../../src/cluster/redis-bus.js";
 import { MetricsRegistry } from "../../src/server/metrics.js";
@@ -206,6 +207,42 @@ describe("RedisBus with two nodes", { skip: REDIS_MISSING }, () => {
     assert.deepEqual(
       (await a.bus.nodes()).map((n) => n.id),
       ["a"],
+    );
+  });
+
+  test("a node cut off longer than its lease gets back the ids nobody took and gives up the others", async () => {
+    nextPrefix();
+    const a = await startNode("a");
+    const b = await startNode("b");
+    assert.equal(await a.bus.acquireId(), 0);
+    assert.equal(await b.bus.acquireId(), 1);
+    assert.equal(await a.bus.acquireId(), 2);
+    // What Redis sees of a node cut off for longer than its lease: the lease is gone.
+    const raw = createClient({ url: redis.url });
+    await raw.connect();
+    await raw.del(`test${prefix}:lease:a`);
+    raw.destroy();
+    // b's allocation frees a's ids as a dead node's, and takes the lowest.
+    assert.equal(await b.bus.acquireId(), 0);
+    await waitUntil(() => a.receiver.revoked.length > 0, PATIENCE_MS, "a to give up id 0");
+    assert.deepEqual(a.receiver.revoked, [0], "only the id another node took is revoked");
+    assert.match(
+      a.log.lines().join("\n"),
+      /client id taken by another node while cut off: closing its client .*id=0/,
+    );
+    // a holds 2 again, so the next id is 3.
+    assert.equal(await b.bus.acquireId(), 3);
+    await waitUntil(
+      () => b.bus.clients().join() === "0,1,2,3",
+      PATIENCE_MS,
+      `presence (${b.bus.clients()})`,
+    );
+    assert.deepEqual(
+      (await b.bus.nodes()).map((n) => [n.id, n.clients]),
+      [
+        ["a", 1],
+        ["b", 3],
+      ],
     );
   });
 
