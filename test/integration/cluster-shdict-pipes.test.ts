@@ -167,4 +167,14 @@ describe("shared dictionaries across worker processes", () => {
     const [late] = await startWorkers(1);
     assert.deepEqual(await late!.call("incr", "n", 1), [1_001, null]);
   });
+
+  test("a worker whose primary stopped serving it gets a clear error, not a hang", async () => {
+    const [worker] = await startWorkers(1);
+    assert.deepEqual(await worker!.call("set", "k", 1, 0, 0), [true, null, false]);
+    server.detach(worker!.channel);
+    await assert.rejects(
+      worker!.call("get", "k"),
+      /SharedDictError: the shared dictionaries' primary process is gone/,
+    );
+  });
 });
