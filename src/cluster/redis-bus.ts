@@ -18,6 +18,7 @@ import type { Logger } from "../server/logger.js";
 import type { Counter, Gauge, MetricsRegistry } from "../server/metrics.js";
 import { type Bus, BusError, type BusMessage, type BusNode, type BusReceiver } from "./bus.js";
 import { checkNodeId, decodeEnvelope, type Envelope, encodeMessage } from "./bus-envelope.js";
+import { ClusterPresence } from "./cluster-presence.js";
 import {
   ALLOCATE_SCRIPT,
   LEAVE_SCRIPT,
@@ -120,9 +121,8 @@ export class RedisBus implements Bus {
   #receiver: BusReceiver | undefined;
   /** Ids of this node's clients. */
   readonly #held = new Set<number>();
-  /** Every connected client of the cluster → the node holding it (a mirror, see clients()). */
-  readonly #owners = new Map<number, string>();
-  #sortedClients: readonly number[] | undefined;
+  /** Every connected client of the cluster and its node (a mirror, see clients()). */
+  readonly #presence = new ClusterPresence();
   /** Topics this node has local subscribers for. */
   readonly #topics = new Set<string>();
   #up = false;
@@ -214,8 +214,7 @@ export class RedisBus implements Bus {
     }
     this.#setUp(false);
     this.#held.clear();
-    this.#owners.clear();
-    this.#sortedClients = undefined;
+    this.#presence.clear();
     this.#destroyClients();
   }
 
@@ -231,7 +230,7 @@ export class RedisBus implements Bus {
 
   releaseId(id: number): void {
     if (!this.#held.delete(id)) return;
-    this.#forget(id);
+    this.#presence.remove(id, this.nodeId);
     if (!this.#up) return; // the next registration forgets it in Redis
     this.#eval(SCRIPTS.release, [String(id)]).catch((error: unknown) => {
       this.#logger.debug("cluster id release failed", { id, error: describe(error) });
@@ -239,8 +238,7 @@ export class RedisBus implements Bus {
   }
 
   clients(): readonly number[] {
-    this.#sortedClients ??= [...this.#owners.keys()].sort((a, b) => a - b);
-    return this.#sortedClients;
+    return this.#presence.ids();
   }
 
   /**
@@ -248,7 +246,7 @@ export class RedisBus implements Bus {
    * node knows, or when the link is down (the message is then dropped and counted).
    */
   sendTo(id: number, message: BusMessage): boolean {
-    const owner = this.#owners.get(id);
+    const owner = this.#presence.ownerOf(id);
     if (owner === undefined || owner === this.nodeId) return false;
     if (!this.#up) {
       this.#dropped.inc();
@@ -432,7 +430,7 @@ export class RedisBus implements Bus {
       const id = await this.#eval<number>(SCRIPTS.allocate, []);
       if (id >= 0) {
         this.#held.add(id);
-        this.#own(id, this.nodeId);
+        this.#presence.add(id, this.nodeId);
         return id;
       }
       if (id === -2) {
@@ -480,10 +478,8 @@ export class RedisBus implements Bus {
       "HGETALL",
       `${this.#prefix}ids`,
     ]);
-    this.#owners.clear();
-    for (const [id, node] of Object.entries(owners)) this.#owners.set(Number(id), node);
-    for (const id of this.#held) this.#owners.set(id, this.nodeId);
-    this.#sortedClients = undefined;
+    this.#presence.replace(Object.entries(owners).map(([id, node]) => [Number(id), node] as const));
+    for (const id of this.#held) this.#presence.add(id, this.nodeId);
   }
 
   #refreshLease(): void {
@@ -496,15 +492,6 @@ export class RedisBus implements Bus {
       .catch((error: unknown) => {
         this.#logger.debug("cluster lease refresh failed", { error: describe(error) });
       });
-  }
-
-  #own(id: number, node: string): void {
-    this.#owners.set(id, node);
-    this.#sortedClients = undefined;
-  }
-
-  #forget(id: number): void {
-    if (this.#owners.delete(id)) this.#sortedClients = undefined;
   }
 
   // ---- messages ---------------------------------------------------------------------------
@@ -544,13 +531,13 @@ export class RedisBus implements Bus {
         return;
       }
       case "join":
-        this.#own(envelope.id, envelope.origin);
+        this.#presence.add(envelope.id, envelope.origin);
         return;
       case "leave":
-        if (this.#owners.get(envelope.id) === envelope.origin) this.#forget(envelope.id);
+        this.#presence.remove(envelope.id, envelope.origin);
         return;
       case "purge":
-        for (const [id, owner] of this.#owners) if (owner === envelope.origin) this.#forget(id);
+        this.#presence.removeNode(envelope.origin);
         return;
     }
   }
