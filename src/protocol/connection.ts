@@ -212,8 +212,8 @@ export class Connection implements FrameHandler {
         // Deflated off the event loop: the message keeps its place in the output, and every
         // frame sent after it (data and control alike) waits behind it, so the order on the
         // wire is the order of the calls.
-        const onDeflate = this.events.onDeflate;
-        if (onDeflate === undefined) throw new StateError("onDeflate is needed to compress");
+        const events = this.events;
+        if (events.onDeflate === undefined) throw new StateError("onDeflate is needed to compress");
         this.defer({
           opcode,
           payload: null,
@@ -222,7 +222,7 @@ export class Connection implements FrameHandler {
           kind: "message",
           bytes: data.length,
         });
-        onDeflate(data);
+        events.onDeflate(data);
       }
     } else {
       this.queueMessage(opcode, data, false);
@@ -484,12 +484,12 @@ export class Connection implements FrameHandler {
     // Too large to inflate here without holding up everything else: hand the frame out and
     // parse nothing more until the result comes back (`inflated`), so that messages, control
     // frames and the close handshake keep their order.
-    const onInflate = this.events.onInflate;
-    if (onInflate === undefined)
+    const events = this.events;
+    if (events.onInflate === undefined)
       return this.fail(CloseCode.InternalError, "no way to inflate a large message");
     this.inflating = true;
     this.parser.pause();
-    onInflate(frame, final, limit);
+    events.onInflate(frame, final, limit);
     return true;
   }
 
