@@ -38,7 +38,9 @@ const WARMUP = 2000;
 
 /** Words in a fixed pseudo-random order: compresses like prose, never like zeros. */
 function text(bytes, seed) {
-  const words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi".split(" ");
+  const words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi".split(
+    " ",
+  );
   const parts = [];
   let length = 0;
   let x = seed;
@@ -113,7 +115,8 @@ const cpu = pid ? cpuSeconds(pid) - cpuBefore : 0;
 stopped = true;
 
 latencies.sort((a, b) => a - b);
-const at = (q) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0);
+const at = (q) =>
+  Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0);
 const rate = echoes / elapsed;
 const fields = [
   `clients=${clients}`,

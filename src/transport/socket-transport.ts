@@ -1,12 +1,12 @@
 import type { Socket } from "node:net";
 import { CloseCode } from "../protocol/close-code.js";
+import type { MessageCompressor } from "../protocol/compression.js";
 import {
   Connection,
   type ConnectionEvents,
   type ConnectionOptions,
   ConnectionState,
 } from "../protocol/connection.js";
-import type { MessageCompressor } from "../protocol/compression.js";
 import type { ProtocolError } from "../protocol/errors.js";
 import "./native-mask.js";
 

@@ -153,14 +153,16 @@ export class ZlibCompressor implements MessageCompressor {
     limit: number,
     done: (result: Buffer | null | Error) => void,
   ): void {
-    try {
-      this.checkUsable();
-    } catch (error) {
-      return queueMicrotask(() => done(error as Error));
-    }
-    if (!final) {
-      const result = this.gather(frame, limit) ? EMPTY : null;
-      return queueMicrotask(() => done(result));
+    if (this.broken || !final) {
+      // Not a job for the thread pool (decompress never hands these out); answered all the same.
+      let result: Buffer | null | Error;
+      try {
+        result = this.decompress(frame, final, limit) ?? null;
+      } catch (error) {
+        result = error as Error;
+      }
+      queueMicrotask(() => done(result));
+      return;
     }
     const input = this.messageInput(frame);
     const options = this.inflateOptions(limit, MAX_CHUNK_BYTES);
@@ -169,15 +171,17 @@ export class ZlibCompressor implements MessageCompressor {
       zlib.inflateRaw(input, options, (error, output) => {
         release();
         if (generation !== this.generation) return;
-        if (error === null) return done(this.inflatedMessage(output, limit));
-        if (isTooLarge(error)) {
+        if (error === null) {
+          done(this.inflatedMessage(output, limit));
+        } else if (isTooLarge(error)) {
           this.endMessage();
-          return done(null);
-        }
-        try {
-          this.corrupt(error);
-        } catch (failure) {
-          done(failure as Error);
+          done(null);
+        } else {
+          try {
+            this.corrupt(error);
+          } catch (failure) {
+            done(failure as Error);
+          }
         }
       });
     });

@@ -278,9 +278,7 @@ describe("ZlibCompressor", () => {
       const server = new Inline(params(), "server", options);
       assert.deepEqual(inflate(server.compress(data)), data);
     }
-    assert.ok(
-      new Inline(params(), "server", { level: 0 }).compress(data).length > data.length,
-    );
+    assert.ok(new Inline(params(), "server", { level: 0 }).compress(data).length > data.length);
   });
 
   it("can be closed before use, twice, and starts fresh engines if used again", () => {
@@ -294,5 +292,57 @@ describe("ZlibCompressor", () => {
     server.close(); // now with a live inflater; what comes next is a new stream
     const fresh = new Inline(params(), "client");
     assert.deepEqual(server.decompress(fresh.compress(data), true, 100), data);
+  });
+});
+
+describe("ZlibCompressor with large messages (thread pool)", () => {
+  it("hands messages over inlineBytes to the async methods and keeps the context across both paths", async () => {
+    const negotiated = params();
+    const server = new ZlibCompressor(negotiated, "server", { inlineBytes: 4096 });
+    const client = new ZlibCompressor(negotiated, "client", { inlineBytes: 4096 });
+    const random = createRandom(9);
+    const block = Buffer.from(randomBytes(random, 1500).toString("hex")); // 3000 bytes
+    const big = Buffer.concat([block, randomBytes(random, 20_000), block]);
+    assert.equal(server.compress(big), undefined, "too large to deflate inline");
+    for (const data of [block, big, block, big, block]) {
+      const compressed = await deflateAny(server, data);
+      assert.deepEqual(await inflateAny(client, compressed, true, 1 << 20), data);
+    }
+    // The second copy of `block` refers back into the messages before it.
+    const again = await deflateAny(server, block);
+    assert.ok(again.length < 100, `repeated block is ${again.length} bytes`);
+  });
+
+  it("returns async results in the order the messages were given", async () => {
+    const server = new ZlibCompressor(params(), "server", { inlineBytes: 1024 });
+    const client = new Inline(params(), "client");
+    const messages = [
+      Buffer.alloc(3 * 1024 * 1024, 1),
+      Buffer.alloc(2000, 2),
+      Buffer.alloc(5000, 3),
+    ];
+    const results: Buffer[] = [];
+    await new Promise<void>((resolve) => {
+      for (const data of messages) {
+        server.compressAsync(data, (result) => {
+          assert.ok(!(result instanceof Error));
+          results.push(result);
+          if (results.length === messages.length) resolve();
+        });
+      }
+    });
+    assert.deepEqual(
+      results.map((result) => client.decompress(result, true, Number.POSITIVE_INFINITY)),
+      messages,
+    );
+  });
+
+  it("stops a 100 MiB bomb at the limit in the thread pool too, and reports corrupt data", async () => {
+    const bomb = await deflatedZeros(100);
+    const client = new ZlibCompressor(params(), "client");
+    assert.equal(client.decompress(bomb, true, 1 << 20), undefined, "too large to inflate inline");
+    assert.equal(await inflateAny(client, bomb, true, 1 << 20), null);
+    const corrupt = Buffer.alloc(200_000, 0xff);
+    await assert.rejects(inflateAny(client, corrupt, true, 1 << 20), /invalid deflate data/);
   });
 });
