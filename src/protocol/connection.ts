@@ -36,6 +36,18 @@ export interface ConnectionEvents {
   onError(error: ProtocolError): void;
   /** Output went from empty to non-empty: the transport should schedule a flush. */
   onOutput(): void;
+  /**
+   * A compressed frame too large to inflate inline (the compressor's `decompress` returned
+   * undefined): inflate it (`compressor.decompressAsync`) and hand the result to
+   * `Connection.inflated`. No input is parsed meanwhile. Needed when a compressor is given.
+   */
+  onInflate?(frame: Buffer, final: boolean, limit: number): void;
+  /**
+   * A message too large to deflate inline: deflate it (`compressor.compressAsync`) and hand
+   * the results to `Connection.deflated` in order. Frames sent meanwhile wait behind it.
+   * Needed when a compressor is given.
+   */
+  onDeflate?(data: Buffer): void;
 }
 
 export interface ConnectionOptions {
@@ -71,6 +83,19 @@ export const ConnectionState = {
 export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState];
 
 const EMPTY = Buffer.alloc(0);
+
+/** A frame held back behind a message being deflated; `payload` null while that deflate runs. */
+interface DeferredFrame {
+  opcode: number;
+  payload: Buffer | null;
+  fin: boolean;
+  /** With "message", whether its payload is compressed. */
+  rsv1: boolean;
+  /** A whole message (fragmented as configured when released), one frame, or a prebuilt frame. */
+  kind: "message" | "frame" | "prebuilt";
+  /** Bytes it stands for: the input while deflating, then the payload. */
+  bytes: number;
+}
 
 /**
  * One WebSocket connection's protocol state, without I/O (sans-I/O): bytes in through
@@ -116,6 +141,9 @@ export class Connection implements FrameHandler {
   private maskKey: Buffer = EMPTY;
   private maskKeyAt = 0;
   private ownMaskKey: Buffer | null = null;
+  // Compression work handed out to the transport (see MessageCompressor).
+  private inflating = false;
+  private deferred: DeferredFrame[] | null = null;
 
   constructor(events: ConnectionEvents, options: ConnectionOptions) {
     this.events = events;
@@ -138,9 +166,16 @@ export class Connection implements FrameHandler {
     this.parser.push(chunk);
   }
 
-  /** Bytes queued for the transport. */
+  /** Bytes queued for the transport, including messages still being deflated and what waits behind them. */
   get bufferedAmount(): number {
-    return this.output.bytes;
+    let bytes = this.output.bytes;
+    if (this.deferred !== null) for (const frame of this.deferred) bytes += frame.bytes;
+    return bytes;
+  }
+
+  /** True while frames wait behind a message being deflated: more output is still to come. */
+  get awaitingDeflate(): boolean {
+    return this.deferred !== null;
   }
 
   /** Hands queued output to `write` in order and empties the queue. */
@@ -170,7 +205,25 @@ export class Connection implements FrameHandler {
       data = Buffer.from(data, "utf8");
     }
     if (compressor !== null && data.length >= compressor.threshold) {
-      this.queueMessage(opcode, compressor.compress(data), true);
+      const payload = compressor.compress(data);
+      if (payload !== undefined) {
+        this.queueMessage(opcode, payload, true);
+      } else {
+        // Deflated off the event loop: the message keeps its place in the output, and every
+        // frame sent after it (data and control alike) waits behind it, so the order on the
+        // wire is the order of the calls.
+        const events = this.events;
+        if (events.onDeflate === undefined) throw new StateError("onDeflate is needed to compress");
+        this.defer({
+          opcode,
+          payload: null,
+          fin: true,
+          rsv1: true,
+          kind: "message",
+          bytes: data.length,
+        });
+        events.onDeflate(data);
+      }
     } else {
       this.queueMessage(opcode, data, false);
     }
@@ -248,6 +301,17 @@ export class Connection implements FrameHandler {
   sendPrebuiltFrame(frame: Buffer): boolean {
     if (!this.canSend) return false;
     if (this.masking) throw new StateError("prebuilt frames are unmasked: server role only");
+    if (this.deferred !== null) {
+      this.defer({
+        opcode: 0,
+        payload: frame,
+        fin: true,
+        rsv1: false,
+        kind: "prebuilt",
+        bytes: frame.length,
+      });
+      return true;
+    }
     this.notifyOutput();
     this.output.push(frame);
     return true;
@@ -258,8 +322,51 @@ export class Connection implements FrameHandler {
     return this.compressor !== null;
   }
 
+  /**
+   * Takes back the result of `onInflate`: an inflated message (or piece), null when it exceeds
+   * the limit, or the error for corrupt data. The message is delivered as if inflated inline,
+   * then the input held meanwhile is parsed.
+   */
+  inflated(result: Buffer | null | Error): void {
+    if (!this.inflating) return;
+    this.inflating = false;
+    if (this.parser.stopped) return;
+    const proceed =
+      result instanceof Error ? this.failCorrupt(result) : this.acceptInflated(result);
+    if (proceed) this.parser.resume();
+    else this.parser.stop();
+  }
+
+  /**
+   * Takes back the result of `onDeflate` (results come back in the order handed out): the
+   * message, and the frames that waited behind it, are queued for the transport.
+   */
+  deflated(result: Buffer | Error): void {
+    const deferred = this.deferred;
+    if (deferred === null) return;
+    const failed = result instanceof Error;
+    const slot = deferred.findIndex((frame) => frame.payload === null);
+    if (failed) deferred.splice(slot, 1);
+    else deferred[slot]!.payload = result;
+    this.deferred = null;
+    let released = 0;
+    for (const frame of deferred) {
+      const payload = frame.payload;
+      if (payload === null) break;
+      released++;
+      if (frame.kind === "message") this.queueMessage(frame.opcode, payload, frame.rsv1);
+      else if (frame.kind === "frame") this.queueFrame(frame.opcode, payload, frame.fin, false);
+      else this.sendPrebuiltFrame(payload);
+    }
+    if (released < deferred.length) this.deferred = deferred.slice(released);
+    // zlib fails only when out of memory; the message is lost, so the peer must not go on.
+    if (failed && this.canSend) this.close(CloseCode.InternalError, "compression failed");
+  }
+
   /** Releases the compressor; call when the transport is gone. */
   dispose(): void {
+    this.inflating = false;
+    this.deferred = null;
     this.parser.stop();
     this.compressor?.close();
     this.compressor = null;
@@ -365,17 +472,34 @@ export class Connection implements FrameHandler {
   }
 
   private receiveCompressed(frame: Buffer): boolean {
-    const messageEnd = this.frameFin;
-    const compressor = this.compressor!;
-    let inflated: Buffer | null;
+    const final = this.frameFin;
+    const limit = this.maxPayload - this.messageLength;
+    let inflated: Buffer | null | undefined;
     try {
-      inflated = compressor.decompress(frame, messageEnd, this.maxPayload - this.messageLength);
+      inflated = this.compressor!.decompress(frame, final, limit);
     } catch (error) {
-      return this.fail(
-        CloseCode.InvalidPayloadData,
-        `invalid compressed data: ${(error as Error).message}`,
-      );
+      return this.failCorrupt(error as Error);
     }
+    if (inflated !== undefined) return this.acceptInflated(inflated);
+    // Too large to inflate here without holding up everything else: hand the frame out and
+    // parse nothing more until the result comes back (`inflated`), so that messages, control
+    // frames and the close handshake keep their order.
+    const events = this.events;
+    if (events.onInflate === undefined)
+      return this.fail(CloseCode.InternalError, "no way to inflate a large message");
+    this.inflating = true;
+    this.parser.pause();
+    events.onInflate(frame, final, limit);
+    return true;
+  }
+
+  private failCorrupt(error: Error): false {
+    return this.fail(CloseCode.InvalidPayloadData, `invalid compressed data: ${error.message}`);
+  }
+
+  /** Goes on with a compressed frame's inflated bytes (null: over the limit). */
+  private acceptInflated(inflated: Buffer | null): boolean {
+    const messageEnd = this.frameFin;
     if (inflated === null) {
       return this.fail(
         CloseCode.MessageTooBig,
@@ -559,6 +683,17 @@ export class Connection implements FrameHandler {
   }
 
   private queueMessage(opcode: number, payload: Buffer, compressed: boolean): void {
+    if (this.deferred !== null) {
+      this.defer({
+        opcode,
+        payload,
+        fin: true,
+        rsv1: compressed,
+        kind: "message",
+        bytes: payload.length,
+      });
+      return;
+    }
     const size = this.fragmentSize;
     if (size === 0 || payload.length <= size) {
       this.queueFrame(opcode, payload, true, compressed);
@@ -579,7 +714,18 @@ export class Connection implements FrameHandler {
     }
   }
 
+  /** Holds a frame back behind a message being deflated (the first one: that message). */
+  private defer(frame: DeferredFrame): void {
+    if (this.deferred === null) this.deferred = [frame];
+    else this.deferred.push(frame);
+  }
+
   private queueFrame(opcode: number, payload: Buffer, fin: boolean, rsv1: boolean): void {
+    if (this.deferred !== null) {
+      // Only queueMessage sets rsv1, and it defers whole messages itself.
+      this.defer({ opcode, payload, fin, rsv1: false, kind: "frame", bytes: payload.length });
+      return;
+    }
     this.notifyOutput();
     const length = payload.length;
     const output = this.output;

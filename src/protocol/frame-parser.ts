@@ -27,6 +27,8 @@ const EMPTY = Buffer.alloc(0);
 const READING_HEADER = 0;
 const READING_PAYLOAD = 1;
 const STOPPED = 2;
+/** Between frames, waiting for `resume()`; input is kept meanwhile. */
+const PAUSED = 3;
 /** Offset of the masking key in `header`, where it is kept whichever way the header was read. */
 const KEY_OFFSET = 14;
 
@@ -49,6 +51,9 @@ export class FrameParser {
   private phase = 0;
   private control: Buffer | null = null;
   private controlHave = 0;
+  /** Input kept while paused, oldest first. */
+  private held: Buffer[] = [];
+  private pushing = false;
 
   constructor(handler: FrameHandler, options: FrameParserOptions) {
     this.handler = handler;
@@ -65,6 +70,31 @@ export class FrameParser {
   stop(): void {
     this.state = STOPPED;
     this.control = null;
+    this.held = [];
+  }
+
+  /**
+   * Called by the handler from `onFramePayload` for a frame's last piece: parsing stops after
+   * this frame, and input from then on is kept, unparsed, until `resume()`.
+   */
+  pause(): void {
+    if (this.state === READING_HEADER) this.state = PAUSED;
+  }
+
+  /** Parses the input kept since `pause()`, and whatever comes next. */
+  resume(): void {
+    if (this.state !== PAUSED) return;
+    this.state = READING_HEADER;
+    // Called from within the handler (the pause was over at once): `push` simply goes on.
+    if (this.pushing) return;
+    const held = this.held;
+    this.held = [];
+    for (const chunk of held) this.push(chunk);
+  }
+
+  /** True while paused. */
+  get paused(): boolean {
+    return this.state === PAUSED;
   }
 
   /** True once parsing stopped (error, or the handler asked). */
@@ -79,15 +109,18 @@ export class FrameParser {
   push(chunk: Buffer): void {
     let offset = 0;
     const end = chunk.length;
+    this.pushing = true;
     while (offset < end) {
       if (this.state === READING_HEADER) {
         offset = this.readHeader(chunk, offset, end);
       } else if (this.state === READING_PAYLOAD) {
         offset = this.readPayload(chunk, offset, end);
       } else {
-        return;
+        if (this.state === PAUSED) this.held.push(chunk.subarray(offset));
+        break;
       }
     }
+    this.pushing = false;
   }
 
   private readHeader(chunk: Buffer, offset: number, end: number): number {

@@ -34,6 +34,11 @@ export interface DeflateOptions {
   threshold?: number;
   /** zlib compression level 0–9. Default 1 (fast; WebSocket messages are small). */
   level?: number;
+  /**
+   * Messages larger than this many bytes (compressed or inflated) are compressed and inflated
+   * in libuv's thread pool rather than on the event loop. Default 128 KiB.
+   */
+  inlineBytes?: number;
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

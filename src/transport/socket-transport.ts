@@ -1,5 +1,6 @@
 import type { Socket } from "node:net";
 import { CloseCode } from "../protocol/close-code.js";
+import type { MessageCompressor } from "../protocol/compression.js";
 import {
   Connection,
   type ConnectionEvents,
@@ -57,6 +58,7 @@ export class SocketTransport implements ConnectionEvents {
   private closed = false;
   private pendingFirst: Buffer | null = null;
   private corked = false;
+  private readonly compressor: MessageCompressor | null;
 
   constructor(
     socket: Socket,
@@ -69,6 +71,7 @@ export class SocketTransport implements ConnectionEvents {
     this.handler = handler;
     this.maxBufferedBytes = limits.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     this.closeTimeout = limits.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
+    this.compressor = options.compressor ?? null;
     this.connection = new Connection(this, options);
     this.lastActivity = coarseNow;
     socket.setNoDelay(true);
@@ -161,6 +164,31 @@ export class SocketTransport implements ConnectionEvents {
     queueMicrotask(this.flushTask);
   }
 
+  onInflate(frame: Buffer, final: boolean, limit: number): void {
+    // The connection parses nothing until the result is back; stop reading too, so a peer
+    // streaming large messages is held back by TCP rather than by our memory. A socket that
+    // its owner paused (a reader applying backpressure) is left to that owner.
+    const socket = this.socket;
+    const ownPause = !socket.isPaused();
+    if (ownPause) socket.pause();
+    this.compressor!.decompressAsync(frame, final, limit, (result) => {
+      if (this.closed) return;
+      if (ownPause) socket.resume();
+      this.flushScheduled = true;
+      this.connection.inflated(result);
+      this.flush();
+    });
+  }
+
+  onDeflate(data: Buffer): void {
+    this.compressor!.compressAsync(data, (result) => {
+      if (this.closed) return;
+      this.connection.deflated(result);
+      // A close frame may have waited behind the message: finish what it started.
+      if (this.connection.state !== ConnectionState.Open) this.afterStateChange();
+    });
+  }
+
   // ---- internals ----------------------------------------------------------------------
 
   private readonly flushTask = (): void => this.flush();
@@ -221,8 +249,9 @@ export class SocketTransport implements ConnectionEvents {
     if (connection.state === ConnectionState.Open) return;
     this.flush();
     const socket = this.socket;
-    if (connection.state === ConnectionState.Closed) {
+    if (connection.state === ConnectionState.Closed && !connection.awaitingDeflate) {
       // §7.1.1: the server closes TCP first; a client that failed the connection closes too.
+      // Not while frames wait behind a deflate: the close frame is among them.
       if (connection.role === "server" || connection.failure !== null) socket.end();
     }
     if (this.closeTimer === null) {

@@ -1,81 +1,22 @@
+import { constants as bufferConstants } from "node:buffer";
 import zlib from "node:zlib";
 import type { MessageCompressor } from "../protocol/compression.js";
 import type { DeflateParams } from "../protocol/permessage-deflate.js";
+import { zlibJobs } from "./zlib-jobs.js";
 
 /** RFC 7692 §7.2.1: a message's deflate output ends with this empty stored block, which is not sent. */
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
-const SCRATCH_BYTES = 64 * 1024;
-const scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
-
-/** The parts of a node:zlib engine used to run it synchronously with a persistent context. */
-interface ZlibHandle {
-  writeSync(
-    flush: number,
-    input: Buffer,
-    inOffset: number,
-    inLength: number,
-    output: Buffer,
-    outOffset: number,
-    outLength: number,
-  ): void;
-}
-interface ZlibEngine extends zlib.Zlib {
-  _handle: ZlibHandle | null;
-  _writeState: Uint32Array;
-  destroyed: boolean;
-  reset(): void;
-  close(): void;
-  on(event: "error", listener: (error: Error) => void): this;
-}
-
-function ignoreError(): void {
-  // Errors are detected synchronously through `destroyed`; the async 'error' event is redundant.
-}
-
+/** RFC 7692 §7.2.3.6: what an empty message compresses to. */
+const EMPTY_MESSAGE = Buffer.from([0x00]);
+const EMPTY = Buffer.alloc(0);
+const DEFAULT_INLINE_BYTES = 128 * 1024;
 /**
- * Runs `input` through a zlib engine synchronously, keeping its LZ77 context for the next
- * call (node:zlib's own sync API closes the engine after one call). Output beyond `limit`
- * bytes stops it and returns null, so a decompression bomb costs at most `limit` + 64 KiB.
+ * How much of what we sent earlier a new message may refer back to. zlib hashes the whole
+ * dictionary for every message (a fresh engine per message, see below), so a short one keeps
+ * small messages cheap while still catching the repeated structure of similar messages.
  */
-function runSync(engine: ZlibEngine, input: Buffer, limit: number): Buffer | null {
-  const handle = engine._handle;
-  if (handle === null) throw new Error("compression context is closed");
-  const state = engine._writeState;
-  let parts: Buffer[] | null = null;
-  let single: Buffer | null = null;
-  let total = 0;
-  let inOffset = 0;
-  let inLength = input.length;
-  for (;;) {
-    handle.writeSync(
-      zlib.constants.Z_SYNC_FLUSH,
-      input,
-      inOffset,
-      inLength,
-      scratch,
-      0,
-      SCRATCH_BYTES,
-    );
-    if (engine.destroyed || engine._handle === null) throw new Error("invalid deflate data");
-    const outLeft = state[0]!;
-    const inLeft = state[1]!;
-    const produced = SCRATCH_BYTES - outLeft;
-    if (produced > 0) {
-      total += produced;
-      if (total > limit) return null;
-      const piece = Buffer.allocUnsafe(produced);
-      scratch.copy(piece, 0, 0, produced);
-      if (single === null) single = piece;
-      else (parts ??= [single]).push(piece);
-    }
-    inOffset += inLength - inLeft;
-    inLength = inLeft;
-    // Output space left over means zlib consumed all it could.
-    if (outLeft !== 0) break;
-  }
-  if (parts !== null) return Buffer.concat(parts, total);
-  return single ?? Buffer.alloc(0);
-}
+const DEFLATE_DICTIONARY_BYTES = 4096;
+const MAX_CHUNK_BYTES = 64 * 1024;
 
 /** Options for the zlib compressor beyond the negotiated parameters. */
 export interface ZlibCompressorOptions {
@@ -85,22 +26,86 @@ export interface ZlibCompressorOptions {
   level?: number;
   /** zlib memLevel 1–9. Default 8. */
   memLevel?: number;
+  /**
+   * Messages larger than this many bytes (compressed or inflated) are deflated and inflated in
+   * libuv's thread pool, a bounded number at a time across the process, so one large message
+   * does not hold up every other connection. Smaller ones are done at once, on the event loop.
+   * Default 128 KiB.
+   */
+  inlineBytes?: number;
 }
 
 /**
- * permessage-deflate on node:zlib for one connection. Engines are created on first use, so
- * a connection that negotiated compression but sends little costs little.
+ * The last bytes of a stream, kept contiguous: what later messages may refer back to.
+ * Replaces a live zlib engine between messages, so an idle connection holds no zlib state.
+ */
+class History {
+  private readonly bytes: Buffer;
+  private length = 0;
+
+  constructor(capacity: number) {
+    this.bytes = Buffer.allocUnsafe(capacity);
+  }
+
+  /** The bytes kept, or undefined when there are none yet (a zlib `dictionary` option). */
+  get view(): Buffer | undefined {
+    return this.length === 0 ? undefined : this.bytes.subarray(0, this.length);
+  }
+
+  push(data: Buffer): void {
+    const capacity = this.bytes.length;
+    if (data.length >= capacity) {
+      data.copy(this.bytes, 0, data.length - capacity);
+      this.length = capacity;
+      return;
+    }
+    const keep = Math.min(this.length, capacity - data.length);
+    if (keep < this.length) this.bytes.copy(this.bytes, 0, this.length - keep, this.length);
+    data.copy(this.bytes, keep);
+    this.length = keep + data.length;
+  }
+}
+
+/** An asynchronous deflate whose result waits for those of the messages before it. */
+interface PendingDeflate {
+  result: Buffer | Error | null;
+  readonly done: (result: Buffer | Error) => void;
+}
+
+/**
+ * permessage-deflate on node:zlib's public API, for one connection.
+ *
+ * node:zlib has no public way to run one engine synchronously across messages, so no engine
+ * outlives a message: context takeover is kept as plain bytes instead. Each received message
+ * is inflated by a fresh engine given the previous output's last window as its dictionary
+ * (exactly the inflater's state between messages, §7.2.3.2); each sent message is deflated
+ * by a fresh engine given our recent input as its dictionary, whose output any peer's
+ * persistent inflater reads as the continuation of its stream. Small messages go through
+ * `inflateRawSync`/`deflateRawSync`; large ones through `inflateRaw`/`deflateRaw` in the
+ * thread pool (`decompress`/`compress` return undefined for those, see MessageCompressor).
+ * A fragmented message's frames are gathered and inflated together with the last one.
  */
 export class ZlibCompressor implements MessageCompressor {
   readonly threshold: number;
   private readonly level: number;
   private readonly memLevel: number;
+  private readonly inlineBytes: number;
   private readonly ownWindowBits: number;
   private readonly peerWindowBits: number;
   private readonly ownNoContext: boolean;
   private readonly peerNoContext: boolean;
-  private deflater: ZlibEngine | null = null;
-  private inflater: ZlibEngine | null = null;
+  /** The peer's inflated output (its window's worth), null until needed or without context takeover. */
+  private received: History | null = null;
+  /** What we deflated lately, null until needed or without context takeover. */
+  private sent: History | null = null;
+  /** Compressed frames of the message being received, before its last frame. */
+  private fragments: Buffer[] = [];
+  private fragmentBytes = 0;
+  private readonly deflates: PendingDeflate[] = [];
+  /** Bumped by close(): results of jobs started before are dropped. */
+  private generation = 0;
+  /** Set when the peer's data was corrupt: the inflater's context is unknown from then on. */
+  private broken = false;
 
   constructor(
     params: DeflateParams,
@@ -110,6 +115,7 @@ export class ZlibCompressor implements MessageCompressor {
     this.threshold = options.threshold ?? 1024;
     this.level = options.level ?? 1;
     this.memLevel = options.memLevel ?? 8;
+    this.inlineBytes = options.inlineBytes ?? DEFAULT_INLINE_BYTES;
     const server = role === "server";
     // zlib cannot deflate raw with an 8-bit window; a 9-bit one never reaches back more than
     // 250 bytes (window minus MIN_LOOKAHEAD), so its output inflates within 256 bytes.
@@ -122,48 +128,193 @@ export class ZlibCompressor implements MessageCompressor {
     this.peerNoContext = server ? params.clientNoContextTakeover : params.serverNoContextTakeover;
   }
 
-  decompress(data: Buffer, final: boolean, limit: number): Buffer | null {
-    let inflater = this.inflater;
-    if (inflater === null) {
-      inflater = this.inflater = zlib.createInflateRaw({
-        windowBits: this.peerWindowBits,
-      }) as unknown as ZlibEngine;
-      inflater.on("error", ignoreError);
+  decompress(frame: Buffer, final: boolean, limit: number): Buffer | null | undefined {
+    this.checkUsable();
+    if (!final) return this.gather(frame, limit) ? EMPTY : null;
+    if (this.fragmentBytes + frame.length > this.inlineBytes) return undefined;
+    const input = this.messageInput(frame);
+    // Inflating is cut off at `inlineBytes` of output too: a small frame may inflate to a lot.
+    const cap = Math.min(limit, this.inlineBytes);
+    let output: Buffer;
+    try {
+      output = zlib.inflateRawSync(input, this.inflateOptions(cap, frame.length));
+    } catch (error) {
+      if (!isTooLarge(error)) return this.corrupt(error);
+      if (cap < limit) return undefined;
+      this.endMessage();
+      return null;
     }
-    const input = final ? Buffer.concat([data, TAIL]) : data;
-    const output = runSync(inflater, input, limit);
-    // RFC 7692 §7.2.3.4: a peer may end a message with a BFINAL block, which ends the DEFLATE
-    // stream; zlib then reads no further (input is left over: at least the tail appended
-    // above) and would inflate every later message to nothing. Start a fresh stream.
-    const streamEnded = inflater._writeState[1] !== 0;
-    if ((final && this.peerNoContext) || streamEnded) inflater.reset();
-    return output;
+    return this.inflatedMessage(output, limit);
   }
 
-  compress(data: Buffer): Buffer {
-    let deflater = this.deflater;
-    if (deflater === null) {
-      deflater = this.deflater = zlib.createDeflateRaw({
-        windowBits: this.ownWindowBits,
-        level: this.level,
-        memLevel: this.memLevel,
-      }) as unknown as ZlibEngine;
-      deflater.on("error", ignoreError);
+  decompressAsync(
+    frame: Buffer,
+    final: boolean,
+    limit: number,
+    done: (result: Buffer | null | Error) => void,
+  ): void {
+    if (this.broken || !final) {
+      // Not a job for the thread pool (decompress never hands these out); answered all the same.
+      let result: Buffer | null | Error;
+      try {
+        result = this.decompress(frame, final, limit) ?? null;
+      } catch (error) {
+        result = error as Error;
+      }
+      queueMicrotask(() => done(result));
+      return;
     }
-    const output = runSync(deflater, data, Number.POSITIVE_INFINITY)!;
-    if (this.ownNoContext) deflater.reset();
-    // With no input since the last sync flush zlib writes nothing at all (Z_BUF_ERROR), and an
-    // empty payload would leave the peer's inflater inside a stored block that the appended
-    // tail only begins. RFC 7692 §7.2.3.6: an empty message is sent as the single byte 00.
-    if (output.length === 0) return Buffer.from([0x00]);
-    // A sync flush always ends with the empty stored block; drop it (§7.2.1).
-    return output.subarray(0, output.length - 4);
+    const input = this.messageInput(frame);
+    const options = this.inflateOptions(limit, MAX_CHUNK_BYTES);
+    const generation = this.generation;
+    zlibJobs.run((release) => {
+      zlib.inflateRaw(input, options, (error, output) => {
+        release();
+        if (generation !== this.generation) return;
+        if (error === null) {
+          done(this.inflatedMessage(output, limit));
+        } else if (isTooLarge(error)) {
+          this.endMessage();
+          done(null);
+        } else {
+          try {
+            this.corrupt(error);
+          } catch (failure) {
+            done(failure as Error);
+          }
+        }
+      });
+    });
+  }
+
+  compress(data: Buffer): Buffer | undefined {
+    if (data.length > this.inlineBytes) return undefined;
+    const sent = this.sentHistory();
+    const output = zlib.deflateRawSync(data, this.deflateOptions(sent?.view, data.length));
+    sent?.push(data);
+    return withoutTail(output);
+  }
+
+  compressAsync(data: Buffer, done: (result: Buffer | Error) => void): void {
+    const sent = this.sentHistory();
+    // The dictionary is what was sent before this message, whatever is sent while it runs.
+    const before = sent?.view;
+    const options = this.deflateOptions(before && Buffer.from(before), MAX_CHUNK_BYTES);
+    sent?.push(data);
+    const pending: PendingDeflate = { result: null, done };
+    this.deflates.push(pending);
+    const generation = this.generation;
+    zlibJobs.run((release) => {
+      zlib.deflateRaw(data, options, (error, output) => {
+        release();
+        if (generation !== this.generation) return;
+        pending.result = error ?? withoutTail(output);
+        this.deliverDeflates();
+      });
+    });
   }
 
   close(): void {
-    this.deflater?.close();
-    this.inflater?.close();
-    this.deflater = null;
-    this.inflater = null;
+    this.generation++;
+    this.received = null;
+    this.sent = null;
+    this.deflates.length = 0;
+    this.broken = false;
+    this.endMessage();
   }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  private checkUsable(): void {
+    if (this.broken) throw new Error("compressed stream is broken by earlier corrupt data");
+  }
+
+  /** Keeps a non-final frame; false when the message's compressed size is past any honest one. */
+  private gather(frame: Buffer, limit: number): boolean {
+    this.fragmentBytes += frame.length;
+    // Deflate expands incompressible data by a few bytes per 16 KiB block at most.
+    if (this.fragmentBytes > limit + (limit >>> 4) + 1024) {
+      this.endMessage();
+      return false;
+    }
+    this.fragments.push(frame);
+    return true;
+  }
+
+  /** The whole message's compressed bytes with the tail appended (§7.2.2). */
+  private messageInput(last: Buffer): Buffer {
+    if (this.fragments.length === 0) return Buffer.concat([last, TAIL]);
+    return Buffer.concat([...this.fragments, last, TAIL]);
+  }
+
+  private endMessage(): void {
+    this.fragments = [];
+    this.fragmentBytes = 0;
+  }
+
+  private inflatedMessage(output: Buffer, limit: number): Buffer | null {
+    this.endMessage();
+    if (output.length > limit) return null;
+    if (!this.peerNoContext) {
+      this.received ??= new History(1 << this.peerWindowBits);
+      this.received.push(output);
+    }
+    return output;
+  }
+
+  private corrupt(error: unknown): never {
+    this.endMessage();
+    this.broken = true;
+    throw new Error(`invalid deflate data (${(error as Error).message})`);
+  }
+
+  private inflateOptions(maxOutput: number, inputBytes: number): zlib.ZlibOptions {
+    return {
+      windowBits: this.peerWindowBits,
+      dictionary: this.received?.view,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      // zlib's bound is "more than", and must be at least 1; an empty message is never over.
+      maxOutputLength: Math.max(1, Math.min(maxOutput, bufferConstants.MAX_LENGTH)),
+      chunkSize: clampChunk(inputBytes * 4),
+    };
+  }
+
+  private sentHistory(): History | null {
+    if (this.ownNoContext) return null;
+    return (this.sent ??= new History(Math.min(DEFLATE_DICTIONARY_BYTES, 1 << this.ownWindowBits)));
+  }
+
+  private deflateOptions(dictionary: Buffer | undefined, inputBytes: number): zlib.ZlibOptions {
+    return {
+      windowBits: this.ownWindowBits,
+      level: this.level,
+      memLevel: this.memLevel,
+      dictionary,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      chunkSize: clampChunk(inputBytes + 64),
+    };
+  }
+
+  /** Hands finished deflates over in the order they were started. */
+  private deliverDeflates(): void {
+    const deflates = this.deflates;
+    while (deflates.length > 0 && deflates[0]!.result !== null) {
+      const head = deflates.shift()!;
+      head.done(head.result!);
+    }
+  }
+}
+
+function clampChunk(bytes: number): number {
+  return Math.max(1024, Math.min(MAX_CHUNK_BYTES, bytes));
+}
+
+function isTooLarge(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE";
+}
+
+/** A sync flush ends with the empty stored block; drop it (§7.2.1). An empty message is 00. */
+function withoutTail(output: Buffer): Buffer {
+  const end = output.length - 4;
+  return end > 0 ? output.subarray(0, end) : EMPTY_MESSAGE;
 }

@@ -19,12 +19,61 @@ function params(overrides: Partial<DeflateParams> = {}): DeflateParams {
   };
 }
 
+/** Everything done synchronously, so each call's result can be checked at once. */
+const INLINE = { inlineBytes: Number.POSITIVE_INFINITY };
+
 /** A server-side and a client-side compressor for the same negotiated parameters. */
-function pair(negotiated = params()): { server: ZlibCompressor; client: ZlibCompressor } {
+function pair(negotiated = params()): { server: Inline; client: Inline } {
   return {
-    server: new ZlibCompressor(negotiated, "server"),
-    client: new ZlibCompressor(negotiated, "client"),
+    server: new Inline(negotiated, "server"),
+    client: new Inline(negotiated, "client"),
   };
+}
+
+/** A compressor whose sync methods always answer (inlineBytes: Infinity). */
+class Inline extends ZlibCompressor {
+  constructor(
+    negotiated: DeflateParams,
+    role: "server" | "client",
+    options: ConstructorParameters<typeof ZlibCompressor>[2] = {},
+  ) {
+    super(negotiated, role, { ...INLINE, ...options });
+  }
+  override compress(data: Buffer): Buffer {
+    return super.compress(data)!;
+  }
+  override decompress(frame: Buffer, final: boolean, limit: number): Buffer | null {
+    const result = super.decompress(frame, final, limit);
+    assert.notEqual(result, undefined, "inline");
+    return result!;
+  }
+}
+
+/** Inflates through whichever path the compressor picks, as the transport does. */
+function inflateAny(
+  compressor: ZlibCompressor,
+  frame: Buffer,
+  final: boolean,
+  limit: number,
+): Promise<Buffer | null> {
+  const inline = compressor.decompress(frame, final, limit);
+  if (inline !== undefined) return Promise.resolve(inline);
+  return new Promise((resolve, reject) =>
+    compressor.decompressAsync(frame, final, limit, (result) =>
+      result instanceof Error ? reject(result) : resolve(result),
+    ),
+  );
+}
+
+/** Deflates through whichever path the compressor picks. */
+function deflateAny(compressor: ZlibCompressor, data: Buffer): Promise<Buffer> {
+  const inline = compressor.compress(data);
+  if (inline !== undefined) return Promise.resolve(inline);
+  return new Promise((resolve, reject) =>
+    compressor.compressAsync(data, (result) =>
+      result instanceof Error ? reject(result) : resolve(result),
+    ),
+  );
 }
 
 /** Inflates one whole message with plain zlib, as an independent peer would. */
@@ -99,7 +148,7 @@ describe("ZlibCompressor", () => {
     );
   });
 
-  it("inflates a message delivered in pieces (fragments), output piece by piece", () => {
+  it("inflates a message delivered in pieces (fragments) whole, with its last piece", () => {
     const { server, client } = pair();
     const data = Buffer.from("fragmented message ".repeat(300));
     const compressed = server.compress(data);
@@ -114,7 +163,16 @@ describe("ZlibCompressor", () => {
         )!,
       );
     }
-    assert.deepEqual(Buffer.concat(pieces), data);
+    assert.ok(pieces.slice(0, -1).every((piece) => piece.length === 0));
+    assert.deepEqual(pieces.at(-1), data);
+  });
+
+  it("fails fragments whose compressed size alone is past the limit", () => {
+    const { client } = pair();
+    // Honest deflate output is at most limit + limit/16 + 1024 bytes (2086 here).
+    assert.deepEqual(client.decompress(Buffer.alloc(900), false, 1000), Buffer.alloc(0));
+    assert.deepEqual(client.decompress(Buffer.alloc(900), false, 1000), Buffer.alloc(0));
+    assert.equal(client.decompress(Buffer.alloc(900), false, 1000), null);
   });
 
   it("keeps the context between messages: a repeated message compresses to a few bytes", () => {
@@ -143,8 +201,8 @@ describe("ZlibCompressor", () => {
   it("client_no_context_takeover: the server's inflater forgets each message", () => {
     // A peer that (wrongly) keeps its context: its second message refers to the first, which
     // a server that resets after every message no longer has.
-    const keeper = new ZlibCompressor(params(), "client");
-    const server = new ZlibCompressor(params({ clientNoContextTakeover: true }), "server");
+    const keeper = new Inline(params(), "client");
+    const server = new Inline(params({ clientNoContextTakeover: true }), "server");
     const data = Buffer.from(randomBytes(createRandom(5), 500).toString("hex"));
     assert.deepEqual(
       server.decompress(keeper.compress(data), true, Number.POSITIVE_INFINITY),
@@ -188,7 +246,7 @@ describe("ZlibCompressor", () => {
   it("stops a 100 MiB decompression bomb at the limit without inflating it all", async () => {
     const bomb = await deflatedZeros(100);
     assert.equal(await inflatedSize(bomb), 100 * 1024 * 1024, "the bomb is real");
-    const client = new ZlibCompressor(params(), "client");
+    const client = new Inline(params(), "client");
     const before = process.memoryUsage().arrayBuffers;
     const started = processCpuMs();
     assert.equal(client.decompress(bomb, true, 1 << 20), null);
@@ -200,12 +258,15 @@ describe("ZlibCompressor", () => {
 
   it("throws on corrupt data and then refuses to go on", () => {
     const client = new ZlibCompressor(params(), "client");
-    assert.throws(() => client.decompress(Buffer.from([0xff, 0xff, 0xff]), true, 1000), /./);
-    assert.throws(() => client.decompress(Buffer.from([0x00]), true, 1000), /closed/);
+    assert.throws(
+      () => client.decompress(Buffer.from([0xff, 0xff, 0xff]), true, 1000),
+      /^Error: invalid deflate data \(.+\)$/,
+    );
+    assert.throws(() => client.decompress(Buffer.from([0x00]), true, 1000), /broken/);
   });
 
   it("inflates consecutive messages that end their DEFLATE stream with BFINAL (§7.2.3.4)", () => {
-    const client = new ZlibCompressor(params(), "client");
+    const client = new Inline(params(), "client");
     for (const text of ["one", "two two", "three three three"]) {
       assert.equal(client.decompress(zlib.deflateRawSync(text), true, 1000)?.toString(), text);
     }
@@ -214,12 +275,10 @@ describe("ZlibCompressor", () => {
   it("accepts zlib level and memLevel options", () => {
     const data = Buffer.from("level and memory ".repeat(200));
     for (const options of [{ level: 0 }, { level: 9, memLevel: 9 }, { memLevel: 1 }]) {
-      const server = new ZlibCompressor(params(), "server", options);
+      const server = new Inline(params(), "server", options);
       assert.deepEqual(inflate(server.compress(data)), data);
     }
-    assert.ok(
-      new ZlibCompressor(params(), "server", { level: 0 }).compress(data).length > data.length,
-    );
+    assert.ok(new Inline(params(), "server", { level: 0 }).compress(data).length > data.length);
   });
 
   it("can be closed before use, twice, and starts fresh engines if used again", () => {
@@ -231,7 +290,59 @@ describe("ZlibCompressor", () => {
     const data = Buffer.from("after close");
     assert.deepEqual(server.decompress(client.compress(data), true, 100), data);
     server.close(); // now with a live inflater; what comes next is a new stream
-    const fresh = new ZlibCompressor(params(), "client");
+    const fresh = new Inline(params(), "client");
     assert.deepEqual(server.decompress(fresh.compress(data), true, 100), data);
+  });
+});
+
+describe("ZlibCompressor with large messages (thread pool)", () => {
+  it("hands messages over inlineBytes to the async methods and keeps the context across both paths", async () => {
+    const negotiated = params();
+    const server = new ZlibCompressor(negotiated, "server", { inlineBytes: 4096 });
+    const client = new ZlibCompressor(negotiated, "client", { inlineBytes: 4096 });
+    const random = createRandom(9);
+    const block = Buffer.from(randomBytes(random, 1500).toString("hex")); // 3000 bytes
+    const big = Buffer.concat([block, randomBytes(random, 20_000), block]);
+    assert.equal(server.compress(big), undefined, "too large to deflate inline");
+    for (const data of [block, big, block, big, block]) {
+      const compressed = await deflateAny(server, data);
+      assert.deepEqual(await inflateAny(client, compressed, true, 1 << 20), data);
+    }
+    // The second copy of `block` refers back into the messages before it.
+    const again = await deflateAny(server, block);
+    assert.ok(again.length < 100, `repeated block is ${again.length} bytes`);
+  });
+
+  it("returns async results in the order the messages were given", async () => {
+    const server = new ZlibCompressor(params(), "server", { inlineBytes: 1024 });
+    const client = new Inline(params(), "client");
+    const messages = [
+      Buffer.alloc(3 * 1024 * 1024, 1),
+      Buffer.alloc(2000, 2),
+      Buffer.alloc(5000, 3),
+    ];
+    const results: Buffer[] = [];
+    await new Promise<void>((resolve) => {
+      for (const data of messages) {
+        server.compressAsync(data, (result) => {
+          assert.ok(!(result instanceof Error));
+          results.push(result);
+          if (results.length === messages.length) resolve();
+        });
+      }
+    });
+    assert.deepEqual(
+      results.map((result) => client.decompress(result, true, Number.POSITIVE_INFINITY)),
+      messages,
+    );
+  });
+
+  it("stops a 100 MiB bomb at the limit in the thread pool too, and reports corrupt data", async () => {
+    const bomb = await deflatedZeros(100);
+    const client = new ZlibCompressor(params(), "client");
+    assert.equal(client.decompress(bomb, true, 1 << 20), undefined, "too large to inflate inline");
+    assert.equal(await inflateAny(client, bomb, true, 1 << 20), null);
+    const corrupt = Buffer.alloc(200_000, 0xff);
+    await assert.rejects(inflateAny(client, corrupt, true, 1 << 20), /invalid deflate data/);
   });
 });
