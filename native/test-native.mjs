@@ -9,7 +9,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -32,8 +32,9 @@ const run = spawnSync(process.execPath, ["--test", "--test-concurrency=2", ...fi
 });
 process.exit(run.status ?? 1);
 
+/** The test files under `folder`, in every subfolder too, whose name `keep` accepts. */
 function testFiles(folder, keep) {
-  return readdirSync(join(root, folder))
-    .filter((name) => name.endsWith(".test.js") && keep(name))
+  return readdirSync(join(root, folder), { recursive: true })
+    .filter((name) => name.endsWith(".test.js") && keep(basename(name)))
     .map((name) => join(folder, name));
 }
