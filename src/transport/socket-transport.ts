@@ -288,8 +288,24 @@ function discard(): void {
   // Output for a socket that is already gone.
 }
 
-/** A millisecond clock advanced by the idle sweeper; cheaper than Date.now() per read. */
-export let coarseNow = Date.now();
+/** The longest step the awake clock takes at once, in milliseconds (see {@link coarseNow}). */
+const MAX_AWAKE_STEP_MS = 500;
+let lastTick = Date.now();
+
+/**
+ * A coarse millisecond clock of the time this process was awake to hear its peers, read per
+ * socket read (cheaper than Date.now()) and advanced by timers. It follows wall-clock time,
+ * except that an event loop stalled for longer than {@link MAX_AWAKE_STEP_MS} (a long handler,
+ * a process waiting for a core on a busy machine) counts as that much: peers are judged idle by
+ * the time we were there to hear them, not blamed for our own absence.
+ */
+export let coarseNow = lastTick;
+
+function tickAwakeClock(): void {
+  const now = Date.now();
+  coarseNow += Math.min(Math.max(0, now - lastTick), MAX_AWAKE_STEP_MS);
+  lastTick = now;
+}
 
 /**
  * One timer for many transports: sends a ping to a connection that has been quiet for
@@ -318,10 +334,10 @@ export class IdleSweeper {
         ),
       );
       this.timer = setInterval(() => {
-        // Sweep after this turn's poll phase, with the clock set now: if the event loop stalled
-        // (a long handler, a starved process), what peers sent meanwhile is read first and
-        // counts as activity, instead of the peers being closed for our own silence.
-        coarseNow = Date.now();
+        // Sweep after this turn's poll phase, with the clock advanced now: if the event loop
+        // stalled (a long handler, a starved process), what peers sent meanwhile is read first
+        // and counts as activity, instead of the peers being closed for our own silence.
+        tickAwakeClock();
         setImmediate(() => this.sweep());
       }, period);
       this.timer.unref();
@@ -338,7 +354,7 @@ export class IdleSweeper {
 
   private sweep(): void {
     if (this.timer === null) return;
-    const now = Date.now();
+    const now = coarseNow;
     for (const transport of this.members) {
       const quiet = now - transport.lastActivity;
       const connection = transport.connection;
@@ -362,6 +378,4 @@ export class IdleSweeper {
 const pinged = new WeakSet<SocketTransport>();
 
 /** Keeps the coarse clock fresh even when no sweeper runs (clients, tests). */
-setInterval(() => {
-  coarseNow = Date.now();
-}, 250).unref();
+setInterval(tickAwakeClock, 250).unref();

@@ -212,6 +212,24 @@ describe("idle timeout and automatic pings", () => {
     assert.equal(await limitCount(port, "idle"), 0);
   });
 
+  it("does not count a long stall of the server's event loop as the peers' idle time", async () => {
+    const { url, port } = await startEchoServer(resources, {
+      pingInterval: 100,
+      idleTimeout: 1200,
+    });
+    const peer = await openWs(url);
+    await new Promise<void>((resolve) => peer.ws.once("ping", () => resolve()));
+    // Twice the idle timeout with the loop blocked (a long handler, a process starved of CPU):
+    // nobody, server or peer, could say anything meanwhile.
+    const until = Date.now() + 2500;
+    while (Date.now() < until);
+    await sleep(400);
+    assert.equal(peer.closeInfo, null, "still connected");
+    peer.ws.send("after the stall");
+    assert.equal((await peer.next()).data.toString(), "after the stall");
+    assert.equal(await limitCount(port, "idle"), 0);
+  });
+
   it("does not close a client for idleness when it was the server that stalled", async () => {
     const { port } = await startEchoServer(resources, { pingInterval: 0, idleTimeout: 200 });
     const raw = resources.add(await RawClient.connect(port), (r) => r.destroy());
