@@ -219,6 +219,7 @@ describe("idle timeout and automatic pings", () => {
     });
     const peer = await openWs(url);
     await new Promise<void>((resolve) => peer.ws.once("ping", () => resolve()));
+    await sleep(30); // the server reads the pong: nothing is left in flight
     // Twice the idle timeout with the loop blocked (a long handler, a process starved of CPU):
     // nobody, server or peer, could say anything meanwhile.
     const until = Date.now() + 2500;
