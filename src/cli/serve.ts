@@ -110,6 +110,10 @@ export async function runServe(
     };
   if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
     flagValues.static = defaults.staticDir;
+  // The built-in chat demo replays its last 50 messages to a newcomer (from the topic history).
+  const historyGiven = argv.some((arg) => arg === "--history" || arg.startsWith("--history="));
+  if (positionals[0] === undefined && defaults !== undefined && !historyGiven)
+    flagValues.history = 50;
   const serverOptions = toServerOptions("serve", flagValues);
   const createBus = await createBusFactory("serve", flagValues);
   // A script without a folder of its own gets the built-in console page at /.

@@ -72,7 +72,7 @@ export class ScriptApp {
       ...(options.createBus !== undefined
         ? { bus: options.createBus(options.metrics, options.logger) }
         : {}),
-      ...(options.historyLength !== undefined ? { historyLength: options.historyLength } : {}),
+      historyLength: options.historyLength ?? options.serverOptions.historyLength ?? 0,
     });
     const host = await LuaHost.create(hostOptions(options, hub));
     try {
