@@ -52,7 +52,10 @@ test("a malformed --redis URL is an ArgsError (exit 2) naming the problem, never
     (error: unknown) => {
       assert.ok(error instanceof ArgsError);
       assert.equal(error.exitCode, 2);
-      assert.match(error.message, /^moonsocket serve: --redis: invalid Redis URL "redis:\/\/user:\*\*\*@host:99999"/);
+      assert.match(
+        error.message,
+        /^moonsocket serve: --redis: invalid Redis URL "redis:\/\/user:\*\*\*@host:99999"/,
+      );
       assert.doesNotMatch(error.message, /hunter2/);
       return true;
     },
