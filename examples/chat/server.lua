@@ -11,6 +11,10 @@
 -- A client must present the room token in the URL (?token=...) or it is closed with 4001.
 -- Room messages go to the clients that have joined (said a hello that was accepted) only:
 -- those subscribed to the topic ROOM.
+-- What was said is published on its own topic SAID, whose last messages the server keeps
+-- (`moonsocket serve --history 50`, the default of the built-in demo): a newcomer is given them
+-- with _history, right with --workers and across --redis nodes, where a list in this script
+-- would only know what was said on its own process.
 -- A nickname is 1 to 24 ASCII letters, digits, "_" or "-": no spaces, so that "/w name text"
 -- can always reach it. A refused hello gets an error and leaves the client connected, free to
 -- send another.
@@ -18,14 +22,14 @@ local cjson = require "cjson.safe"
 local log = require "moonsocket"
 
 local TOKEN = "moon"          -- the room's token; clients connect with ?token=moon
-local HISTORY_SIZE = 50       -- messages replayed to a newcomer
+local HISTORY_SIZE = 50       -- messages replayed to a newcomer, at most (and --history N)
 local MAX_TEXT = 2000         -- longest message, in bytes
 local MAX_NAME = 24           -- longest nickname, in characters (all ASCII)
 local ROOM = "room"           -- the topic of the clients that have joined
+local SAID = "room:said"      -- what they said (the topic whose history is replayed)
 
 local names = {}      -- client id -> nickname
 local ids = {}        -- nickname -> client id
-local history = {}    -- last HISTORY_SIZE "say" messages
 
 local function send(id, message) _send(id, cjson.encode(message)) end
 -- To everyone who has joined (a publish is framed once for all of them).
@@ -45,9 +49,14 @@ local function user_list()
   return list
 end
 
-local function remember(message)
-  history[#history + 1] = message
-  if #history > HISTORY_SIZE then table.remove(history, 1) end
+-- The last HISTORY_SIZE messages said in the room, oldest first (kept by the server).
+local function recent()
+  local said = _history(SAID)
+  local list = {}
+  for i = math.max(1, #said - HISTORY_SIZE + 1), #said do
+    list[#list + 1] = cjson.decode(said[i])
+  end
+  return #list > 0 and list or cjson.empty_array
 end
 
 local function query_param(query, key)
@@ -81,12 +90,14 @@ local function hello(id, request)
   if names[id] then  -- a new nickname: the old one leaves
     ids[names[id]] = nil
     _unsubscribe(id, ROOM)
+    _unsubscribe(id, SAID)
     publish({ type = "leave", name = names[id] })
   end
   names[id], ids[name] = name, id
-  send(id, { type = "welcome", id = id, name = name, users = user_list(), history = #history > 0 and history or cjson.empty_array })
+  send(id, { type = "welcome", id = id, name = name, users = user_list(), history = recent() })
   publish({ type = "join", name = name })  -- before subscribing: the joiner has its welcome
   _subscribe(id, ROOM)
+  _subscribe(id, SAID)
   publish({ type = "users", users = user_list() })
 end
 
@@ -100,8 +111,7 @@ function main(id, message)
   if text == "" then return end
   if request.type == "say" then
     local said = { type = "say", from = name, text = text, time = os.time() }
-    remember(said)
-    publish(said)
+    _publish(SAID, cjson.encode(said))
   elseif request.type == "whisper" then
     local target = ids[request.to]
     if not target then return send(id, { type = "error", message = "no user named '" .. tostring(request.to) .. "'" }) end

@@ -5,7 +5,9 @@ import { describeLuaEngine } from "../lua/vm/create-engine.js";
 import { type LuaEngineKind, LuaError } from "../lua/vm/engine.js";
 import { createLogger } from "../observability/logger.js";
 import { MetricsRegistry } from "../observability/metrics.js";
+import { BusError } from "../server/bus.js";
 import { ArgsError, defineCommand, formatHelp, parseCommandArgs } from "./args.js";
+import { CLUSTER_FLAGS, type ClusterFlagValues, createBusFactory } from "./cluster-flags.js";
 import { describeEndpoint, describeListenError } from "./lifecycle.js";
 import { ScriptWatcher } from "./script-watcher.js";
 import { SERVER_FLAGS, type ServerFlagValues, toServerOptions } from "./server-flags.js";
@@ -20,6 +22,7 @@ export const SERVE_COMMAND = defineCommand({
   ],
   options: {
     ...SERVER_FLAGS,
+    ...CLUSTER_FLAGS,
     cpuBudget: {
       type: "duration",
       min: 1,
@@ -72,7 +75,11 @@ export const SERVE_COMMAND = defineCommand({
       description: "reload the script when it or a module it requires changes",
     },
   },
-  examples: ["moonsocket serve app.lua", "moonsocket serve chat.lua --static public --port 8080"],
+  examples: [
+    "moonsocket serve app.lua",
+    "moonsocket serve chat.lua --static public --port 8080",
+    "moonsocket serve chat.lua --redis redis://127.0.0.1:6379 --history 50",
+  ],
 });
 
 /** `moonsocket serve`: resolves with the exit code once the server has shut down. */
@@ -90,19 +97,25 @@ export async function runServe(
     throw new ArgsError("moonsocket serve: missing script.lua; see 'moonsocket serve --help'");
   if (!existsSync(scriptPath))
     throw new ArgsError(`moonsocket serve: no such script '${scriptPath}'`);
-  const flagValues = values as unknown as ServerFlagValues & {
-    cpuBudget: number;
-    memoryLimit: number;
-    maxTimers: number;
-    maxListeners: number;
-    maxOutgoing: number;
-    maxTopics: number;
-    luaEngine: LuaEngineKind | "auto" | undefined;
-    watch: boolean;
-  };
+  const flagValues = values as unknown as ServerFlagValues &
+    ClusterFlagValues & {
+      cpuBudget: number;
+      memoryLimit: number;
+      maxTimers: number;
+      maxListeners: number;
+      maxOutgoing: number;
+      maxTopics: number;
+      luaEngine: LuaEngineKind | "auto" | undefined;
+      watch: boolean;
+    };
   if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
     flagValues.static = defaults.staticDir;
+  // The built-in chat demo replays its last 50 messages to a newcomer (from the topic history).
+  const historyGiven = argv.some((arg) => arg === "--history" || arg.startsWith("--history="));
+  if (positionals[0] === undefined && defaults !== undefined && !historyGiven)
+    flagValues.history = 50;
   const serverOptions = toServerOptions("serve", flagValues);
+  const createBus = await createBusFactory("serve", flagValues);
   // A script without a folder of its own gets the built-in console page at /.
   serverOptions.consolePage = serverOptions.staticDir === undefined;
   const pageHint = serverOptions.consolePage ? "for a console" : "in a browser";
@@ -124,6 +137,8 @@ export async function runServe(
     maxListeners: flagValues.maxListeners,
     maxOutgoing: flagValues.maxOutgoing,
     maxTopics: flagValues.maxTopics,
+    historyLength: flagValues.history,
+    ...(createBus !== undefined ? { createBus } : {}),
     ...(flagValues.luaEngine !== undefined ? { luaEngine: flagValues.luaEngine } : {}),
     logger,
     metrics: new MetricsRegistry(),
@@ -232,6 +247,12 @@ async function startApp(
     }
     return true;
   } catch (error) {
+    if (error instanceof BusError) {
+      process.stderr.write(
+        `moonsocket serve: ${error.message} (is Redis running? check --redis)\n`,
+      );
+      return false;
+    }
     process.stderr.write(
       `moonsocket serve: ${describeListenError(
         error as NodeJS.ErrnoException,

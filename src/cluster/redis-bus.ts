@@ -16,7 +16,13 @@ import { hostname } from "node:os";
 import { createClient, RESP_TYPES } from "@redis/client";
 import type { Logger } from "../observability/logger.js";
 import type { Counter, Gauge, MetricsRegistry } from "../observability/metrics.js";
-import { type Bus, BusError, type BusMessage, type BusNode, type BusReceiver } from "./bus.js";
+import {
+  type Bus,
+  BusError,
+  type BusMessage,
+  type BusNode,
+  type BusReceiver,
+} from "../server/bus.js";
 import { checkNodeId, decodeEnvelope, type Envelope, encodeMessage } from "./bus-envelope.js";
 import { ClusterPresence } from "./cluster-presence.js";
 import {
@@ -182,6 +188,19 @@ export class RedisBus implements Bus {
         this.#onMessage,
         true,
       );
+      // With history every node keeps a copy of every topic's (see histories()), so it hears
+      // every publication through one pattern instead of one channel per topic.
+      if (this.#historyLength > 0) {
+        await this.#subscriber.pSubscribe(
+          `${escapeGlob(this.#prefix)}topic:*`,
+          this.#onMessage,
+          true,
+        );
+      } else if (this.#topics.size > 0) {
+        // Topics a script subscribed to while loading, before the bus started.
+        const channels = [...this.#topics].map((topic) => `${this.#prefix}topic:${topic}`);
+        await this.#subscriber.subscribe(channels, this.#onMessage, true);
+      }
       await this.#register("join");
     } catch (error) {
       this.#destroyClients();
@@ -282,11 +301,11 @@ export class RedisBus implements Bus {
   subscribe(topic: string): void {
     if (this.#topics.has(topic)) return;
     this.#topics.add(topic);
-    this.#subscribeTopic(topic);
+    if (this.#historyLength === 0) this.#subscribeTopic(topic);
   }
 
   unsubscribe(topic: string): void {
-    if (!this.#topics.delete(topic)) return;
+    if (!this.#topics.delete(topic) || this.#historyLength > 0) return;
     this.#subscriber
       ?.unsubscribe(`${this.#prefix}topic:${topic}`, this.#onMessage, true)
       .catch((error: unknown) => {
@@ -311,6 +330,34 @@ export class RedisBus implements Bus {
       if (envelope?.kind === "topic") messages.push(envelope.message);
     }
     return messages;
+  }
+
+  /**
+   * Every topic's history in Redis (for the hub's copy at start), oldest first per topic.
+   * @throws {BusError} `"down"` while the link is down.
+   */
+  async histories(): Promise<ReadonlyMap<string, readonly BusMessage[]>> {
+    const found = new Map<string, readonly BusMessage[]>();
+    if (this.#historyLength === 0) return found;
+    const commands = this.#requireUp();
+    const keyStart = `${this.#prefix}history:`;
+    let cursor = "0";
+    do {
+      const [next, keys] = await commands.sendCommand<[string, string[]]>([
+        "SCAN",
+        cursor,
+        "MATCH",
+        `${escapeGlob(keyStart)}*`,
+        "COUNT",
+        "1000",
+      ]);
+      cursor = next;
+      for (const key of keys) {
+        const topic = key.slice(keyStart.length);
+        found.set(topic, await this.history(topic));
+      }
+    } while (cursor !== "0");
+    return found;
   }
 
   /**
@@ -372,7 +419,7 @@ export class RedisBus implements Bus {
   /** The link is back: give Redis our ids, lease and subscriptions again, reload presence. */
   async #recover(): Promise<void> {
     try {
-      for (const topic of this.#topics) this.#subscribeTopic(topic);
+      if (this.#historyLength === 0) for (const topic of this.#topics) this.#subscribeTopic(topic);
       await this.#inSeries(() => this.#register("restore"));
       this.#setUp(true);
     } catch (error) {
@@ -525,7 +572,7 @@ export class RedisBus implements Bus {
         return;
       case "topic": {
         const topic = channel.toString("utf8", Buffer.byteLength(`${this.#prefix}topic:`));
-        if (this.#topics.has(topic)) {
+        if (this.#historyLength > 0 || this.#topics.has(topic)) {
           this.#callReceiver((receiver) => receiver.deliverTopic(topic, envelope.message));
         }
         return;
@@ -587,6 +634,11 @@ export class RedisBus implements Bus {
       return await commands.sendCommand<T>(["EVAL", which.source, "0", ...argv]);
     }
   }
+}
+
+/** `text` with Redis's glob characters escaped, for a MATCH or PSUBSCRIBE pattern. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, "\\$&");
 }
 
 function positiveInteger(value: number, name: string): number {

@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import type { Logger } from "../observability/logger.js";
 import type { MetricsRegistry } from "../observability/metrics.js";
+import type { Bus } from "../server/bus.js";
+import { Hub } from "../server/hub.js";
 import type { WebSocketServer } from "../server/server.js";
 import type { ServerOptions } from "../server/server-options.js";
 import { LuaHost, type LuaHostOptions } from "./host/lua-host.js";
@@ -40,6 +42,13 @@ export interface ScriptAppOptions {
   offline?: boolean;
   /** Called with the absolute path of every module file the script `require`s from its folder. */
   onModuleLoaded?: (file: string) => void;
+  /**
+   * Makes the bus of the cluster this application is a node of (`--redis`), with the metrics
+   * and log of its server. Default: none (one process).
+   */
+  createBus?: (metrics: MetricsRegistry, logger: Logger) => Bus;
+  /** Messages kept per topic for `_history` and `moonsocket.history` (`--history`). Default 0. */
+  historyLength?: number;
 }
 
 /** A Lua script serving WebSockets: the Lua state, its style and its server(s). */
@@ -58,7 +67,14 @@ export class ScriptApp {
   static async create(options: ScriptAppOptions): Promise<ScriptApp> {
     const source = readFileSync(options.scriptPath, "utf8");
     const style = detectStyle(source);
-    const host = await LuaHost.create(hostOptions(options));
+    const hub = new Hub({
+      logger: options.logger,
+      ...(options.createBus !== undefined
+        ? { bus: options.createBus(options.metrics, options.logger) }
+        : {}),
+      historyLength: options.historyLength ?? options.serverOptions.historyLength ?? 0,
+    });
+    const host = await LuaHost.create(hostOptions(options, hub));
     try {
       const runtime = await createRuntime(style, host, options);
       await runtime.load();
@@ -81,7 +97,7 @@ export class ScriptApp {
       detectStyle(readFileSync(options.scriptPath, "utf8")) !== this.style
     )
       return false;
-    const host = await LuaHost.create(hostOptions(options));
+    const host = await LuaHost.create(hostOptions(options, this.host.hub));
     let runtime: StyleRuntime;
     try {
       runtime = this.runtime.reloadInto(host);
@@ -109,9 +125,10 @@ export class ScriptApp {
 }
 
 /** The Lua state's settings out of the application's (the limits given, the rest default). */
-function hostOptions(options: ScriptAppOptions): LuaHostOptions {
+function hostOptions(options: ScriptAppOptions, hub: Hub): LuaHostOptions {
   return {
     scriptPath: options.scriptPath,
+    hub,
     logger: options.logger,
     metrics: options.metrics,
     ...(options.onModuleLoaded !== undefined ? { onModuleLoaded: options.onModuleLoaded } : {}),
@@ -133,7 +150,12 @@ function createRuntime(
   options: ScriptAppOptions,
 ): Promise<StyleRuntime> {
   return styleNamed(style).create(host, {
-    serverOptions: { ...options.serverOptions, logger: options.logger, metrics: options.metrics },
+    serverOptions: {
+      ...options.serverOptions,
+      logger: options.logger,
+      metrics: options.metrics,
+      hub: host.hub,
+    },
     ...(options.portOverride !== undefined ? { portOverride: options.portOverride } : {}),
     ...(options.maxListeners !== undefined ? { maxListeners: options.maxListeners } : {}),
     ...(options.offline ? { offline: true } : {}),

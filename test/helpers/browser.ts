@@ -41,7 +41,11 @@ export interface RunningExample extends RunningScript {
 export async function startExample(name: string): Promise<RunningExample> {
   const dir = join(EXAMPLES_DIR, name);
   const running = await startScript(join(dir, "server.lua"), {
-    serverOptions: { staticDir: join(dir, "public") },
+    // As `npm start` serves the chat demo: with the last 50 messages of each topic kept.
+    serverOptions: {
+      staticDir: join(dir, "public"),
+      ...(name === "chat" ? { historyLength: 50 } : {}),
+    },
   });
   return { ...running, httpUrl: running.url.replace(/^ws/, "http") };
 }

@@ -1,4 +1,6 @@
 import type { Logger } from "../../observability/logger.js";
+import { isValidUtf8 } from "../../protocol/utf8.js";
+import type { Hub } from "../../server/hub.js";
 import type { HostFunction, LuaRef } from "../vm/engine.js";
 
 /** What the host API is built on (a LuaHost): the log, the script's name and its timers. */
@@ -9,6 +11,15 @@ export interface HostServices {
   monotonicMs(): number;
   setTimer(ms: number, fn: LuaRef, repeat: boolean): number;
   cancelTimer(id: number): boolean;
+  /** Where the script's `publish`, `subscribe` and `history` go (every style shares one). */
+  readonly hub: Hub;
+  /**
+   * Calls `fn(message, topic)` for every publication on `topic`, until it is ended or the script
+   * goes. Returns the subscription's id.
+   */
+  subscribeScript(topic: string, fn: LuaRef): number;
+  /** Ends one subscription (by id) or every one of a topic (by name); false when none was found. */
+  unsubscribeScript(which: string | number): boolean;
 }
 
 type Level = "debug" | "info" | "warn" | "error";
@@ -90,5 +101,31 @@ export function createMoonsocketModule(host: HostServices): Record<string, HostF
     set_timeout: timerFunction(false),
     set_interval: timerFunction(true),
     cancel_timer: (args) => host.cancelTimer(args.integer(1)),
+    ...createTopicFunctions(host),
   };
+}
+
+/**
+ * `publish(topic, msg [, binary])`, `subscribe(topic, fn)`, `unsubscribe(topic)` and
+ * `history(topic)`: topics for the whole script, cluster-wide when the server is a node of one.
+ * A message is text when it is valid UTF-8 (as `_publish`), unless `binary` says otherwise.
+ */
+function createTopicFunctions(host: HostServices): Record<string, HostFunction> {
+  return {
+    publish: (args) => {
+      const topic = args.string(1);
+      const data = args.bytes(2);
+      const binary = args.isNil(3) ? !isValidUtf8(data) : args.boolean(3);
+      return host.hub.publish(topic, data, binary);
+    },
+    subscribe: (args) => host.subscribeScript(args.string(1), args.ref(2)),
+    unsubscribe: (args) =>
+      host.unsubscribeScript(args.type(1) === "number" ? args.integer(1) : args.string(1)),
+    history: (args) => host.hub.history(args.string(1)).map((message) => toBytes(message.data)),
+  };
+}
+
+function toBytes(data: string | Uint8Array): Buffer {
+  if (typeof data === "string") return Buffer.from(data, "utf8");
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }

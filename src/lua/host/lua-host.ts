@@ -1,6 +1,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import type { Logger } from "../../observability/logger.js";
 import type { Counter, MetricsRegistry } from "../../observability/metrics.js";
+import { Hub } from "../../server/hub.js";
 import { createLuaEngine } from "../vm/create-engine.js";
 import {
   type LuaEngine,
@@ -38,6 +39,11 @@ export interface LuaHostOptions {
   metrics?: MetricsRegistry;
   /** Called with the absolute path of every module file the script `require`s from its folder. */
   onModuleLoaded?: (file: string) => void;
+  /**
+   * The hub of the script's server(s), for `moonsocket.publish`/`subscribe`/`history`. Default:
+   * a hub of its own (topics within the script).
+   */
+  hub?: Hub;
 }
 
 /** The longest delay Node's timers take (2^31 − 1 ms). */
@@ -72,6 +78,10 @@ export class LuaHost implements HostServices {
   /** When each throttled limit was last logged (see limitHit). */
   private readonly limitLoggedAt = new Map<string, number>();
   private readonly startedAt = performance.now();
+  readonly hub: Hub;
+  /** The script's topic subscriptions by id: their topic and how to end each. */
+  private readonly subscriptions = new Map<number, { topic: string; end(): void }>();
+  private nextSubscriptionId = 1;
 
   private constructor(engine: LuaEngine, options: LuaHostOptions, errors: Counter | null) {
     this.engine = engine;
@@ -82,6 +92,35 @@ export class LuaHost implements HostServices {
     this.maxTimers = options.maxTimers ?? DEFAULT_MAX_TIMERS;
     this.maxOutgoing = options.maxOutgoing ?? DEFAULT_MAX_OUTGOING;
     this.maxTopics = options.maxTopics ?? DEFAULT_MAX_TOPICS;
+    this.hub = options.hub ?? new Hub({ logger: this.logger });
+  }
+
+  subscribeScript(topic: string, fn: LuaRef): number {
+    const stop = this.hub.listen(topic, (message, from) => {
+      if (this.engine.closed) return;
+      this.callProtected(`subscription to ${from}`, fn, message.data, from);
+      this.afterEvent();
+    });
+    const id = this.nextSubscriptionId++;
+    this.subscriptions.set(id, {
+      topic,
+      end: () => {
+        stop();
+        fn.release();
+      },
+    });
+    return id;
+  }
+
+  unsubscribeScript(which: string | number): boolean {
+    let ended = false;
+    for (const [id, subscription] of this.subscriptions) {
+      if (id !== which && subscription.topic !== which) continue;
+      this.subscriptions.delete(id);
+      subscription.end();
+      ended = true;
+    }
+    return ended;
   }
 
   /** Milliseconds since the script started (the clock of `monotonic` in every style). */
@@ -268,6 +307,8 @@ export class LuaHost implements HostServices {
 
   /** Stops every timer and frees the Lua state. */
   close(): void {
+    for (const subscription of this.subscriptions.values()) subscription.end();
+    this.subscriptions.clear();
     for (const timer of this.timers.values()) if (timer !== null) clearTimeout(timer);
     this.timers.clear();
     this.engine.close();

@@ -36,6 +36,17 @@ M.set_interval = host.set_interval
 --- Cancels a timer; false when it already fired.
 M.cancel = host.cancel_timer
 
+--- publish(topic, msg [, binary]): to every subscriber of `topic` (clients and scripts, on every
+--- node of the cluster); returns the number of receivers on this node.
+M.publish = host.publish
+--- subscribe(topic, fn): calls fn(msg, topic) for every message published on `topic`; returns a
+--- subscription id for unsubscribe.
+M.subscribe = host.subscribe
+--- unsubscribe(id or topic): ends one subscription, or every one of a topic; false when none.
+M.unsubscribe = host.unsubscribe
+--- history(topic): the last messages published on `topic`, oldest first (see --history).
+M.history = host.history
+
 -- `print` goes to the server log at level info, as ngx's print does: its arguments
 -- concatenated, no separator (OpenResty's tutorial snippets, which need no ngx, run in this
 -- style and print so).

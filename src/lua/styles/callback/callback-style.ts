@@ -108,6 +108,9 @@ export class CallbackStyle implements ServerHooks {
       const binary = args.count >= 3 ? args.boolean(3) : !isValidUtf8(data);
       return server.hub.publish(args.string(1), data, binary);
     });
+    register("_history", (args) =>
+      server.hub.history(args.string(1)).map((message) => Buffer.from(message.data)),
+    );
     register("_setTimeout", (args) => this.host.setTimer(args.number(1), args.ref(2), false));
     register("_setInterval", (args) => this.host.setTimer(args.number(1), args.ref(2), true));
     register("_clearTimer", (args) => this.host.cancelTimer(args.integer(1)));
@@ -132,7 +135,7 @@ export class CallbackStyle implements ServerHooks {
         protocol: client.protocol,
       };
     });
-    register("_clients", () => Array.from(server.hub.allClients(), (client) => client.id));
+    register("_clients", () => Array.from(server.hub.clientIds()));
     const source = readFileSync(this.host.scriptPath);
     engine.run(source, `@${this.host.scriptName}`);
     this.main = this.functionGlobal("main");
