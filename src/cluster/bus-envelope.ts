@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { BusMessage } from "./bus.js";
+import type { BusMessage } from "../server/bus.js";
 
 /** What an envelope says. */
 export type Envelope =

@@ -6,9 +6,9 @@
  * @module
  */
 
+import { type Bus, BusError, type BusMessage, type BusNode } from "../server/bus.js";
 import { ClientIds } from "../server/client-ids.js";
-import { type Bus, BusError, type BusMessage, type BusNode } from "./bus.js";
-import { TopicHistory } from "./topic-history.js";
+import { TopicHistory } from "../server/topic-history.js";
 
 /** Options of {@link LocalBus}. */
 export interface LocalBusOptions {

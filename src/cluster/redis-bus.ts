@@ -16,7 +16,13 @@ import { hostname } from "node:os";
 import { createClient, RESP_TYPES } from "@redis/client";
 import type { Logger } from "../observability/logger.js";
 import type { Counter, Gauge, MetricsRegistry } from "../observability/metrics.js";
-import { type Bus, BusError, type BusMessage, type BusNode, type BusReceiver } from "./bus.js";
+import {
+  type Bus,
+  BusError,
+  type BusMessage,
+  type BusNode,
+  type BusReceiver,
+} from "../server/bus.js";
 import { checkNodeId, decodeEnvelope, type Envelope, encodeMessage } from "./bus-envelope.js";
 import { ClusterPresence } from "./cluster-presence.js";
 import {

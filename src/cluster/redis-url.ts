@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BusError } from "./bus.js";
+import { BusError } from "../server/bus.js";
 
 /** A checked Redis URL. */
 export interface RedisAddress {

@@ -1,6 +1,8 @@
 import type { Logger } from "../observability/logger.js";
 import type { MetricsRegistry } from "../observability/metrics.js";
 import type { DeflateOptions } from "../protocol/permessage-deflate.js";
+import type { Bus } from "./bus.js";
+import type { Hub } from "./hub.js";
 
 /** Server settings. Sizes in bytes, durations in milliseconds. */
 export interface ServerOptions {
@@ -56,6 +58,20 @@ export interface ServerOptions {
   logger?: Logger;
   /** Metrics registry to register the server's metrics in. Default: a new one. */
   metrics?: MetricsRegistry;
+  /**
+   * The cluster this server is a node of (e.g. a `RedisBus`): ids, `sendTo`, `broadcast`,
+   * `publish` and the client list then span every node. The server starts it in `listen` and
+   * stops it in `close`; while it is down, upgrades are refused with 503 and local delivery goes
+   * on. Default: none (one process, no overhead).
+   */
+  bus?: Bus;
+  /** Messages kept per topic for `server.hub.history(topic)`. Default 0 (history off). */
+  historyLength?: number;
+  /**
+   * A hub shared with other servers (a script listening on several addresses); `bus` and
+   * `historyLength` are then the hub's. Default: the server makes its own.
+   */
+  hub?: Hub;
 }
 
 /** The defaults of `ServerOptions`, in one place for the docs, the CLI and the server. */

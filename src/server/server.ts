@@ -19,6 +19,7 @@ import {
 } from "../protocol/permessage-deflate.js";
 import { IdleSweeper, type LimitKind, SocketTransport } from "../transport/socket-transport.js";
 import { ZlibCompressor } from "../transport/zlib-compressor.js";
+import type { Bus, BusNode } from "./bus.js";
 import { Hub } from "./hub.js";
 import { createPageHandler } from "./page-handler.js";
 import { type ClientOwner, type SendStatus, ServerClient } from "./server-client.js";
@@ -29,7 +30,16 @@ import type { StaticHandler } from "./static-files.js";
 type Resolved = Required<
   Omit<
     ServerOptions,
-    "path" | "staticDir" | "consolePage" | "tls" | "perMessageDeflate" | "logger" | "metrics"
+    | "path"
+    | "staticDir"
+    | "consolePage"
+    | "tls"
+    | "perMessageDeflate"
+    | "logger"
+    | "metrics"
+    | "bus"
+    | "historyLength"
+    | "hub"
   >
 >;
 
@@ -102,6 +112,8 @@ export class WebSocketServer implements ClientOwner {
   private readonly secure: boolean;
   private readonly startedAt = Date.now();
   private shuttingDown: Promise<void> | null = null;
+  /** Ids taken from the bus for upgrade requests not yet answered. */
+  private readonly reservedIds = new WeakMap<IncomingMessage, number>();
 
   constructor(options: ServerOptions = {}) {
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
@@ -116,7 +128,9 @@ export class WebSocketServer implements ClientOwner {
     this.logger = options.logger ?? createLogger();
     this.metricsRegistry = options.metrics ?? new MetricsRegistry();
     this.metrics = new ServerMetrics(this.metricsRegistry);
-    this.hub = new Hub(this.metrics.messagesSent);
+    this.hub = options.hub ?? this.createHub(options);
+    // A hub shared by several servers counts its deliveries in the first one's metrics.
+    if (options.hub !== undefined) options.hub.countDeliveriesIn(this.metrics.messagesSent);
     this.metricsRegistry.gauge({
       name: "moonsocket_topics",
       help: "Topics with at least one subscriber.",
@@ -163,6 +177,15 @@ export class WebSocketServer implements ClientOwner {
     );
   }
 
+  private createHub(options: ServerOptions): Hub {
+    return new Hub({
+      messagesSent: this.metrics.messagesSent,
+      logger: this.logger,
+      ...(options.bus !== undefined ? { bus: options.bus } : {}),
+      ...(options.historyLength !== undefined ? { historyLength: options.historyLength } : {}),
+    });
+  }
+
   /** Adds a set of hooks; hooks run in the order their sets were added. */
   addHooks(hooks: ServerHooks): this {
     this.hooks.push(hooks);
@@ -176,8 +199,13 @@ export class WebSocketServer implements ClientOwner {
     this.hooks[index] = replacement;
   }
 
-  /** Starts listening and runs the startup hooks. Resolves with the bound address. */
+  /**
+   * Joins the cluster (with a bus), starts listening and runs the startup hooks. Resolves with
+   * the bound address.
+   * @throws {BusError} `"unreachable"` when the bus cannot reach its cluster.
+   */
   async listen(): Promise<AddressInfo> {
+    await this.hub.start();
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) => reject(error);
       this.httpServer.once("error", onError);
@@ -298,6 +326,7 @@ export class WebSocketServer implements ClientOwner {
     for (const client of this.hub.allClients()) client.terminate();
     this.httpServer.closeAllConnections();
     await closed;
+    await this.hub.stop();
   }
 
   // ---- HTTP ---------------------------------------------------------------------------
@@ -310,6 +339,7 @@ export class WebSocketServer implements ClientOwner {
         status: this.shuttingDown ? "stopping" : "ok",
         connections: this.hub.clientCount,
         uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+        ...(this.hub.bus === null ? {} : { cluster: await describeCluster(this.hub.bus) }),
       });
       res.writeHead(this.shuttingDown ? 503 : 200, {
         "Content-Type": "application/json",
@@ -462,10 +492,65 @@ export class WebSocketServer implements ClientOwner {
       this.reject(socket, req, 404, `no WebSocket endpoint at ${path}`);
       return;
     }
+    if (this.hub.idsFromBus) {
+      this.upgradeWithClusterId(req, socket, head).catch((error: unknown) =>
+        this.logger.error("upgrade failed", { err: error }),
+      );
+      return;
+    }
+    this.dispatchUpgrade(req, socket, head);
+  }
+
+  private dispatchUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     for (const hooks of this.hooks) {
       if (hooks.onUpgradeRequest?.(req, socket, head)) return;
     }
     this.acceptUpgrade(req, socket, head);
+  }
+
+  /**
+   * With a bus the id may come from the network: take it before the handshake is answered (and
+   * before the hooks, which accept synchronously), give it back if no client gets it.
+   */
+  private async upgradeWithClusterId(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+  ): Promise<void> {
+    let id: number;
+    try {
+      id = await this.hub.takeId();
+    } catch (error) {
+      this.reject(socket, req, 503, `cluster unavailable, try again later (${describe(error)})`);
+      return;
+    }
+    if (socket.destroyed || this.shuttingDown) {
+      this.hub.releaseId(id);
+      if (!socket.destroyed) this.reject(socket, req, 503, "server is shutting down");
+      return;
+    }
+    this.reservedIds.set(req, id);
+    socket.once("close", () => {
+      const unused = this.reservedIds.get(req);
+      if (unused === undefined) return;
+      this.reservedIds.delete(req);
+      this.hub.releaseId(unused);
+    });
+    this.dispatchUpgrade(req, socket, head);
+  }
+
+  /** The id taken for an upgrade request; it moves to the client when the upgrade succeeds. */
+  private takeReservedId(req: IncomingMessage): number {
+    const reserved = this.reservedIds.get(req);
+    if (reserved !== undefined) {
+      this.reservedIds.delete(req);
+      return reserved;
+    }
+    const id = this.hub.takeId();
+    if (typeof id !== "number") {
+      throw new TypeError("acceptUpgrade needs an id taken before; call it from onUpgradeRequest");
+    }
+    return id;
   }
 
   /**
@@ -525,7 +610,7 @@ export class WebSocketServer implements ClientOwner {
     if (!socket.writable) return null;
     socket.write(buildUpgradeResponse(request.key, { protocol, extensions }));
     const full = this.hub.clientCount >= this.options.maxConnections;
-    const id = this.hub.takeId();
+    const id = this.takeReservedId(req);
     const client = new ServerClient(id, this, {
       path,
       query,
@@ -690,6 +775,21 @@ export class WebSocketServer implements ClientOwner {
 
 function ignore(): void {
   // Socket errors surface as 'close'; nothing to add.
+}
+
+/** The cluster as /healthz shows it: this node, whether its link is up, the nodes alive. */
+async function describeCluster(bus: Bus): Promise<Record<string, unknown>> {
+  let nodes: readonly BusNode[] | null = null;
+  try {
+    nodes = await bus.nodes();
+  } catch {
+    // The link is down: say so rather than fail the health check (local clients are served).
+  }
+  return { node: bus.nodeId, up: bus.up, nodes };
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function delay(ms: number): Promise<void> {

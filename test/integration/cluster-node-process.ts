@@ -3,10 +3,11 @@
  * the fork IPC channel. Requests are `{ seq, op, ...args }`, answered with `{ seq, result }` or
  * `{ seq, error }`; what the bus delivers is reported as `{ event, ... }`.
  */
-import type { BusMessage } from "../../src/cluster/bus.js";
+
 import { RedisBus } from "../../src/cluster/redis-bus.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { MetricsRegistry } from "../../src/observability/metrics.js";
+import type { BusMessage } from "../../src/server/bus.js";
 
 interface Request {
   readonly seq: number;

@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { createClient } from "@redis/client";
-import type { BusMessage, BusReceiver } from "../../src/cluster/bus.js";
 import { RedisBus } from "../../src/cluster/redis-bus.js";
 import { MetricsRegistry } from "../../src/observability/metrics.js";
+import type { BusMessage, BusReceiver } from "../../src/server/bus.js";
 import {
   captureLogger,
   type LogCapture,

@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { type ChildProcess, fork } from "node:child_process";
 import { after, afterEach, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { BusMessage } from "../../src/cluster/bus.js";
 import { RedisBus } from "../../src/cluster/redis-bus.js";
 import { MetricsRegistry } from "../../src/observability/metrics.js";
+import type { BusMessage } from "../../src/server/bus.js";
 import {
   captureLogger,
   PATIENCE_MS,

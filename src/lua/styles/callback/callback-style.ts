@@ -132,7 +132,7 @@ export class CallbackStyle implements ServerHooks {
         protocol: client.protocol,
       };
     });
-    register("_clients", () => Array.from(server.hub.allClients(), (client) => client.id));
+    register("_clients", () => Array.from(server.hub.clientIds()));
     const source = readFileSync(this.host.scriptPath);
     engine.run(source, `@${this.host.scriptName}`);
     this.main = this.functionGlobal("main");

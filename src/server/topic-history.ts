@@ -32,8 +32,39 @@ export class TopicHistory {
     if (messages.length > this.#length) messages.shift();
   }
 
+  /**
+   * Puts `earlier` (a topic's history loaded from the cluster) before what was appended since.
+   * The load and the live publications overlap by a few messages at most (those published while
+   * it was read): the longest run of messages at the end of `earlier` that starts the current
+   * list, byte for byte, is kept once.
+   */
+  prepend(topic: string, earlier: readonly BusMessage[]): void {
+    if (this.#length === 0 || earlier.length === 0) return;
+    const since = this.#topics.get(topic) ?? [];
+    let overlap = Math.min(earlier.length, since.length);
+    while (overlap > 0 && !startsWithTail(since, earlier, overlap)) overlap--;
+    const merged = [...earlier, ...since.slice(overlap)];
+    this.#topics.set(topic, merged.slice(-this.#length));
+  }
+
   /** `topic`'s messages, oldest first (a copy; empty when none). */
   get(topic: string): readonly BusMessage[] {
     return [...(this.#topics.get(topic) ?? [])];
   }
+}
+
+/** True when the first `count` of `since` are the last `count` of `earlier`. */
+function startsWithTail(
+  since: readonly BusMessage[],
+  earlier: readonly BusMessage[],
+  count: number,
+): boolean {
+  for (let i = 0; i < count; i++) {
+    if (!sameMessage(since[i]!, earlier[earlier.length - count + i]!)) return false;
+  }
+  return true;
+}
+
+function sameMessage(a: BusMessage, b: BusMessage): boolean {
+  return a.binary === b.binary && Buffer.from(a.data).equals(Buffer.from(b.data));
 }

@@ -1,5 +1,7 @@
 /**
  * The bus: what a server's hub talks to for everything that crosses a process or a machine.
+ * The hub owns this port (it lives in server/), the cluster implements it (cluster/local-bus.ts,
+ * redis-bus.ts, worker-bus.ts): dependencies point from cluster to server, never back.
  *
  * ## Design
  *
@@ -160,4 +162,13 @@ export interface Bus {
 
   /** The nodes of the cluster (for /healthz). Asynchronous. */
   nodes(): Promise<readonly BusNode[]>;
+
+  /**
+   * Every topic's history, for the copy a hub keeps so that its `history(topic)` is synchronous.
+   * A bus that implements it must, while history is on, also deliver every topic's publications
+   * from other nodes ({@link BusReceiver.deliverTopic}), subscribed or not, so the copy stays
+   * whole. A bus without it (or with history off) leaves the hub with the history of what this
+   * node published and received.
+   */
+  histories?(): Promise<ReadonlyMap<string, readonly BusMessage[]>>;
 }
