@@ -7,9 +7,9 @@
  * @module
  */
 
+import type { BusMessage } from "../server/bus.js";
 import { ClientIds } from "../server/client-ids.js";
-import type { BusMessage } from "./bus.js";
-import { TopicHistory } from "./topic-history.js";
+import { TopicHistory } from "../server/topic-history.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./worker-messages.js";
 
 /** The primary's end of one worker's IPC channel. */
@@ -117,7 +117,8 @@ export class WorkerBusBroker {
       case "sub": {
         member.topics.add(message.topic);
         let subscribers = this.#subscribers.get(message.topic);
-        if (subscribers === undefined) this.#subscribers.set(message.topic, (subscribers = new Set()));
+        if (subscribers === undefined)
+          this.#subscribers.set(message.topic, (subscribers = new Set()));
         subscribers.add(member);
         return true;
       }

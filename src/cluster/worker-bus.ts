@@ -16,7 +16,13 @@
  * @module
  */
 
-import { type Bus, BusError, type BusMessage, type BusNode, type BusReceiver } from "./bus.js";
+import {
+  type Bus,
+  BusError,
+  type BusMessage,
+  type BusNode,
+  type BusReceiver,
+} from "../server/bus.js";
 import type { PrimaryChannel, PrimaryToWorker } from "./worker-messages.js";
 
 interface Pending<T> {

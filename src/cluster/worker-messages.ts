@@ -37,7 +37,7 @@ export type WorkerToPrimary =
   | { readonly ms: "history"; readonly seq: number; readonly topic: string }
   | { readonly ms: "nodes"; readonly seq: number }
   // ---- the supervisor (workers.ts, worker-process.ts) ----
-  | { readonly ms: "listening"; readonly urls: readonly string[] }
+  | { readonly ms: "listening"; readonly banners: readonly string[] }
   | { readonly ms: "scrape"; readonly seq: number }
   | {
       readonly ms: "stats";

@@ -98,9 +98,9 @@ export class WorkerProcess {
     this.#stats = stats;
   }
 
-  /** Tells the primary this worker listens on `urls`. */
-  announce(urls: readonly string[]): void {
-    this.channel.send({ ms: "listening", urls });
+  /** Tells the primary this worker listens; `banners` are the lines the primary may print. */
+  announce(banners: readonly string[]): void {
+    this.channel.send({ ms: "listening", banners });
   }
 
   /**

@@ -28,13 +28,13 @@ import { mergeWorkerMetrics } from "./metrics-merge.js";
 import { MemorySharedDictStore } from "./shared-dict-memory.js";
 import { type SharedDictChannel, SharedDictPipeServer } from "./shared-dict-pipe-server.js";
 import { WorkerBusBroker, type WorkerPort } from "./worker-bus-broker.js";
-import { WORKER_ENV } from "./worker-process.js";
 import {
   isWorkerMessage,
   type PrimaryToWorker,
   type WorkerHealth,
   type WorkerToPrimary,
 } from "./worker-messages.js";
+import { WORKER_ENV } from "./worker-process.js";
 
 /** How long a scrape waits for a busy worker before answering without it, in milliseconds. */
 const SCRAPE_PATIENCE_MS = 2_000;
@@ -65,8 +65,8 @@ export interface SupervisorOptions {
   readonly historyLength?: number;
   /** Where the primary logs (its lines carry no worker field: the workers' do). */
   readonly logger: Logger;
-  /** Called once every worker listens, with the URLs the first one reported: print the banner. */
-  readonly onListening: (urls: readonly string[]) => void;
+  /** Called once every worker listens, with the banner lines of worker 1: print them. */
+  readonly onListening: (banners: readonly string[]) => void;
   /** How long workers get to shut down after SIGTERM before they are killed. Default 30,000 ms. */
   readonly shutdownTimeoutMs?: number;
 }
@@ -129,7 +129,7 @@ class Supervisor {
   readonly #scrapes = new Map<number, Scrape>();
   #scrapeSeq = 0;
   /** What worker 1 said it listens on, for the banner. */
-  #firstUrls: readonly string[] = [];
+  #banners: readonly string[] = [];
   #started = false;
   #stopping = false;
   #finish: (code: number) => void = () => {};
@@ -192,7 +192,7 @@ class Supervisor {
     switch (message.ms) {
       case "listening":
         slot.listening = true;
-        if (slot.worker === 1 && !this.#started) this.#firstUrls = message.urls;
+        if (slot.worker === 1 && !this.#started) this.#banners = message.banners;
         this.#checkStarted();
         return;
       case "scrape":
@@ -209,7 +209,7 @@ class Supervisor {
   #checkStarted(): void {
     if (this.#started || this.#stopping || !this.#slots.every((slot) => slot.listening)) return;
     this.#started = true;
-    this.#options.onListening(this.#firstUrls);
+    this.#options.onListening(this.#banners);
     this.#logger.info("workers started", { workers: this.#options.count, pid: process.pid });
   }
 

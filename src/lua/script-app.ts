@@ -6,8 +6,7 @@ import type { ServerOptions } from "../server/server-options.js";
 import { LuaHost, type LuaHostOptions } from "./host/lua-host.js";
 import { detectStyle } from "./styles/detect.js";
 import { type ScriptStyle, styleNamed } from "./styles/registry.js";
-import type { StyleRuntime } from "./styles/style-runtime.js";
-import type { StyleOptions } from "./styles/style-runtime.js";
+import type { StyleOptions, StyleRuntime } from "./styles/style-runtime.js";
 import type { LuaEngineKind } from "./vm/engine.js";
 
 /** Settings of a script-driven application. Durations in milliseconds, sizes in bytes. */

@@ -92,8 +92,8 @@ import type { StyleOptions, StyleRuntime, WorkerPlace } from "../style-runtime.j
 import { createNgxLibrary } from "./ngx-library.js";
 import { firstHeader, type Request } from "./request.js";
 import { requestInfo, requestVariable } from "./request-vars.js";
-import { createSharedDictHost } from "./shared-dict-host.js";
 import { rewriteOpenRestyScript } from "./script-rewrite.js";
+import { createSharedDictHost } from "./shared-dict-host.js";
 
 /** The runtime files loaded into the Lua state, by module name. */
 const RESTY_SOURCES: Record<string, string> = {

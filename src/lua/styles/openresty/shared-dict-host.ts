@@ -18,7 +18,7 @@ import {
   type SharedDictStore,
   type SharedDictValue,
 } from "../../../cluster/shared-dict-store.js";
-import { type HostFunction, type LuaInput, LuaError, luaMulti } from "../../vm/engine.js";
+import { type HostFunction, LuaError, type LuaInput, luaMulti } from "../../vm/engine.js";
 
 /** The `shdict` host function over `store`. */
 export function createSharedDictHost(store: SharedDictStore): Record<string, HostFunction> {
