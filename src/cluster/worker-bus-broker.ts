@@ -42,9 +42,13 @@ export class WorkerBusBroker {
   readonly #holders = new Map<number, Member>();
   readonly #subscribers = new Map<string, Set<Member>>();
   readonly #history: TopicHistory;
+  readonly #historyOn: boolean;
+  /** Topics published on at least once, whose history there is. */
+  readonly #historyTopics = new Set<string>();
 
   constructor(options: WorkerBusBrokerOptions = {}) {
     this.#history = new TopicHistory(options.historyLength ?? 0);
+    this.#historyOn = (options.historyLength ?? 0) > 0;
   }
 
   /** Starts serving a worker (call when it is forked). */
@@ -109,7 +113,14 @@ export class WorkerBusBroker {
         this.#toOthers(member, message);
         return true;
       case "pub":
-        this.#history.append(message.topic, { data: message.data, binary: message.binary });
+        if (this.#historyOn) {
+          // Every worker keeps a copy of every topic's history (Bus.histories), so every
+          // worker gets every publication, subscribed or not.
+          this.#history.append(message.topic, { data: message.data, binary: message.binary });
+          this.#historyTopics.add(message.topic);
+          this.#toOthers(member, message);
+          return true;
+        }
         for (const subscriber of this.#subscribers.get(message.topic) ?? []) {
           if (subscriber !== member) subscriber.port.send(message);
         }
@@ -130,6 +141,15 @@ export class WorkerBusBroker {
           ms: "history-reply",
           seq: message.seq,
           messages: this.#history.get(message.topic).map(toPayload),
+        });
+        return true;
+      case "histories":
+        port.send({
+          ms: "histories-reply",
+          seq: message.seq,
+          topics: [...this.#historyTopics].map(
+            (topic) => [topic, this.#history.get(topic).map(toPayload)] as const,
+          ),
         });
         return true;
       case "nodes":

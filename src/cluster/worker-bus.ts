@@ -133,6 +133,17 @@ export class WorkerBus implements Bus {
     return this.#request<readonly BusMessage[]>((seq) => ({ ms: "history", seq, topic }));
   }
 
+  /**
+   * Every topic's history, kept by the primary; while history is on, the primary sends this
+   * worker every publication, subscribed or not, so the hub's copy stays whole.
+   */
+  async histories(): Promise<ReadonlyMap<string, readonly BusMessage[]>> {
+    const topics = await this.#request<readonly (readonly [string, readonly BusMessage[]])[]>(
+      (seq) => ({ ms: "histories", seq }),
+    );
+    return new Map(topics);
+  }
+
   /** The workers, as nodes (`worker-1`…). */
   nodes(): Promise<readonly BusNode[]> {
     return this.#request<readonly BusNode[]>((seq) => ({ ms: "nodes", seq }));
@@ -192,6 +203,9 @@ export class WorkerBus implements Bus {
         return;
       case "nodes-reply":
         this.#settle(message.seq, message.nodes);
+        return;
+      case "histories-reply":
+        this.#settle(message.seq, message.topics);
         return;
       default:
         return; // the supervisor's messages (worker-process.ts)

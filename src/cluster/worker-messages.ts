@@ -36,6 +36,7 @@ export type WorkerToPrimary =
   | { readonly ms: "sub" | "unsub"; readonly topic: string }
   | { readonly ms: "history"; readonly seq: number; readonly topic: string }
   | { readonly ms: "nodes"; readonly seq: number }
+  | { readonly ms: "histories"; readonly seq: number }
   // ---- the supervisor (workers.ts, worker-process.ts) ----
   | { readonly ms: "listening"; readonly banners: readonly string[] }
   | { readonly ms: "scrape"; readonly seq: number }
@@ -57,6 +58,11 @@ export type PrimaryToWorker =
   | ({ readonly ms: "all" } & Payload)
   | ({ readonly ms: "pub"; readonly topic: string } & Payload)
   | { readonly ms: "history-reply"; readonly seq: number; readonly messages: readonly Payload[] }
+  | {
+      readonly ms: "histories-reply";
+      readonly seq: number;
+      readonly topics: readonly (readonly [string, readonly Payload[]])[];
+    }
   | {
       readonly ms: "nodes-reply";
       readonly seq: number;

@@ -1,9 +1,9 @@
 /**
  * A worker process's side of `--workers N` (the primary's is workers.ts): who it is, telling the
  * primary it listens, answering the primary's requests for its metrics and health, asking for the
- * whole server's, and knowing when to stop: the primary asks (after SIGTERM/SIGINT), a signal
- * arrives, or the IPC channel closes because the primary is gone (even SIGKILLed), so a worker
- * never goes on serving as an orphan.
+ * whole server's, and knowing when to stop gracefully: the primary asks (after SIGTERM/SIGINT) or
+ * a signal arrives. A worker whose primary vanished (even SIGKILLed) never serves on as an
+ * orphan: node:cluster exits it as soon as the IPC channel closes (its connections drop).
  *
  * @module
  */

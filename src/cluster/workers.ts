@@ -185,6 +185,11 @@ class Supervisor {
       if (isWorkerMessage(message)) this.#onMessage(slot, port, message as WorkerToPrimary);
     });
     child.on("exit", (code, signal) => this.#onExit(slot, child, code, signal));
+    // A send to a worker whose channel is closing fails with EPIPE: it is exiting, and its exit
+    // is handled above; the message had nobody to reach.
+    child.on("error", (error: Error) =>
+      this.#logger.debug("worker channel error", { worker: slot.worker, err: error }),
+    );
   }
 
   #onMessage(slot: Slot, port: WorkerPort, message: WorkerToPrimary): void {

@@ -133,7 +133,7 @@ describe("serve --workers 2", () => {
     const closes = clients.map((client) => client.closed);
     run.child.kill("SIGTERM");
     for (const close of await Promise.all(closes)) assert.equal(close.code, 1001);
-    assert.equal(await exitCode(run), 0);
+    assert.equal(await exitCode(run), 0, run.stderr());
   });
 
   it("replaces a SIGKILLed worker: its clients drop, the other's keep working, new clients connect and get the freed ids", async () => {
@@ -168,6 +168,25 @@ describe("serve --workers 2", () => {
     const metrics = await fetchMetrics(port);
     assert.equal(metricValue(metrics, "moonsocket_worker_restarts_total"), 1);
     assert.match(run.stderr(), /worker died; replacing it worker=1 /);
+  });
+
+  it("a SIGKILLed primary leaves no orphan: its workers exit and their connections drop", async () => {
+    const { run, url, port } = await serveWorkers(writeScript(CALLBACK_SCRIPT));
+    const clients = track(await connectInOrder(url, 2));
+    const pids = (await health(port)).workers.map((w) => w.pid);
+    const closes = clients.map((client) => client.closed);
+    run.child.kill("SIGKILL");
+    // node:cluster makes a worker whose primary vanished exit at once: no time for a 1001.
+    for (const close of await Promise.all(closes)) assert.equal(close.code, 1006);
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await waitUntil(() => !pids.some(alive), PATIENCE_MS, "the workers to exit");
   });
 
   it("OpenResty style: ngx.shared is shared by both workers and exact under concurrent incr; ngx.worker numbers them", async () => {
