@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
+import { currentWorker } from "../cluster/worker-process.js";
 import { ScriptApp } from "../lua/script-app.js";
 import { describeLuaEngine } from "../lua/vm/create-engine.js";
 import { type LuaEngineKind, LuaError } from "../lua/vm/engine.js";
@@ -10,7 +11,14 @@ import { ArgsError, defineCommand, formatHelp, parseCommandArgs } from "./args.j
 import { CLUSTER_FLAGS, type ClusterFlagValues, createBusFactory } from "./cluster-flags.js";
 import { describeEndpoint, describeListenError } from "./lifecycle.js";
 import { ScriptWatcher } from "./script-watcher.js";
-import { SERVER_FLAGS, type ServerFlagValues, toServerOptions } from "./server-flags.js";
+import { runWorkersPrimary, ServeWorker } from "./serve-workers.js";
+import {
+  readWorkerCount,
+  SERVER_FLAGS,
+  type ServerFlagValues,
+  toServerOptions,
+  WORKERS_FLAG,
+} from "./server-flags.js";
 
 export const SERVE_COMMAND = defineCommand({
   name: "serve",
@@ -23,6 +31,7 @@ export const SERVE_COMMAND = defineCommand({
   options: {
     ...SERVER_FLAGS,
     ...CLUSTER_FLAGS,
+    workers: WORKERS_FLAG,
     cpuBudget: {
       type: "duration",
       min: 1,
@@ -107,6 +116,7 @@ export async function runServe(
       maxTopics: number;
       luaEngine: LuaEngineKind | "auto" | undefined;
       watch: boolean;
+      workers: string;
     };
   if (flagValues.static === undefined && positionals[0] === undefined && defaults !== undefined)
     flagValues.static = defaults.staticDir;
@@ -119,16 +129,28 @@ export async function runServe(
   // A script without a folder of its own gets the built-in console page at /.
   serverOptions.consolePage = serverOptions.staticDir === undefined;
   const pageHint = serverOptions.consolePage ? "for a console" : "in a browser";
-  const logger = serverOptions.logger ?? createLogger();
-  const portGiven = argv.some(
-    (arg) => arg === "--port" || arg === "-p" || arg.startsWith("--port="),
-  );
+  let logger = serverOptions.logger ?? createLogger();
+  // --workers N: this process supervises N workers (each runs serve as below), or is one of them.
+  const workerCount = readWorkerCount("serve", flagValues.workers);
+  if (workerCount > 1 && flagValues.redis !== undefined)
+    throw new ArgsError(
+      "moonsocket serve: --workers and --redis cannot be combined yet: run one --redis node per core instead (each on its own --port)",
+    );
+  const identity = currentWorker();
+  if (identity === null && workerCount > 1)
+    return runWorkersPrimary(workerCount, serverOptions, logger);
+  const worker = identity === null ? null : new ServeWorker(identity, () => app.servers);
+  if (worker !== null) logger = worker.adapt(serverOptions, logger);
+  const portGiven =
+    worker !== null ||
+    argv.some((arg) => arg === "--port" || arg === "-p" || arg.startsWith("--port="));
   const watcher = flagValues.watch
     ? new ScriptWatcher((files) => void reloadAfterChange(files))
     : null;
   watcher?.add(scriptPath);
   const appOptions = {
-    ...(portGiven ? { portOverride: flagValues.port } : {}),
+    ...(portGiven ? { portOverride: serverOptions.port ?? flagValues.port } : {}),
+    ...worker?.appOptions(),
     scriptPath,
     serverOptions,
     cpuBudgetMs: flagValues.cpuBudget,
@@ -155,8 +177,15 @@ export async function runServe(
     process.stderr.write(`moonsocket serve: ${describeLoadError(error)}\n`);
     return 1;
   }
+  const announce = worker === null ? undefined : (lines: string[]) => worker.announce(lines);
   if (
-    !(await startApp(app, serverOptions.port ?? 8085, serverOptions.host ?? "127.0.0.1", pageHint))
+    !(await startApp(
+      app,
+      serverOptions.port ?? 8085,
+      serverOptions.host ?? "127.0.0.1",
+      pageHint,
+      announce,
+    ))
   ) {
     watcher?.close();
     app.dispose();
@@ -211,7 +240,13 @@ export async function runServe(
     await Promise.all(app.servers.map((server) => server.close()));
     app.dispose();
     app = next;
-    await startApp(app, serverOptions.port ?? 8085, serverOptions.host ?? "127.0.0.1", pageHint);
+    await startApp(
+      app,
+      serverOptions.port ?? 8085,
+      serverOptions.host ?? "127.0.0.1",
+      pageHint,
+      announce,
+    );
     logger.info("script restarted", { script: scriptPath });
   }
 
@@ -222,29 +257,42 @@ export async function runServe(
       watcher?.close();
       await Promise.all(app.servers.map((server) => server.close()));
       app.dispose();
+      worker?.finish();
       finish(0);
     };
+    if (worker !== null) {
+      worker.onStop(() => void stop());
+      return;
+    }
     process.on("SIGINT", () => void stop());
     process.on("SIGTERM", () => void stop());
   });
 }
 
+/**
+ * Starts every server of `app` and prints a banner line for each (a worker of --workers hands
+ * its lines to `announce` instead: the primary prints them once every worker listens).
+ */
 async function startApp(
   app: ScriptApp,
   port: number,
   host: string,
   pageHint: string,
+  announce?: (lines: string[]) => void,
 ): Promise<boolean> {
   // A coroutine-style script may listen on several addresses: name the one that failed.
   let failing: { port?: number; host?: string } = {};
+  const banners: string[] = [];
   try {
     for (const server of app.servers) {
       failing = server.options;
       await server.listen();
-      process.stdout.write(
-        `moonsocket serve listening on ${describeEndpoint(server)} (open ${server.url.replace(/^ws/, "http")} ${pageHint})\n`,
+      banners.push(
+        `moonsocket serve listening on ${describeEndpoint(server)} (open ${server.url.replace(/^ws/, "http")} ${pageHint})`,
       );
+      if (announce === undefined) process.stdout.write(`${banners.at(-1)}\n`);
     }
+    announce?.(banners);
     return true;
   } catch (error) {
     if (error instanceof BusError) {

@@ -1,3 +1,4 @@
+import { parseWorkerCount } from "../cluster/workers.js";
 import { createLogger } from "../observability/logger.js";
 import type { ServerOptions } from "../server/server-options.js";
 import { SERVER_DEFAULTS } from "../server/server-options.js";
@@ -177,4 +178,25 @@ export function toServerOptions(command: string, values: ServerFlagValues): Serv
   }
   if (tls !== undefined) options.tls = tls;
   return options;
+}
+
+/** `--workers N|auto` (serve only): worker processes sharing the port. */
+export const WORKERS_FLAG = {
+  type: "string",
+  default: "1",
+  description:
+    "worker processes sharing the port and acting as one server (auto: one per core); 1 runs in this process",
+  metavar: "n|auto",
+} as const satisfies OptionSpec;
+
+/**
+ * Reads `--workers`.
+ * @throws {ArgsError} (exit code 2) for anything but a whole number from 1 or `auto`.
+ */
+export function readWorkerCount(command: string, text: string): number {
+  try {
+    return parseWorkerCount(text);
+  } catch (error) {
+    throw new ArgsError(`moonsocket ${command}: ${(error as Error).message}`);
+  }
 }

@@ -8,7 +8,7 @@ import type { ServerOptions } from "../server/server-options.js";
 import { LuaHost, type LuaHostOptions } from "./host/lua-host.js";
 import { detectStyle } from "./styles/detect.js";
 import { type ScriptStyle, styleNamed } from "./styles/registry.js";
-import type { StyleRuntime } from "./styles/style-runtime.js";
+import type { StyleOptions, StyleRuntime } from "./styles/style-runtime.js";
 import type { LuaEngineKind } from "./vm/engine.js";
 
 /** Settings of a script-driven application. Durations in milliseconds, sizes in bytes. */
@@ -49,6 +49,10 @@ export interface ScriptAppOptions {
   createBus?: (metrics: MetricsRegistry, logger: Logger) => Bus;
   /** Messages kept per topic for `_history` and `moonsocket.history` (`--history`). Default 0. */
   historyLength?: number;
+  /** Where this process stands among the workers of `--workers N`. Default: alone. */
+  worker?: StyleOptions["worker"];
+  /** The store of `ngx.shared` when it lives outside the Lua state (`--workers N`). */
+  sharedDicts?: StyleOptions["sharedDicts"];
 }
 
 /** A Lua script serving WebSockets: the Lua state, its style and its server(s). */
@@ -159,5 +163,7 @@ function createRuntime(
     ...(options.portOverride !== undefined ? { portOverride: options.portOverride } : {}),
     ...(options.maxListeners !== undefined ? { maxListeners: options.maxListeners } : {}),
     ...(options.offline ? { offline: true } : {}),
+    ...(options.worker !== undefined ? { worker: options.worker } : {}),
+    ...(options.sharedDicts !== undefined ? { sharedDicts: options.sharedDicts } : {}),
   });
 }

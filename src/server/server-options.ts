@@ -72,6 +72,20 @@ export interface ServerOptions {
    * `historyLength` are then the hub's. Default: the server makes its own.
    */
   hub?: Hub;
+  /**
+   * The figures of a server made of several processes (`--workers N`), for `/metrics` and
+   * `/healthz`: called at each request; when it fails, this process's own figures are served.
+   * Default: this process's own.
+   */
+  wholeServer?: WholeServerStats;
+}
+
+/** Where `/metrics` and `/healthz` get the figures of a server that spans several processes. */
+export interface WholeServerStats {
+  /** The Prometheus page of the whole server (instead of this process's registry's). */
+  metrics(): Promise<string>;
+  /** Fields that replace or extend this process's `/healthz` body (e.g. the total connections). */
+  health(): Promise<Readonly<Record<string, unknown>>>;
 }
 
 /** The defaults of `ServerOptions`, in one place for the docs, the CLI and the server. */

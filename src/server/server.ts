@@ -40,6 +40,7 @@ type Resolved = Required<
     | "bus"
     | "historyLength"
     | "hub"
+    | "wholeServer"
   >
 >;
 
@@ -112,6 +113,8 @@ export class WebSocketServer implements ClientOwner {
   private readonly secure: boolean;
   private readonly startedAt = Date.now();
   private shuttingDown: Promise<void> | null = null;
+  /** The figures of the whole server when it spans several processes (`--workers N`). */
+  private readonly wholeServer: ServerOptions["wholeServer"];
   /** Ids taken from the bus for upgrade requests not yet answered. */
   private readonly reservedIds = new WeakMap<IncomingMessage, number>();
 
@@ -126,6 +129,7 @@ export class WebSocketServer implements ClientOwner {
       ...defined,
     } as Resolved;
     this.logger = options.logger ?? createLogger();
+    this.wholeServer = options.wholeServer;
     this.metricsRegistry = options.metrics ?? new MetricsRegistry();
     this.metrics = new ServerMetrics(this.metricsRegistry);
     this.hub = options.hub ?? this.createHub(options);
@@ -340,6 +344,7 @@ export class WebSocketServer implements ClientOwner {
         connections: this.hub.clientCount,
         uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
         ...(this.hub.bus === null ? {} : { cluster: await describeCluster(this.hub.bus) }),
+        ...(await this.wholeServerFigures((whole) => whole.health(), {})),
       });
       res.writeHead(this.shuttingDown ? 503 : 200, {
         "Content-Type": "application/json",
@@ -350,7 +355,8 @@ export class WebSocketServer implements ClientOwner {
     }
     if (path === this.options.metricsPath && (req.method === "GET" || req.method === "HEAD")) {
       res.writeHead(200, { "Content-Type": PROMETHEUS_CONTENT_TYPE, "Cache-Control": "no-store" });
-      res.end(req.method === "HEAD" ? undefined : this.metricsRegistry.render());
+      const page = await this.wholeServerFigures((whole) => whole.metrics(), null);
+      res.end(req.method === "HEAD" ? undefined : (page ?? this.metricsRegistry.render()));
       return;
     }
     // node:http emits 'upgrade' only when both `Upgrade` and `Connection: Upgrade` are present,
@@ -374,6 +380,23 @@ export class WebSocketServer implements ClientOwner {
       "Content-Length": Buffer.byteLength(body),
     });
     res.end(req.method === "HEAD" ? undefined : body);
+  }
+
+  /** The whole server's figures (ServerOptions.wholeServer), or `fallback` without them. */
+  private async wholeServerFigures<T, F>(
+    read: (whole: NonNullable<ServerOptions["wholeServer"]>) => Promise<T>,
+    fallback: F,
+  ): Promise<T | F> {
+    const whole = this.wholeServer;
+    if (whole === undefined) return fallback;
+    try {
+      return await read(whole);
+    } catch (error) {
+      this.logger.warn("cannot gather the whole server's figures; serving this process's", {
+        err: error,
+      });
+      return fallback;
+    }
   }
 
   /** Logs a plain HTTP request once answered (debug: pages, healthz and metrics are routine). */

@@ -1,3 +1,4 @@
+import type { SharedDictStore } from "../../cluster/shared-dict-store.js";
 import type { WebSocketServer } from "../../server/server.js";
 import type { ServerOptions } from "../../server/server-options.js";
 import type { LuaHost } from "../host/lua-host.js";
@@ -27,6 +28,21 @@ export interface StyleOptions {
   readonly maxListeners?: number;
   /** Never reach out (`moonsocket check`): outgoing connections are not opened. Default false. */
   readonly offline?: boolean;
+  /** Where this process stands among the workers of `--workers N`. Default: alone. */
+  readonly worker?: WorkerPlace;
+  /**
+   * The store of OpenResty's `ngx.shared` dictionaries when they live outside the Lua state
+   * (`--workers N`: the primary's, shared by every worker). Default: in the Lua state.
+   */
+  readonly sharedDicts?: SharedDictStore;
+}
+
+/** A worker's place among the workers of `--workers N`, as `ngx.worker` numbers them. */
+export interface WorkerPlace {
+  /** 0..count-1 (`ngx.worker.id()`). */
+  readonly id: number;
+  /** The number of workers (`ngx.worker.count()`). */
+  readonly count: number;
 }
 
 /**

@@ -933,8 +933,8 @@ ngx.re = re
 
 ngx.worker = {
   exiting = function() return exiting end,
-  id = function() return 0 end,
-  count = function() return 1 end,
+  id = prim.worker_id,
+  count = prim.worker_count,
   pid = prim.pid,
 }
 
@@ -947,7 +947,7 @@ ngx.config = {
   nginx_configure = function() return "" end,
 }
 
-local shdict = load(sources["resty.core.shdict"], "=resty.core.shdict", "t")(prim.monotonic)
+local shdict = load(sources["resty.core.shdict"], "=resty.core.shdict", "t")(prim.monotonic, prim.shdict)
 ngx.shared = shdict
 
 ngx.socket = {

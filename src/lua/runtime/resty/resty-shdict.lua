@@ -9,12 +9,18 @@ declare it in, and no size limit other than the Lua state's memory cap (so nothi
 and `forcible` is always false). Values are strings, numbers, booleans (and lists, for the
 lpush/rpush family), as in OpenResty; expiry times are in seconds with millisecond resolution.
 Method names, return values and error strings are those of lua-resty-core's shdict.
+
+With a second argument, `store_call(dict, op, ...)` (a host function), the dictionaries live
+outside this Lua state: under `--workers N` they are the primary process's, shared by every worker
+and reached synchronously (openresty/shared-dict-host.ts). The methods then check their arguments
+here, raising the same Lua errors, and return what the store returns (with its capacities,
+eviction, `forcible` and "no memory").
 ]]
 
-local now_ms = ...
+local now_ms, store_call = ...
 
-local type, tostring, tonumber, error, pairs, next, setmetatable, getmetatable, rawset =
-  type, tostring, tonumber, error, pairs, next, setmetatable, getmetatable, rawset
+local type, tostring, tonumber, error, pairs, ipairs, next, setmetatable, getmetatable, rawset =
+  type, tostring, tonumber, error, pairs, ipairs, next, setmetatable, getmetatable, rawset
 local math_type, tointeger, huge = math.type, math.tointeger, math.huge
 local remove, insert = table.remove, table.insert
 
@@ -294,6 +300,109 @@ end
 function methods.free_space(self)
   check_zone(self, "free_space")
   return huge
+end
+
+---------------------------------------------------------------------------------------------------
+-- Dictionaries outside the Lua state (--workers N)
+---------------------------------------------------------------------------------------------------
+
+if store_call ~= nil then
+  local store_methods = {}
+  local store_mt = { __index = store_methods }
+
+  local function zone_name(zone)
+    if getmetatable(zone) ~= store_mt then error('bad "zone" argument', 3) end
+    return zone.name
+  end
+
+  local function flags_of(flags)
+    if flags == nil then return 0 end
+    local f = tointeger(flags)
+    if f == nil then error('bad "flags" argument', 3) end
+    return f
+  end
+
+  local function setter(op)
+    return function(self, key, value, exptime, flags)
+      local name = zone_name(self)
+      local k, err = check_key(key)
+      if not k then return nil, err end
+      if not check_value(value) then return nil, "bad value type" end
+      local t = check_exptime(exptime)
+      return store_call(name, op, k, value, t, flags_of(flags))
+    end
+  end
+  for _, op in ipairs({ "set", "safe_set", "add", "safe_add", "replace" }) do
+    store_methods[op] = setter(op)
+  end
+
+  --- The methods that take only a key.
+  for _, op in ipairs({ "get", "get_stale", "delete", "lpop", "rpop", "llen", "ttl" }) do
+    store_methods[op] = function(self, key)
+      local name = zone_name(self)
+      local k, err = check_key(key)
+      if not k then return nil, err end
+      return store_call(name, op, k)
+    end
+  end
+
+  function store_methods.incr(self, key, value, init, init_ttl)
+    local name = zone_name(self)
+    local k, err = check_key(key)
+    if not k then return nil, err end
+    local step = tonumber(value)
+    if step == nil then return nil, "value not a number" end
+    local start
+    if init ~= nil then
+      start = tonumber(init)
+      if start == nil then return nil, "init not a number" end
+    end
+    return store_call(name, "incr", k, step, start, check_exptime(init_ttl))
+  end
+
+  local function pusher(op)
+    return function(self, key, value)
+      local name = zone_name(self)
+      local k, err = check_key(key)
+      if not k then return nil, err end
+      local tv = type(value)
+      if tv ~= "string" and tv ~= "number" then return nil, "bad value type" end
+      return store_call(name, op, k, value)
+    end
+  end
+  store_methods.lpush, store_methods.rpush = pusher("lpush"), pusher("rpush")
+
+  function store_methods.expire(self, key, exptime)
+    local name = zone_name(self)
+    local k, err = check_key(key)
+    if not k then return nil, err end
+    if exptime == nil then error('bad "exptime" argument', 2) end
+    return store_call(name, "expire", k, check_exptime(exptime))
+  end
+
+  function store_methods.flush_all(self)
+    store_call(zone_name(self), "flush_all")
+  end
+
+  function store_methods.flush_expired(self, max_count)
+    return store_call(zone_name(self), "flush_expired", tointeger(max_count) or 0)
+  end
+
+  function store_methods.get_keys(self, max_count)
+    return store_call(zone_name(self), "get_keys", tointeger(max_count) or 1024)
+  end
+
+  function store_methods.capacity(self) return store_call(zone_name(self), "capacity") end
+  function store_methods.free_space(self) return store_call(zone_name(self), "free_space") end
+
+  return setmetatable({}, {
+    __index = function(t, name)
+      if type(name) ~= "string" then return nil end
+      local d = setmetatable({ name = name }, store_mt)
+      rawset(t, name, d)
+      return d
+    end,
+  })
 end
 
 local function new_dict(name)

@@ -15,6 +15,9 @@ export const openrestyStyle = {
         : null,
   async create(host, options) {
     const { OpenRestyStyle } = await import("./openresty-style.js");
-    return new OpenRestyStyle(host, options.serverOptions);
+    return new OpenRestyStyle(host, options.serverOptions, {
+      ...(options.worker !== undefined ? { worker: options.worker } : {}),
+      ...(options.sharedDicts !== undefined ? { sharedDicts: options.sharedDicts } : {}),
+    });
   },
 } as const satisfies StyleDefinition;

@@ -48,7 +48,8 @@
  *   before `websocket:new` make the body of the HTTP answer sent if the handler ends without a
  *   handshake; after it they return nil, "raw request socket acquired".
  * - `ngx.shared` dictionaries exist on first use, have no size limit but the Lua memory cap, and
- *   never evict (`forcible` is always false).
+ *   never evict (`forcible` is always false). Under `--workers N` they are the primary process's,
+ *   shared by every worker (each call a synchronous round trip), without a size limit either.
  * - Not supported: `ffi` (`require` fails with a clear error), `setfenv` (absent, so that
  *   `if setfenv then` feature tests take their Lua 5.4 branch), cosockets (`ngx.socket.tcp`,
  *   `ngx.req.socket` return nil and an explanation), subrequests, request bodies.
@@ -87,11 +88,12 @@ import {
   type LuaValue,
   luaMulti,
 } from "../../vm/engine.js";
-import type { StyleRuntime } from "../style-runtime.js";
+import type { StyleOptions, StyleRuntime, WorkerPlace } from "../style-runtime.js";
 import { createNgxLibrary } from "./ngx-library.js";
 import { firstHeader, type Request } from "./request.js";
 import { requestInfo, requestVariable } from "./request-vars.js";
 import { rewriteOpenRestyScript } from "./script-rewrite.js";
+import { createSharedDictHost } from "./shared-dict-host.js";
 
 /** The runtime files loaded into the Lua state, by module name. */
 const RESTY_SOURCES: Record<string, string> = {
@@ -146,9 +148,19 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
   /** The request whose handshake `acceptUpgrade` is answering right now. */
   private accepting: Request | null = null;
   private disposed = false;
+  /** Where this process stands among the workers (`ngx.worker.id()`, `.count()`). */
+  private readonly worker: WorkerPlace;
+  /** The store of `ngx.shared` when it lives outside the Lua state (`--workers N`). */
+  private readonly sharedDicts: StyleOptions["sharedDicts"];
 
-  constructor(host: LuaHost, options: ServerOptions) {
+  constructor(
+    host: LuaHost,
+    options: ServerOptions,
+    placement: Pick<StyleOptions, "worker" | "sharedDicts"> = {},
+  ) {
     this.host = host;
+    this.worker = placement.worker ?? { id: 0, count: 1 };
+    this.sharedDicts = placement.sharedDicts;
     this.secure = options.tls !== undefined;
     this.server = new WebSocketServer({ ...options, frameMode: true });
     this.server.addHooks(this);
@@ -593,6 +605,9 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     return {
       ...createHostApi(host, clientId),
       ...createNgxLibrary(host),
+      ...(this.sharedDicts === undefined ? {} : createSharedDictHost(this.sharedDicts)),
+      worker_id: () => this.worker.id,
+      worker_count: () => this.worker.count,
       finish: (args) => this.finish(args.integer(1), args.string(2), args.optInteger(3) ?? 0),
       accept: (args) => this.accept(args.integer(1)),
       send: (args) => this.send(args.integer(1), args.integer(2), args.bytes(3), args.boolean(4)),
