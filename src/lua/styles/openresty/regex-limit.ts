@@ -240,8 +240,9 @@ const MAX_STARVED_RUNS = 3;
  * `regex.exec(text)`, or "timeout" when it ran for `timeoutMs` of CPU time: the exec runs
  * inside a `vm` script with a timeout, whose watchdog thread terminates it. That watchdog counts
  * wall-clock time; on a loaded machine a run that got less than half of its time on a core is
- * tried again (a RegExp cannot be resumed), at most {@link MAX_STARVED_RUNS} times, so that a
- * match is not refused for time it never had.
+ * tried again (a RegExp cannot be resumed) with the CPU time still left, at most
+ * {@link MAX_STARVED_RUNS} times: a match is not refused for time it never had, and all runs
+ * together never use more than `timeoutMs` of CPU time.
  */
 export function execBounded(
   regex: RegExp,
@@ -250,21 +251,24 @@ export function execBounded(
 ): RegExpExecArray | null | "timeout" {
   sandbox ??= { context: createContext({ job: null }), script: new Script("job()") };
   const { context, script } = sandbox;
-  const timeout = Math.max(1, Math.ceil(timeoutMs));
   const lastIndex = regex.lastIndex;
   context.job = () => {
     regex.lastIndex = lastIndex; // a run that was tried again starts where the first did
     return regex.exec(text);
   };
+  let left = timeoutMs;
   try {
     for (let run = 1; ; run++) {
+      const timeout = Math.max(1, Math.ceil(left));
       const cpuStart = threadCpuTimeMs();
       try {
         return script.runInContext(context, { timeout });
       } catch (error) {
         if ((error as { code?: unknown }).code !== "ERR_SCRIPT_EXECUTION_TIMEOUT") throw error;
-        const starved = threadCpuTimeMs() - cpuStart < timeout / 2;
-        if (!starved || run >= MAX_STARVED_RUNS) return "timeout";
+        const used = threadCpuTimeMs() - cpuStart;
+        left -= used;
+        const starved = used < timeout / 2;
+        if (!starved || run >= MAX_STARVED_RUNS || left < 1) return "timeout";
       }
     }
   } finally {
