@@ -71,11 +71,15 @@ export class ScriptApp {
   static async create(options: ScriptAppOptions): Promise<ScriptApp> {
     const source = readFileSync(options.scriptPath, "utf8");
     const style = detectStyle(source);
+    // The cluster's bus: Redis's (--redis), else the one the server options bring (a worker of
+    // --workers), else none (one process).
+    const bus =
+      options.createBus !== undefined
+        ? options.createBus(options.metrics, options.logger)
+        : options.serverOptions.bus;
     const hub = new Hub({
       logger: options.logger,
-      ...(options.createBus !== undefined
-        ? { bus: options.createBus(options.metrics, options.logger) }
-        : {}),
+      ...(bus !== undefined ? { bus } : {}),
       historyLength: options.historyLength ?? options.serverOptions.historyLength ?? 0,
     });
     const host = await LuaHost.create(hostOptions(options, hub));
