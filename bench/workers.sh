@@ -13,7 +13,7 @@ run() { # name script workers wsload-args...
   name=$1; script=$2; workers=$3; shift 3
   node "$CLI" serve "$DIR/$script" --workers "$workers" --port 0 --log-level warn > "$DIR/out" 2>&1 &
   pid=$!
-  while ! grep -q 'listening on' "$DIR/out"; do sleep 0.2; done
+  while ! grep -q 'listening on ws://127.0.0.1:[0-9]*/' "$DIR/out"; do sleep 0.2; done
   url=$(grep -o 'ws://127.0.0.1:[0-9]*/' "$DIR/out" | head -1)
   echo "== $name (--workers $workers)"
   "$WSLOAD" "$@" -d "$D" -w 2 --pid "$pid" "$url" | tail -1

@@ -10,6 +10,7 @@
 import type { BusMessage } from "../server/bus.js";
 import { ClientIds } from "../server/client-ids.js";
 import { TopicHistory } from "../server/topic-history.js";
+import { MessageBatcher } from "./message-batcher.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./worker-messages.js";
 
 /** The primary's end of one worker's IPC channel. */
@@ -53,8 +54,10 @@ export class WorkerBusBroker {
 
   /** Starts serving a worker (call when it is forked). */
   attach(port: WorkerPort): void {
+    // What the primary says to a worker leaves once per turn of its event loop, in order.
+    const outbox = new MessageBatcher<PrimaryToWorker>((message) => port.send(message));
     this.#members.set(port, {
-      port,
+      port: { worker: port.worker, send: (message) => outbox.send(message) },
       ids: new Set(),
       topics: new Set(),
       startedAt: Date.now(),
@@ -87,15 +90,18 @@ export class WorkerBusBroker {
     const member = this.#members.get(port);
     if (member === undefined) return false;
     switch (message.ms) {
+      case "batch":
+        for (const item of message.items) this.handle(port, item);
+        return true;
       case "hello":
         member.ready = true;
-        port.send({ ms: "welcome", clients: [...this.#holders.keys()] });
+        member.port.send({ ms: "welcome", clients: [...this.#holders.keys()] });
         return true;
       case "acquire": {
         const id = this.#ids.acquire();
         member.ids.add(id);
         this.#holders.set(id, member);
-        port.send({ ms: "acquired", seq: message.seq, id });
+        member.port.send({ ms: "acquired", seq: message.seq, id });
         this.#toOthers(member, { ms: "join", id });
         return true;
       }
@@ -137,14 +143,14 @@ export class WorkerBusBroker {
         this.#unsubscribe(member, message.topic);
         return true;
       case "history":
-        port.send({
+        member.port.send({
           ms: "history-reply",
           seq: message.seq,
           messages: this.#history.get(message.topic).map(toPayload),
         });
         return true;
       case "histories":
-        port.send({
+        member.port.send({
           ms: "histories-reply",
           seq: message.seq,
           topics: [...this.#historyTopics].map(
@@ -153,7 +159,7 @@ export class WorkerBusBroker {
         });
         return true;
       case "nodes":
-        port.send({
+        member.port.send({
           ms: "nodes-reply",
           seq: message.seq,
           nodes: [...this.#members.values()].map((m) => ({

@@ -23,7 +23,8 @@ import {
   type BusNode,
   type BusReceiver,
 } from "../server/bus.js";
-import type { PrimaryChannel, PrimaryToWorker } from "./worker-messages.js";
+import { MessageBatcher } from "./message-batcher.js";
+import type { PrimaryChannel, PrimaryToWorker, WorkerToPrimary } from "./worker-messages.js";
 
 interface Pending<T> {
   resolve(value: T): void;
@@ -48,6 +49,8 @@ export class WorkerBus implements Bus {
   readonly #pending = new Map<number, Pending<unknown>>();
   #seq = 0;
   #welcomed: (() => void) | null = null;
+  /** What this worker says to the primary, one IPC message per turn of the event loop. */
+  readonly #outbox: MessageBatcher<WorkerToPrimary>;
 
   /**
    * @param worker This worker's number, 1..N (the node id is `worker-N`).
@@ -56,6 +59,7 @@ export class WorkerBus implements Bus {
   constructor(worker: number, channel: PrimaryChannel) {
     this.nodeId = `worker-${worker}`;
     this.#channel = channel;
+    this.#outbox = new MessageBatcher((message) => channel.send(message));
   }
 
   get up(): boolean {
@@ -68,7 +72,7 @@ export class WorkerBus implements Bus {
     this.#channel.onMessage((message) => this.#onMessage(message));
     this.#channel.onDisconnect(() => this.#lost());
     const welcomed = new Promise<void>((resolve) => (this.#welcomed = resolve));
-    this.#channel.send({ ms: "hello" });
+    this.#outbox.send({ ms: "hello" });
     return welcomed;
   }
 
@@ -76,7 +80,8 @@ export class WorkerBus implements Bus {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    for (const id of this.#held) this.#channel.send({ ms: "release", id });
+    for (const id of this.#held) this.#outbox.send({ ms: "release", id });
+    this.#outbox.flush(); // before the process may end
     this.#held.clear();
     this.#lost();
   }
@@ -93,7 +98,7 @@ export class WorkerBus implements Bus {
   releaseId(id: number): void {
     if (!this.#held.delete(id)) return;
     this.#forget(id);
-    this.#channel.send({ ms: "release", id });
+    this.#outbox.send({ ms: "release", id });
   }
 
   clients(): readonly number[] {
@@ -104,28 +109,28 @@ export class WorkerBus implements Bus {
   /** Relays to the worker that holds `id`; false when no other worker does. */
   sendTo(id: number, message: BusMessage): boolean {
     if (!this.#up || this.#held.has(id) || !this.#clients.has(id)) return false;
-    this.#channel.send({ ms: "to", id, data: message.data, binary: message.binary });
+    this.#outbox.send({ ms: "to", id, data: message.data, binary: message.binary });
     return true;
   }
 
   broadcast(message: BusMessage): void {
-    if (this.#up) this.#channel.send({ ms: "all", data: message.data, binary: message.binary });
+    if (this.#up) this.#outbox.send({ ms: "all", data: message.data, binary: message.binary });
   }
 
   publish(topic: string, message: BusMessage): void {
     if (this.#up) {
-      this.#channel.send({ ms: "pub", topic, data: message.data, binary: message.binary });
+      this.#outbox.send({ ms: "pub", topic, data: message.data, binary: message.binary });
     }
   }
 
   subscribe(topic: string): void {
     if (this.#topics.has(topic)) return;
     this.#topics.add(topic);
-    this.#channel.send({ ms: "sub", topic });
+    this.#outbox.send({ ms: "sub", topic });
   }
 
   unsubscribe(topic: string): void {
-    if (this.#topics.delete(topic)) this.#channel.send({ ms: "unsub", topic });
+    if (this.#topics.delete(topic)) this.#outbox.send({ ms: "unsub", topic });
   }
 
   /** The topic's history, kept by the primary for the whole server. */
@@ -155,7 +160,7 @@ export class WorkerBus implements Bus {
     const reply = new Promise<T>((resolve, reject) => {
       this.#pending.set(seq, { resolve: resolve as (value: unknown) => void, reject });
     });
-    this.#channel.send(build(seq));
+    this.#outbox.send(build(seq));
     return reply;
   }
 
@@ -169,6 +174,9 @@ export class WorkerBus implements Bus {
     const receiver = this.#receiver;
     if (receiver === null) return;
     switch (message.ms) {
+      case "batch":
+        for (const item of message.items) this.#onMessage(item);
+        return;
       case "welcome":
         for (const id of message.clients) this.#clients.add(id);
         this.#sorted = undefined;

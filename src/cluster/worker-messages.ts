@@ -27,6 +27,8 @@ export interface WorkerHealth {
 /** A worker's messages to the primary. */
 export type WorkerToPrimary =
   // ---- the bus (worker-bus.ts) ----
+  /** The bus messages of one turn of the event loop, in order (message-batcher.ts). */
+  | { readonly ms: "batch"; readonly items: readonly WorkerToPrimary[] }
   | { readonly ms: "hello" }
   | { readonly ms: "acquire"; readonly seq: number }
   | { readonly ms: "release"; readonly id: number }
@@ -50,6 +52,8 @@ export type WorkerToPrimary =
 /** The primary's messages to a worker. */
 export type PrimaryToWorker =
   // ---- the bus ----
+  /** The bus messages of one turn of the primary's event loop for this worker, in order. */
+  | { readonly ms: "batch"; readonly items: readonly PrimaryToWorker[] }
   | { readonly ms: "welcome"; readonly clients: readonly number[] }
   | { readonly ms: "acquired"; readonly seq: number; readonly id: number }
   | { readonly ms: "join"; readonly id: number }
