@@ -631,9 +631,11 @@ export class Connection implements FrameHandler {
     } else if (this.frameMode) {
       this.state = ConnectionState.CloseReceived;
     } else {
-      // Echo the peer's code (§5.5.1); an empty close is answered with an empty close.
+      // Echo the peer's code and reason (§5.5.1 allows either; the reason tells the peer its
+      // own words were heard); an empty close is answered with an empty close. The reason
+      // came in a valid close frame, so it fits in ours (copied, not a view that keeps the read chunk alive).
       const echoed = code === CloseCode.NoStatusReceived ? undefined : code;
-      this.queueClose(echoed, encodeClosePayload(echoed, ""));
+      this.queueClose(echoed, echoed === undefined ? EMPTY : Buffer.from(payload));
     }
     if (this.frameMode) this.events.onFrame?.(Opcode.Close, payload, true);
     this.events.onClose(code, reason);
