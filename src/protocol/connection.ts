@@ -71,6 +71,16 @@ export interface ConnectionOptions {
 }
 
 /** Where the close handshake stands (§7). */
+/** How a connection ended, as its application hears it once the transport is gone. */
+export interface CloseOutcome {
+  /** The peer's close code (1005 when its close frame had none), the failure's code, or 1006 when no close frame came. */
+  code: number;
+  /** The peer's close reason, or what failed the connection, or "". */
+  reason: string;
+  /** True when both close frames were exchanged and nothing failed (§7.1.4's "cleanly"). */
+  wasClean: boolean;
+}
+
 export const ConnectionState = {
   Open: 0,
   /** We sent a close frame and wait for the peer's. */
@@ -138,6 +148,8 @@ export class Connection implements FrameHandler {
   private messageBuffer: Buffer | null = null;
   private utf8: Utf8Validator | null = null;
   private closeReceived = false;
+  private closeSent = false;
+  private eofReceived = false;
   private maskKey: Buffer = EMPTY;
   private maskKeyAt = 0;
   private ownMaskKey: Buffer | null = null;
@@ -164,6 +176,60 @@ export class Connection implements FrameHandler {
   /** Feeds bytes read from the transport. Takes ownership of `chunk` (it is unmasked in place). */
   receive(chunk: Buffer): void {
     this.parser.push(chunk);
+  }
+
+  /**
+   * The peer will send nothing more (its end of the byte stream: TCP FIN, or the socket is
+   * gone). A frame cut short is dropped; a connection whose close handshake had not finished
+   * is Closed, abnormally (§7.1.5: 1006). Output already queued may still be written. Calling
+   * it again does nothing.
+   */
+  receiveEof(): void {
+    if (this.eofReceived) return;
+    this.eofReceived = true;
+    this.parser.stop();
+    this.inflating = false;
+    this.messageBuffer = null;
+    this.frameBuffer = null;
+    this.state = ConnectionState.Closed;
+  }
+
+  /**
+   * True once the transport should end its side of the byte stream (TCP FIN) after writing
+   * what is queued: §7.1.1 has the server close TCP first once the handshake is done; a
+   * client waits for the server's, unless the connection failed or the peer's end came
+   * first. Never while frames wait behind a message being deflated (the close frame is
+   * among them).
+   */
+  get shouldSendEof(): boolean {
+    if (this.deferred !== null) return false;
+    if (this.eofReceived) return true;
+    return (
+      this.state === ConnectionState.Closed && (this.role === "server" || this.failure !== null)
+    );
+  }
+
+  /**
+   * True once the connection is closing (a close frame sent or received, a failure, or the
+   * peer's end of stream): the TCP connection should end soon, and the transport bounds the
+   * wait (closeTimeout).
+   */
+  get closeExpected(): boolean {
+    return this.state !== ConnectionState.Open;
+  }
+
+  /** How the connection ended, for the application once the transport is gone. */
+  get closeOutcome(): CloseOutcome {
+    const failure = this.failure;
+    if (failure !== null)
+      return { code: failure.closeCode, reason: failure.message, wasClean: false };
+    if (!this.closeReceived)
+      return { code: CloseCode.AbnormalClosure, reason: "", wasClean: false };
+    return {
+      code: this.closeCodeReceived,
+      reason: this.closeReasonReceived,
+      wasClean: this.closeSent,
+    };
   }
 
   /** Bytes queued for the transport, including messages still being deflated and what waits behind them. */
@@ -681,6 +747,7 @@ export class Connection implements FrameHandler {
   private queueClose(code: number | undefined, payload: Buffer): void {
     this.queueFrame(Opcode.Close, payload, true, false);
     this.closeCodeSent = code ?? CloseCode.NoStatusReceived;
+    this.closeSent = true;
     this.state = this.closeReceived ? ConnectionState.Closed : ConnectionState.CloseSent;
   }
 

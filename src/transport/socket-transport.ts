@@ -81,8 +81,8 @@ export class SocketTransport implements ConnectionEvents {
     });
     socket.on("close", () => this.onSocketClose());
     socket.on("end", () => {
-      // The peer half-closed; we have nothing more to say after our close frame.
-      if (!socket.destroyed) socket.end();
+      this.connection.receiveEof();
+      this.afterStateChange();
     });
     if (head !== undefined && head.length > 0) this.receive(head);
   }
@@ -242,18 +242,14 @@ export class SocketTransport implements ConnectionEvents {
     }
   }
 
-  /** Acts on the close handshake's progress: end TCP when done, time out when stuck. */
+  /** Acts on the close handshake's progress as the connection decides: end TCP, time out when stuck. */
   afterStateChange(): void {
     if (this.closed) return;
     const connection = this.connection;
-    if (connection.state === ConnectionState.Open) return;
+    if (!connection.closeExpected) return;
     this.flush();
     const socket = this.socket;
-    if (connection.state === ConnectionState.Closed && !connection.awaitingDeflate) {
-      // §7.1.1: the server closes TCP first; a client that failed the connection closes too.
-      // Not while frames wait behind a deflate: the close frame is among them.
-      if (connection.role === "server" || connection.failure !== null) socket.end();
-    }
+    if (connection.shouldSendEof && !socket.destroyed) socket.end();
     if (this.closeTimer === null) {
       this.closeTimer = setTimeout(() => {
         this.handler.onLimit?.(
@@ -271,16 +267,10 @@ export class SocketTransport implements ConnectionEvents {
     this.closed = true;
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     const connection = this.connection;
+    connection.receiveEof();
     connection.dispose();
-    const clean = connection.state === ConnectionState.Closed && connection.failure === null;
-    const received = connection.closeCodeReceived;
-    if (connection.failure !== null) {
-      this.handler.onClosed(connection.failure.closeCode, connection.failure.message, false);
-    } else if (received !== CloseCode.AbnormalClosure) {
-      this.handler.onClosed(received, connection.closeReasonReceived, clean);
-    } else {
-      this.handler.onClosed(CloseCode.AbnormalClosure, "", false);
-    }
+    const { code, reason, wasClean } = connection.closeOutcome;
+    this.handler.onClosed(code, reason, wasClean);
   }
 }
 
