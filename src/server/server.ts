@@ -2,10 +2,11 @@ import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import tls from "node:tls";
 import { createLogger, type Logger } from "../observability/logger.js";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../observability/metrics.js";
 import { CloseCode } from "../protocol/close-code.js";
-import { HandshakeError, type ProtocolError } from "../protocol/errors.js";
+import { HandshakeError, type ProtocolError, StateError } from "../protocol/errors.js";
 import {
   buildErrorResponse,
   buildUpgradeResponse,
@@ -29,7 +30,15 @@ import type { StaticHandler } from "./static-files.js";
 type Resolved = Required<
   Omit<
     ServerOptions,
-    "path" | "staticDir" | "consolePage" | "tls" | "perMessageDeflate" | "logger" | "metrics"
+    | "path"
+    | "staticDir"
+    | "consolePage"
+    | "tls"
+    | "perMessageDeflate"
+    | "logger"
+    | "metrics"
+    | "server"
+    | "noServer"
   >
 >;
 
@@ -62,6 +71,11 @@ export interface ServerHooks {
    * `server.acceptUpgrade(request, socket, head)` when (and if) it wants the connection.
    */
   onUpgradeRequest?(request: IncomingMessage, socket: Socket, head: Buffer): boolean;
+  /**
+   * The client's send buffer emptied after a send returned `SendStatus.Backpressure`
+   * (uWebSockets' `drain`): the moment to send what was held back.
+   */
+  onDrain?(client: ServerClient): void;
   /** A ping arrived (the pong is sent automatically unless in frame mode). */
   onPing?(client: ServerClient, payload: Buffer): void;
   /** A pong arrived. */
@@ -78,6 +92,10 @@ export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer;
  * page), `/healthz`, `/metrics`, else 404. Clients get the lowest free integer id. Limits are enforced with the
  * RFC's close codes, logged and counted.
  *
+ * It can also live on an HTTP server you own (`{ server }`: its upgrades are ours, its plain
+ * requests yours) or take upgrades from your code (`{ noServer: true }` and
+ * {@link handleUpgrade}); every limit, origin check and metric applies the same way.
+ *
  * @example
  * const server = new WebSocketServer({ port: 8085 });
  * server.addHooks({ onMessage: (client, data, isBinary) => client.send(data, isBinary) });
@@ -89,7 +107,10 @@ export class WebSocketServer implements ClientOwner {
   readonly metricsRegistry: MetricsRegistry;
   readonly metrics: ServerMetrics;
   readonly maxBufferedBytes: number;
-  private readonly httpServer: http.Server;
+  /** The HTTP server upgrades come from: ours, the one given as `server`, or null (`noServer`). */
+  private readonly httpServer: http.Server | null;
+  /** Whether `httpServer` is ours to listen on and close. */
+  private readonly ownsHttpServer: boolean;
   private readonly hooks: ServerHooks[] = [];
   /** Every delivery between clients (send to id, broadcast, publish) and the client list. */
   readonly hub: Hub;
@@ -102,6 +123,7 @@ export class WebSocketServer implements ClientOwner {
   private readonly secure: boolean;
   private readonly startedAt = Date.now();
   private shuttingDown: Promise<void> | null = null;
+  private started: Promise<void> | null = null;
 
   constructor(options: ServerOptions = {}) {
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
@@ -131,7 +153,16 @@ export class WebSocketServer implements ClientOwner {
     this.pageHandler = createPageHandler(options);
     const deflate = options.perMessageDeflate;
     this.deflate = deflate === true ? {} : deflate ? deflate : null;
-    this.secure = options.tls !== undefined;
+    this.ownsHttpServer = options.server === undefined && options.noServer !== true;
+    this.secure = this.ownsHttpServer
+      ? options.tls !== undefined
+      : options.server instanceof tls.Server;
+    this.httpServer = this.ownsHttpServer ? this.createHttpServer(options) : attach(options);
+    if (!this.ownsHttpServer) this.httpServer?.on("upgrade", this.onAttachedUpgrade);
+  }
+
+  /** Our own HTTP(S) server: requests routed (else 404), upgrades handled, bad requests answered. */
+  private createHttpServer(options: ServerOptions): http.Server {
     const httpOptions: http.ServerOptions = {
       maxHeaderSize: this.options.maxHeaderBytes,
       headersTimeout: this.options.handshakeTimeout,
@@ -141,7 +172,7 @@ export class WebSocketServer implements ClientOwner {
     };
     // wss: the TLS handshake comes before the HTTP request and node:tls gives it 120 s by
     // default, so a client that connects and never finishes TLS would escape handshakeTimeout.
-    this.httpServer = options.tls
+    const server = options.tls
       ? https.createServer({
           ...httpOptions,
           handshakeTimeout: this.options.handshakeTimeout,
@@ -149,18 +180,21 @@ export class WebSocketServer implements ClientOwner {
         })
       : http.createServer(httpOptions);
     // One over the limit, so a request with too many headers can be told from one at the limit.
-    this.httpServer.maxHeadersCount = this.options.maxHeaderCount + 1;
-    this.httpServer.on("request", (req, res) => {
-      this.handleRequest(req, res).catch((error: unknown) =>
-        this.logger.error("HTTP request failed", { err: error }),
-      );
+    server.maxHeadersCount = this.options.maxHeaderCount + 1;
+    server.on("request", (req, res) => {
+      this.handleRequest(req, res)
+        .then((answered) => {
+          if (!answered) answerNotFound(req, res);
+        })
+        .catch((error: unknown) => this.logger.error("HTTP request failed", { err: error }));
     });
-    this.httpServer.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) =>
+    server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.handleUpgrade(req, socket, head),
     );
-    this.httpServer.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) =>
+    server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) =>
       this.handleClientError(error, socket),
     );
+    return server;
   }
 
   /** Adds a set of hooks; hooks run in the order their sets were added. */
@@ -176,17 +210,33 @@ export class WebSocketServer implements ClientOwner {
     this.hooks[index] = replacement;
   }
 
-  /** Starts listening and runs the startup hooks. Resolves with the bound address. */
+  /**
+   * Starts listening and runs the startup hooks. Resolves with the bound address. On a
+   * server given as `server`, it binds nothing: it waits until that server is listening
+   * (you call its `listen`), then runs the startup hooks. With `noServer` there is no
+   * address: call {@link start} instead (throws StateError).
+   */
   async listen(): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: Error) => reject(error);
-      this.httpServer.once("error", onError);
-      this.httpServer.listen(this.options.port, this.options.host, () => {
-        this.httpServer.off("error", onError);
-        resolve();
+    const httpServer = this.httpServer;
+    if (httpServer === null)
+      throw new StateError(
+        "noServer: there is no port to listen on; call start() and hand upgrades to handleUpgrade()",
+        "ERR_WS_NO_SERVER",
+      );
+    if (this.ownsHttpServer || !httpServer.listening) {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (error: Error) => reject(error);
+        httpServer.once("error", onError);
+        const onListening = () => {
+          httpServer.off("error", onError);
+          resolve();
+        };
+        if (this.ownsHttpServer)
+          httpServer.listen(this.options.port, this.options.host, onListening);
+        else httpServer.once("listening", onListening);
       });
-    });
-    for (const hooks of this.hooks) await hooks.onStartup?.(this);
+    }
+    await this.start();
     const address = this.address();
     this.logger.info("listening", {
       url: this.url,
@@ -196,8 +246,22 @@ export class WebSocketServer implements ClientOwner {
     return address;
   }
 
-  /** The bound address (after `listen`). */
+  /**
+   * Runs the startup hooks (once; later calls wait for the same run). `listen` calls it; with
+   * `noServer`, call it yourself before handing upgrades over if your hooks (a Lua script's
+   * `on_startup`) need it.
+   */
+  start(): Promise<void> {
+    this.started ??= (async () => {
+      for (const hooks of this.hooks) await hooks.onStartup?.(this);
+    })();
+    return this.started;
+  }
+
+  /** The bound address (after `listen`). Throws StateError with `noServer`. */
   address(): AddressInfo {
+    if (this.httpServer === null)
+      throw new StateError("noServer: the server has no address of its own", "ERR_WS_NO_SERVER");
     return this.httpServer.address() as AddressInfo;
   }
 
@@ -272,7 +336,8 @@ export class WebSocketServer implements ClientOwner {
 
   /**
    * Graceful shutdown: stops accepting, runs the shutdown hooks, closes every client with
-   * 1001 and waits for them (at most closeTimeout), then closes the port.
+   * 1001 and waits for them (at most closeTimeout), then closes the port. A server given as
+   * `server` is left open (it is yours): only its upgrades stop coming here.
    */
   close(): Promise<void> {
     this.shuttingDown ??= this.shutdown();
@@ -281,7 +346,11 @@ export class WebSocketServer implements ClientOwner {
 
   private async shutdown(): Promise<void> {
     this.logger.info("shutting down", { clients: this.hub.clientCount });
-    const closed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+    const httpServer = this.ownsHttpServer ? this.httpServer : null;
+    this.httpServer?.off("upgrade", this.onAttachedUpgrade);
+    const closed = new Promise<void>((resolve) =>
+      httpServer === null ? resolve() : httpServer.close(() => resolve()),
+    );
     for (const hooks of this.hooks) {
       try {
         await hooks.onShutdown?.(this);
@@ -296,13 +365,20 @@ export class WebSocketServer implements ClientOwner {
     }
     await Promise.race([Promise.all(waits), delay(this.options.closeTimeout + 100)]);
     for (const client of this.hub.allClients()) client.terminate();
-    this.httpServer.closeAllConnections();
+    httpServer?.closeAllConnections();
     await closed;
   }
 
   // ---- HTTP ---------------------------------------------------------------------------
 
-  private async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Answers a plain HTTP request if it is one of ours: the health check, the metrics, a
+   * WebSocket handshake that lacks its upgrade headers (refused), an `onRequest` hook, the
+   * static folder or console page. Resolves false, leaving `res` untouched, otherwise. The
+   * server we create calls it for every request and answers 404 to the rest; on a server
+   * given as `server`, call it from your request handler if you want these routes.
+   */
+  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const path = (req.url ?? "/").split("?", 1)[0]!;
     if (this.logger.isLevelEnabled("debug")) this.logRequest(req, res, path);
     if (path === this.options.healthPath && (req.method === "GET" || req.method === "HEAD")) {
@@ -316,12 +392,12 @@ export class WebSocketServer implements ClientOwner {
         "Cache-Control": "no-store",
       });
       res.end(req.method === "HEAD" ? undefined : body);
-      return;
+      return true;
     }
     if (path === this.options.metricsPath && (req.method === "GET" || req.method === "HEAD")) {
       res.writeHead(200, { "Content-Type": PROMETHEUS_CONTENT_TYPE, "Cache-Control": "no-store" });
       res.end(req.method === "HEAD" ? undefined : this.metricsRegistry.render());
-      return;
+      return true;
     }
     // node:http emits 'upgrade' only when both `Upgrade` and `Connection: Upgrade` are present,
     // so a WebSocket handshake missing one of them arrives here as a plain request. §4.2.1
@@ -332,18 +408,12 @@ export class WebSocketServer implements ClientOwner {
       (this.paths === null || this.paths.has(path))
     ) {
       this.refuseHandshakeRequest(req, res);
-      return;
+      return true;
     }
     for (const hooks of this.hooks) {
-      if (hooks.onRequest?.(req, res)) return;
+      if (hooks.onRequest?.(req, res)) return true;
     }
-    if (this.pageHandler !== null && (await this.pageHandler(req, res))) return;
-    const body = "Not Found\n";
-    res.writeHead(404, {
-      "Content-Type": "text/plain; charset=utf-8",
-      "Content-Length": Buffer.byteLength(body),
-    });
-    res.end(req.method === "HEAD" ? undefined : body);
+    return this.pageHandler !== null && (await this.pageHandler(req, res));
   }
 
   /** Logs a plain HTTP request once answered (debug: pages, healthz and metrics are routine). */
@@ -449,23 +519,43 @@ export class WebSocketServer implements ClientOwner {
     return null;
   }
 
-  private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+  /**
+   * The `upgrade` listener: on our own server every upgrade is ours; on a server given as
+   * `server`, one for a path outside `path` is left to the other upgrade listeners, if any.
+   */
+  private readonly onAttachedUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const foreign = this.paths !== null && !this.paths.has(pathOf(req.url ?? "/"));
+    if (foreign && !this.ownsHttpServer && this.httpServer!.listenerCount("upgrade") > 1) return;
+    this.handleUpgrade(req, socket, head);
+  };
+
+  /**
+   * Handles an HTTP upgrade request (from your server's `upgrade` event, with `noServer`;
+   * ws's `handleUpgrade`): the endpoint paths, `onUpgradeRequest` hooks, every handshake
+   * check, origins, `maxConnections`, deflate negotiation and metrics apply as on our own
+   * server. Returns the new client once its `onConnect` hooks ran, and passes it to
+   * `onClient` too; returns null when there is none: the request was refused (the socket got
+   * the HTTP status and was closed), the server is full (the client was closed with 1013),
+   * or an `onUpgradeRequest` hook took the request over.
+   */
+  handleUpgrade(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    onClient?: (client: ServerClient, request: IncomingMessage) => void,
+  ): ServerClient | null {
     socket.on("error", ignore);
-    if (this.shuttingDown) {
-      this.reject(socket, req, 503, "server is shutting down");
-      return;
-    }
-    const url = req.url ?? "/";
-    const queryAt = url.indexOf("?");
-    const path = queryAt < 0 ? url : url.slice(0, queryAt);
-    if (this.paths !== null && !this.paths.has(path)) {
-      this.reject(socket, req, 404, `no WebSocket endpoint at ${path}`);
-      return;
-    }
+    if (this.shuttingDown) return this.reject(socket, req, 503, "server is shutting down");
+    const path = pathOf(req.url ?? "/");
+    if (this.paths !== null && !this.paths.has(path))
+      return this.reject(socket, req, 404, `no WebSocket endpoint at ${path}`);
     for (const hooks of this.hooks) {
-      if (hooks.onUpgradeRequest?.(req, socket, head)) return;
+      if (hooks.onUpgradeRequest?.(req, socket, head)) return null;
     }
-    this.acceptUpgrade(req, socket, head);
+    const client = this.acceptUpgrade(req, socket, head);
+    if (client === null || !client.connected || !client.open) return null;
+    onClient?.(client, req);
+    return client;
   }
 
   /**
@@ -651,6 +741,17 @@ export class WebSocketServer implements ClientOwner {
     });
   }
 
+  handleDrain(client: ServerClient): void {
+    for (const hooks of this.hooks) {
+      try {
+        hooks.onDrain?.(client);
+      } catch (error) {
+        this.hookFailed(client, "onDrain", error);
+        return;
+      }
+    }
+  }
+
   handleClosed(client: ServerClient, code: number, reason: string, wasClean: boolean): void {
     this.hub.leave(client);
     this.sweeper.delete(client.transport);
@@ -686,6 +787,33 @@ export class WebSocketServer implements ClientOwner {
     });
     if (client.open) client.close(CloseCode.InternalError, "internal server error");
   }
+}
+
+/** The server given as `server` (null with `noServer`), after checking the options agree. */
+function attach(options: ServerOptions): http.Server | null {
+  if (options.server !== undefined && options.noServer === true)
+    throw new StateError("give either server or noServer, not both", "ERR_WS_OPTIONS");
+  if (options.tls !== undefined)
+    throw new StateError(
+      "tls belongs to the server that accepts the connections: create it with https",
+      "ERR_WS_OPTIONS",
+    );
+  return options.server ?? null;
+}
+
+/** The path of a request URL, without its query string. */
+function pathOf(url: string): string {
+  const queryAt = url.indexOf("?");
+  return queryAt < 0 ? url : url.slice(0, queryAt);
+}
+
+function answerNotFound(req: IncomingMessage, res: ServerResponse): void {
+  const body = "Not Found\n";
+  res.writeHead(404, {
+    "Content-Type": "text/plain; charset=utf-8",
+    "Content-Length": Buffer.byteLength(body),
+  });
+  res.end(req.method === "HEAD" ? undefined : body);
 }
 
 function ignore(): void {

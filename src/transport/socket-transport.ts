@@ -31,6 +31,8 @@ export interface TransportHandler {
   onCloseFrame?(code: number, reason: string): void;
   /** The peer broke the protocol; the connection is being failed with `error.closeCode`. */
   onProtocolError?(error: ProtocolError): void;
+  /** The send buffer emptied after {@link SocketTransport.watchDrain} was called. */
+  onDrain?(): void;
   /** A limit was hit and the connection is being closed. */
   onLimit?(kind: LimitKind, detail: string): void;
   /** The TCP connection is gone. `code`/`reason` are the peer's close frame, or 1006 when there was none. */
@@ -58,6 +60,8 @@ export class SocketTransport implements ConnectionEvents {
   private closed = false;
   private pendingFirst: Buffer | null = null;
   private corked = false;
+  /** Someone waits for the send buffer to empty (watchDrain). */
+  private drainWatched = false;
   private readonly compressor: MessageCompressor | null;
 
   constructor(
@@ -109,6 +113,19 @@ export class SocketTransport implements ConnectionEvents {
   /** Bytes waiting: queued frames plus the socket's own buffer. */
   get bufferedAmount(): number {
     return this.connection.bufferedAmount + this.socket.writableLength;
+  }
+
+  /**
+   * Calls the handler's `onDrain` once everything queued so far, and anything queued
+   * meanwhile, has been handed to the kernel. For senders told to back off.
+   */
+  watchDrain(): void {
+    if (this.drainWatched || this.closed) return;
+    this.drainWatched = true;
+    // The next flush marks its end; with nothing left to flush, mark the end of what the
+    // socket holds now. A zero-length write's callback runs once everything before it is out.
+    if (!this.flushScheduled && this.connection.bufferedAmount === 0)
+      this.socket.write(EMPTY, this.checkDrained);
   }
 
   /** Starts the close handshake; the connection is cut if the peer does not answer within closeTimeout. */
@@ -213,6 +230,12 @@ export class SocketTransport implements ConnectionEvents {
     socket.write(chunk);
   };
 
+  private readonly checkDrained = (): void => {
+    if (!this.drainWatched || this.closed || this.bufferedAmount > 0) return;
+    this.drainWatched = false;
+    this.handler.onDrain?.();
+  };
+
   /** Writes everything queued: one write, or one corked batch. */
   flush(): void {
     this.flushScheduled = false;
@@ -240,6 +263,7 @@ export class SocketTransport implements ConnectionEvents {
       socket.write(this.pendingFirst);
       this.pendingFirst = null;
     }
+    if (this.drainWatched) socket.write(EMPTY, this.checkDrained);
   }
 
   /** Acts on the close handshake's progress as the connection decides: end TCP, time out when stuck. */
@@ -273,6 +297,8 @@ export class SocketTransport implements ConnectionEvents {
     this.handler.onClosed(code, reason, wasClean);
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function discard(): void {
   // Output for a socket that is already gone.
