@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
-import type { Logger } from "../observability/logger.js";
-import type { MetricsRegistry } from "../observability/metrics.js";
+import { createLogger, type Logger } from "../observability/logger.js";
+import { MetricsRegistry } from "../observability/metrics.js";
+import { StateError } from "../protocol/errors.js";
 import type { WebSocketServer } from "../server/server.js";
 import type { ServerOptions } from "../server/server-options.js";
 import { LuaHost, type LuaHostOptions } from "./host/lua-host.js";
@@ -12,8 +13,14 @@ import type { LuaEngineKind } from "./vm/engine.js";
 /** Settings of a script-driven application. Durations in milliseconds, sizes in bytes. */
 export interface ScriptAppOptions {
   scriptPath: string;
-  /** Options of the server(s): address, limits, static folder, TLS. */
-  serverOptions: ServerOptions;
+  /**
+   * A server you built (callback-style scripts): the script's hooks join yours on it instead
+   * of the app creating a server; `listen` and `close` stay yours. Other styles open their
+   * own servers and refuse it (StateError). Default: none.
+   */
+  server?: WebSocketServer;
+  /** Options of the server(s) the app creates: address, limits, static folder, TLS. Default: SERVER_DEFAULTS. */
+  serverOptions?: ServerOptions;
   /** CPU budget per handler run. Default 1000 ms. */
   cpuBudgetMs?: number;
   /** Memory cap of the Lua state. Default 256 MiB. */
@@ -28,8 +35,10 @@ export interface ScriptAppOptions {
   maxOutgoing?: number;
   /** Topics a callback-style script may subscribe one client to. Default 1,000. */
   maxTopics?: number;
-  logger: Logger;
-  metrics: MetricsRegistry;
+  /** Default: the given server's logger, else a text logger on stderr. */
+  logger?: Logger;
+  /** Default: the given server's registry, else a new one. */
+  metrics?: MetricsRegistry;
   /** A port given explicitly on the command line; replaces a silly script's own listen port. */
   portOverride?: number;
   /**
@@ -54,10 +63,25 @@ export class ScriptApp {
     this.runtime = runtime;
   }
 
-  /** Reads the script, detects its style and loads it. Throws LuaError on a syntax or load error. */
-  static async create(options: ScriptAppOptions): Promise<ScriptApp> {
+  /**
+   * Reads the script, detects its style and loads it. Throws LuaError on a syntax or load
+   * error, StateError when `server` is given for a style that opens its own.
+   *
+   * @example
+   * const server = new WebSocketServer({ port: 8085 });
+   * server.addHooks({ onConnect: (client) => console.log("hello", client.id) });
+   * await ScriptApp.create({ scriptPath: "echo.lua", server });
+   * await server.listen();
+   */
+  static async create(given: ScriptAppOptions): Promise<ScriptApp> {
+    const options = withDefaults(given);
     const source = readFileSync(options.scriptPath, "utf8");
     const style = detectStyle(source);
+    if (options.server !== undefined && style !== "callback")
+      throw new StateError(
+        `a ${style}-style script opens its own servers: give serverOptions, not server`,
+        "ERR_LUA_STYLE_SERVER",
+      );
     const host = await LuaHost.create(hostOptions(options));
     try {
       const runtime = await createRuntime(style, host, options);
@@ -75,7 +99,8 @@ export class ScriptApp {
    * the caller restarts them. A script that fails to load leaves the running one in place
    * and rejects with the error.
    */
-  async reload(options: ScriptAppOptions): Promise<boolean> {
+  async reload(given: ScriptAppOptions): Promise<boolean> {
+    const options = withDefaults(given);
     if (
       this.runtime.reloadInto === undefined ||
       detectStyle(readFileSync(options.scriptPath, "utf8")) !== this.style
@@ -108,8 +133,19 @@ export class ScriptApp {
   }
 }
 
+/** The options with a logger and a registry: the given server's, else new ones. */
+type ResolvedAppOptions = ScriptAppOptions & { logger: Logger; metrics: MetricsRegistry };
+
+function withDefaults(options: ScriptAppOptions): ResolvedAppOptions {
+  return {
+    ...options,
+    logger: options.logger ?? options.server?.logger ?? createLogger(),
+    metrics: options.metrics ?? options.server?.metricsRegistry ?? new MetricsRegistry(),
+  };
+}
+
 /** The Lua state's settings out of the application's (the limits given, the rest default). */
-function hostOptions(options: ScriptAppOptions): LuaHostOptions {
+function hostOptions(options: ResolvedAppOptions): LuaHostOptions {
   return {
     scriptPath: options.scriptPath,
     logger: options.logger,
@@ -130,10 +166,11 @@ function hostOptions(options: ScriptAppOptions): LuaHostOptions {
 function createRuntime(
   style: ScriptStyle,
   host: LuaHost,
-  options: ScriptAppOptions,
+  options: ResolvedAppOptions,
 ): Promise<StyleRuntime> {
   return styleNamed(style).create(host, {
     serverOptions: { ...options.serverOptions, logger: options.logger, metrics: options.metrics },
+    ...(options.server !== undefined ? { server: options.server } : {}),
     ...(options.portOverride !== undefined ? { portOverride: options.portOverride } : {}),
     ...(options.maxListeners !== undefined ? { maxListeners: options.maxListeners } : {}),
     ...(options.offline ? { offline: true } : {}),
