@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import { createLogger, type Logger } from "../observability/logger.js";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../observability/metrics.js";
@@ -540,10 +541,12 @@ export class WebSocketServer implements ClientOwner {
    */
   handleUpgrade(
     req: IncomingMessage,
-    socket: Socket,
+    duplex: Duplex,
     head: Buffer,
     onClient?: (client: ServerClient, request: IncomingMessage) => void,
   ): ServerClient | null {
+    // node:http types its upgrade socket as a Duplex; it is a net.Socket (or a TLSSocket).
+    const socket = duplex as Socket;
     socket.on("error", ignore);
     if (this.shuttingDown) return this.reject(socket, req, 503, "server is shutting down");
     const path = pathOf(req.url ?? "/");
