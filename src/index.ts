@@ -22,6 +22,8 @@ export {
   type ConnectionOptions,
   ConnectionState,
   DEFAULT_MAX_PAYLOAD,
+  type MessageEvents,
+  type TransportEvents,
 } from "./protocol/connection.js";
 export {
   ClosedError,

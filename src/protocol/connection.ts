@@ -17,8 +17,8 @@ import { isValidUtf8, Utf8Validator } from "./utf8.js";
 /** Default `maxPayload`: 16 MiB, the largest message the Autobahn limits cases send. */
 export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
 
-/** What the application hears from a connection; called synchronously from `receive`. */
-export interface ConnectionEvents {
+/** What the application receives from a connection; called synchronously from `receive`. */
+export interface MessageEvents {
   /** A complete, validated message (message mode). Text arrives as UTF-8 bytes. */
   onMessage(data: Buffer, binary: boolean): void;
   /**
@@ -30,6 +30,13 @@ export interface ConnectionEvents {
   onPing?(payload: Buffer): void;
   /** A pong arrived (message mode). */
   onPong?(payload: Buffer): void;
+}
+
+/**
+ * What the transport driving a connection hears: the close handshake, failures, output and
+ * compression work; called synchronously from `receive` and the send methods.
+ */
+export interface TransportEvents {
   /** The peer's close frame arrived; code 1005 when it carried none. */
   onClose(code: number, reason: string): void;
   /** The peer broke the protocol: a close frame with `error.closeCode` is queued, input is ignored from now on. */
@@ -50,6 +57,9 @@ export interface ConnectionEvents {
   onDeflate?(data: Buffer): void;
 }
 
+/** Everything a connection reports, to one object (or give the message half as `receiver`). */
+export interface ConnectionEvents extends MessageEvents, TransportEvents {}
+
 export interface ConnectionOptions {
   /** "server" expects masked frames and sends unmasked ones; "client" the reverse (§5.1). */
   role: "server" | "client";
@@ -66,6 +76,12 @@ export interface ConnectionOptions {
   autoPong?: boolean;
   /** Split outgoing messages larger than this many bytes into fragments. Default 0: never. */
   fragmentSize?: number;
+  /**
+   * Where messages, frames, pings and pongs go, when not to `events`: a transport hands the
+   * application's handler to the core this way, so a message reaches it in one call instead
+   * of being relayed. Default: `events`.
+   */
+  receiver?: MessageEvents;
   /** Randomness for masking keys (client role). Default `crypto.randomFillSync`. */
   randomFill?: (target: Buffer) => void;
 }
@@ -124,7 +140,8 @@ export class Connection implements FrameHandler {
   /** Code of the close frame we sent, once sent. */
   closeCodeSent = CloseCode.AbnormalClosure as number;
 
-  private readonly events: ConnectionEvents;
+  private readonly events: TransportEvents;
+  private readonly receiver: MessageEvents;
   private readonly parser: FrameParser;
   private readonly output = new OutputQueue();
   private readonly maxPayload: number;
@@ -157,8 +174,15 @@ export class Connection implements FrameHandler {
   private inflating = false;
   private deferred: DeferredFrame[] | null = null;
 
-  constructor(events: ConnectionEvents, options: ConnectionOptions) {
+  constructor(events: ConnectionEvents, options: ConnectionOptions);
+  /** Messages, frames, pings and pongs go straight to `options.receiver`, the rest to `events`. */
+  constructor(
+    events: TransportEvents,
+    options: ConnectionOptions & { readonly receiver: MessageEvents },
+  );
+  constructor(events: TransportEvents & Partial<MessageEvents>, options: ConnectionOptions) {
     this.events = events;
+    this.receiver = options.receiver ?? (events as MessageEvents);
     this.role = options.role;
     this.maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     this.frameMode = options.frameMode ?? false;
@@ -529,7 +553,7 @@ export class Connection implements FrameHandler {
     this.frameHave += piece.length;
     if (whole) {
       this.messageOpcode = 0;
-      this.events.onMessage(piece, binary);
+      this.receiver.onMessage(piece, binary);
       return this.parserShouldContinue();
     }
     this.appendMessage(piece);
@@ -589,7 +613,7 @@ export class Connection implements FrameHandler {
     }
     if (messageEnd && this.messageLength === 0) {
       this.messageOpcode = 0;
-      this.events.onMessage(inflated, binary);
+      this.receiver.onMessage(inflated, binary);
       return this.parserShouldContinue();
     }
     this.appendMessage(inflated);
@@ -616,7 +640,7 @@ export class Connection implements FrameHandler {
     } else if (!this.messageCompressed) {
       this.messageLength += piece.length;
     }
-    this.events.onFrame?.(opcode, piece, fin);
+    this.receiver.onFrame?.(opcode, piece, fin);
     return this.parserShouldContinue();
   }
 
@@ -656,19 +680,19 @@ export class Connection implements FrameHandler {
     this.messageLength = 0;
     this.messageOpcode = 0;
     this.utf8?.reset();
-    this.events.onMessage(message, binary);
+    this.receiver.onMessage(message, binary);
     return this.parserShouldContinue();
   }
 
   private receiveControl(opcode: number, payload: Buffer): boolean {
     if (opcode === Opcode.Close) return this.receiveClose(payload);
     if (this.frameMode) {
-      this.events.onFrame?.(opcode, payload, true);
+      this.receiver.onFrame?.(opcode, payload, true);
     } else if (opcode === Opcode.Ping) {
       if (this.autoPong) this.sendControl(Opcode.Pong, payload);
-      this.events.onPing?.(payload);
+      this.receiver.onPing?.(payload);
     } else {
-      this.events.onPong?.(payload);
+      this.receiver.onPong?.(payload);
     }
     return this.parserShouldContinue();
   }
@@ -703,7 +727,7 @@ export class Connection implements FrameHandler {
       const echoed = code === CloseCode.NoStatusReceived ? undefined : code;
       this.queueClose(echoed, echoed === undefined ? EMPTY : Buffer.from(payload));
     }
-    if (this.frameMode) this.events.onFrame?.(Opcode.Close, payload, true);
+    if (this.frameMode) this.receiver.onFrame?.(Opcode.Close, payload, true);
     this.events.onClose(code, reason);
     return false;
   }

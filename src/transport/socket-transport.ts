@@ -3,9 +3,10 @@ import { CloseCode } from "../protocol/close-code.js";
 import type { MessageCompressor } from "../protocol/compression.js";
 import {
   Connection,
-  type ConnectionEvents,
   type ConnectionOptions,
   ConnectionState,
+  type MessageEvents,
+  type TransportEvents,
 } from "../protocol/connection.js";
 import type { ProtocolError } from "../protocol/errors.js";
 import "./native-mask.js";
@@ -21,12 +22,11 @@ export interface TransportLimits {
 /** Why a transport closed the connection on its own. */
 export type LimitKind = "backpressure" | "idle" | "close-timeout";
 
-/** What the owner of a transport (a server's client, a client socket) hears. */
-export interface TransportHandler {
-  onMessage(data: Buffer, binary: boolean): void;
-  onFrame?(opcode: number, payload: Buffer, fin: boolean): void;
-  onPing?(payload: Buffer): void;
-  onPong?(payload: Buffer): void;
+/**
+ * What the owner of a transport (a server's client, a client socket) hears. Messages, frames,
+ * pings and pongs come straight from the protocol core (its `receiver`), without a relay.
+ */
+export interface TransportHandler extends MessageEvents {
   /** The peer's close frame arrived (the reply is already queued in message mode). */
   onCloseFrame?(code: number, reason: string): void;
   /** The peer broke the protocol; the connection is being failed with `error.closeCode`. */
@@ -47,7 +47,7 @@ export const DEFAULT_CLOSE_TIMEOUT = 5000;
  * written out once per read (or once per tick for sends from elsewhere), the send buffer is
  * bounded, and the close handshake is finished or cut after a timeout.
  */
-export class SocketTransport implements ConnectionEvents {
+export class SocketTransport implements TransportEvents {
   readonly connection: Connection;
   readonly socket: Socket;
   /** Time of the last byte received (a coarse clock in ms), for idle detection. */
@@ -76,10 +76,10 @@ export class SocketTransport implements ConnectionEvents {
     this.maxBufferedBytes = limits.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     this.closeTimeout = limits.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
     this.compressor = options.compressor ?? null;
-    this.connection = new Connection(this, options);
+    this.connection = new Connection(this, { ...options, receiver: handler });
     this.lastActivity = coarseNow;
     socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => this.receive(chunk));
+    socket.on("data", this.onData);
     socket.on("error", () => {
       // A reset or a write after the peer vanished: 'close' follows and reports 1006.
     });
@@ -108,6 +108,11 @@ export class SocketTransport implements ConnectionEvents {
   /** Sends a prebuilt server frame (broadcast: framed once, sent to many). */
   sendPrebuilt(frame: Buffer): boolean {
     return this.connection.sendPrebuiltFrame(frame);
+  }
+
+  /** True while output waits for a flush already planned (at the end of a read or in a microtask). */
+  get flushPending(): boolean {
+    return this.flushScheduled;
   }
 
   /** Bytes waiting: queued frames plus the socket's own buffer. */
@@ -147,23 +152,7 @@ export class SocketTransport implements ConnectionEvents {
     this.afterStateChange();
   }
 
-  // ---- ConnectionEvents ---------------------------------------------------------------
-
-  onMessage(data: Buffer, binary: boolean): void {
-    this.handler.onMessage(data, binary);
-  }
-
-  onFrame(opcode: number, payload: Buffer, fin: boolean): void {
-    this.handler.onFrame?.(opcode, payload, fin);
-  }
-
-  onPing(payload: Buffer): void {
-    this.handler.onPing?.(payload);
-  }
-
-  onPong(payload: Buffer): void {
-    this.handler.onPong?.(payload);
-  }
+  // ---- TransportEvents ----------------------------------------------------------------
 
   onClose(code: number, reason: string): void {
     this.handler.onCloseFrame?.(code, reason);
@@ -178,7 +167,10 @@ export class SocketTransport implements ConnectionEvents {
   onOutput(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(this.flushTask);
+    // Sends from outside a read (a broadcast, a timer) are written at the end of the current
+    // job, all transports in one microtask: one hop per broadcast, not one per receiver, and
+    // frames queued for one socket in the same job still go out as one write.
+    if (pendingFlushes.push(this) === 1) queueMicrotask(flushPending);
   }
 
   onInflate(frame: Buffer, final: boolean, limit: number): void {
@@ -208,7 +200,8 @@ export class SocketTransport implements ConnectionEvents {
 
   // ---- internals ----------------------------------------------------------------------
 
-  private readonly flushTask = (): void => this.flush();
+  /** The socket's 'data' listener (a subclass's `receive` decides when the bytes are read). */
+  private readonly onData = (chunk: Buffer): void => this.receive(chunk);
 
   private scheduleStateCheck(): void {
     // Runs after the current read is flushed, so the close frame goes out first.
@@ -299,6 +292,19 @@ export class SocketTransport implements ConnectionEvents {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Transports with output queued outside a read, flushed together (see onOutput). */
+let pendingFlushes: SocketTransport[] = [];
+
+function flushPending(): void {
+  const transports = pendingFlushes;
+  pendingFlushes = [];
+  for (let i = 0; i < transports.length; i++) {
+    const transport = transports[i]!;
+    // Already written by a read in the meantime, or listed twice: nothing to do.
+    if (transport.flushPending) transport.flush();
+  }
+}
 
 function discard(): void {
   // Output for a socket that is already gone.
