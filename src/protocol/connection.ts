@@ -535,7 +535,7 @@ export class Connection implements FrameHandler {
     const whole = messageEnd && this.messageLength === 0 && this.frameHave === 0;
     if (!binary) {
       if (whole) {
-        if (!isValidUtf8(piece))
+        if (!this.parser.pieceIsAscii && !isValidUtf8(piece))
           return this.fail(CloseCode.InvalidPayloadData, "text message is not valid UTF-8");
       } else {
         const utf8 = (this.utf8 ??= new Utf8Validator());
