@@ -6,6 +6,9 @@
  * median of several rounds. For A/B work on the read → parse → deliver → frame → write path.
  *
  *   node bench/echo-path-micro.mjs [--dist dist] [--messages 2000000] [--size 64] [--rounds 5]
+ *                                  [--per-read 1]
+ *
+ * `--per-read 16` puts 16 frames in each read, as pipelining (wsload `-p 16`) does.
  */
 import { EventEmitter } from "node:events";
 import { resolve } from "node:path";
@@ -18,6 +21,7 @@ const { values } = parseArgs({
     messages: { type: "string", default: "2000000" },
     size: { type: "string", default: "64" },
     rounds: { type: "string", default: "5" },
+    "per-read": { type: "string", default: "1" },
   },
 });
 const lib = await import(pathToFileURL(resolve(values.dist, "src/index.js")).href);
@@ -86,11 +90,13 @@ void head;
 const client = server.handleUpgrade(req, socket, Buffer.alloc(0));
 if (client === null) throw new Error("upgrade refused");
 
-const n = Number(values.messages);
+const perRead = Number(values["per-read"]);
+const read = Buffer.concat(new Array(perRead).fill(frame));
+const n = Math.floor(Number(values.messages) / perRead) * perRead;
 const results = [];
 for (let round = 0; round < Number(values.rounds); round++) {
   const start = process.cpuUsage();
-  for (let i = 0; i < n; i++) socket.emit("data", Buffer.from(frame));
+  for (let i = 0; i < n; i += perRead) socket.emit("data", Buffer.from(read));
   const used = process.cpuUsage(start);
   results.push(((used.user + used.system) * 1000) / n);
 }
