@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import http, { type IncomingMessage } from "node:http";
+import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { afterEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -19,6 +20,7 @@ import {
   waitUntil,
   withTimeout,
 } from "../helpers/net-helpers.js";
+import { makeCertificate } from "../helpers/tls-cert.js";
 
 // The embedding modes ws users know: attach to an http server you own (`{ server }`), or hand
 // upgrades over yourself (`{ noServer: true }` + `handleUpgrade`); and a Lua script joining
@@ -126,6 +128,25 @@ describe("embedding: { server } attaches to your http server", () => {
     quietServer({ server: httpServer, path: "/ours" });
     const result = await rawHttp(port, upgradeRequest({ path: "/nowhere" }));
     assert.equal(result.status, 404);
+  });
+
+  const made = makeCertificate();
+  it("on an https server: wss:// URLs, and TLS clients connect", {
+    skip: typeof made === "string" ? made : false,
+  }, async () => {
+    if (typeof made === "string") return;
+    const httpsServer = https.createServer({ cert: made.cert, key: made.key });
+    resources.add(httpsServer, (s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    httpsServer.listen(0, "127.0.0.1");
+    const server = quietServer({ server: httpsServer }).addHooks(echo);
+    const { port } = await server.listen();
+    assert.equal(server.url, `wss://127.0.0.1:${port}/`);
+    const client = resources.add(
+      await connect(`wss://localhost:${port}/`, { ca: made.cert }),
+      (c) => c.terminate(),
+    );
+    client.send("secret");
+    assert.equal((await client.receive()).text(), "secret");
   });
 
   it("refuses options that contradict each other with a clear error", () => {
