@@ -4,7 +4,11 @@
  * order, so that drift of a busy machine touches each alike. The figure is messages per server
  * CPU-second (wsload's rate ÷ its `--pid` CPU share), the median over the repetitions.
  *
- *   node bench/ab.mjs [--depth 1] [--reps 3] [--duration 5] [--size 64] NAME=COMMAND ...
+ *   node bench/ab.mjs [--mode echo|broadcast] [--depth 1] [--reps 3] [--duration 5] [--size 64]
+ *                     [--connections 100] NAME=COMMAND ...
+ *
+ * `--mode broadcast` runs `wsload broadcast -t 0` (`--connections` receivers, `--depth`
+ * broadcasts outstanding); the figure is then deliveries per server CPU-second.
  *
  * COMMAND runs in a shell, pinned to core 1, with `{port}` replaced by a free port; a NAME that
  * starts with `raw:` is driven with `wsload --raw` (plain TCP echo). wsload runs on core 0.
@@ -18,6 +22,7 @@ const WSLOAD = process.env.WSLOAD ?? "/work/shared/tools/wsload/wsload";
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
+    mode: { type: "string", default: "echo" },
     depth: { type: "string", default: "1" },
     reps: { type: "string", default: "3" },
     duration: { type: "string", default: "5" },
@@ -73,7 +78,8 @@ async function once(server) {
     "-c",
     "0",
     WSLOAD,
-    "echo",
+    values.mode,
+    ...(values.mode === "broadcast" ? ["-t", "0"] : []),
     ...raw,
     "-c",
     values.connections,
@@ -123,7 +129,7 @@ for (let rep = 0; rep < Number(values.reps); rep++) {
 }
 const base = median(results.get(servers[0].name).map((r) => r.perCpu));
 console.log(
-  `depth ${values.depth}, ${values.size} B, ${values.connections} conns, ${values.reps} × ${values.duration} s`,
+  `${values.mode}, depth ${values.depth}, ${values.size} B, ${values.connections} conns, ${values.reps} × ${values.duration} s`,
 );
 console.log("| server | msgs per server CPU-s (median) | µs per msg | runs | ÷ first |");
 console.log("|---|---:|---:|---|---:|");

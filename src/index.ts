@@ -1,6 +1,6 @@
 /**
- * moonsocket's public surface: the server, the client, the hooks interface and the sans-I/O
- * protocol core.
+ * moonsocket's public surface: the server, the client, the hooks interface, Lua scripts on a
+ * server (ScriptApp) and the sans-I/O protocol core.
  * @module
  */
 export {
@@ -10,16 +10,20 @@ export {
   Message,
   WebSocketClient,
 } from "./client/client.js";
+export { ScriptApp, type ScriptAppOptions } from "./lua/script-app.js";
 export { createLogger, type Logger } from "./observability/logger.js";
 export { MetricsRegistry } from "./observability/metrics.js";
 export { CloseCode, isValidCloseCode } from "./protocol/close-code.js";
 export type { MessageCompressor } from "./protocol/compression.js";
 export {
+  type CloseOutcome,
   Connection,
   type ConnectionEvents,
   type ConnectionOptions,
   ConnectionState,
   DEFAULT_MAX_PAYLOAD,
+  type MessageEvents,
+  type TransportEvents,
 } from "./protocol/connection.js";
 export {
   ClosedError,

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
-import type { Logger } from "../observability/logger.js";
-import type { MetricsRegistry } from "../observability/metrics.js";
+import { createLogger, type Logger } from "../observability/logger.js";
+import { MetricsRegistry } from "../observability/metrics.js";
+import { StateError } from "../protocol/errors.js";
 import type { Bus } from "../server/bus.js";
 import { Hub } from "../server/hub.js";
 import type { WebSocketServer } from "../server/server.js";
@@ -14,8 +15,14 @@ import type { LuaEngineKind } from "./vm/engine.js";
 /** Settings of a script-driven application. Durations in milliseconds, sizes in bytes. */
 export interface ScriptAppOptions {
   scriptPath: string;
-  /** Options of the server(s): address, limits, static folder, TLS. */
-  serverOptions: ServerOptions;
+  /**
+   * A server you built (callback-style scripts): the script's hooks join yours on it instead
+   * of the app creating a server; `listen` and `close` stay yours. Other styles open their
+   * own servers and refuse it (StateError). Default: none.
+   */
+  server?: WebSocketServer;
+  /** Options of the server(s) the app creates: address, limits, static folder, TLS. Default: SERVER_DEFAULTS. */
+  serverOptions?: ServerOptions;
   /** CPU budget per handler run. Default 1000 ms. */
   cpuBudgetMs?: number;
   /** Memory cap of the Lua state. Default 256 MiB. */
@@ -30,8 +37,10 @@ export interface ScriptAppOptions {
   maxOutgoing?: number;
   /** Topics a callback-style script may subscribe one client to. Default 1,000. */
   maxTopics?: number;
-  logger: Logger;
-  metrics: MetricsRegistry;
+  /** Default: the given server's logger, else a text logger on stderr. */
+  logger?: Logger;
+  /** Default: the given server's registry, else a new one. */
+  metrics?: MetricsRegistry;
   /** A port given explicitly on the command line; replaces a silly script's own listen port. */
   portOverride?: number;
   /**
@@ -67,22 +76,26 @@ export class ScriptApp {
     this.runtime = runtime;
   }
 
-  /** Reads the script, detects its style and loads it. Throws LuaError on a syntax or load error. */
-  static async create(options: ScriptAppOptions): Promise<ScriptApp> {
+  /**
+   * Reads the script, detects its style and loads it. Throws LuaError on a syntax or load
+   * error, StateError when `server` is given for a style that opens its own.
+   *
+   * @example
+   * const server = new WebSocketServer({ port: 8085 });
+   * server.addHooks({ onConnect: (client) => console.log("hello", client.id) });
+   * await ScriptApp.create({ scriptPath: "echo.lua", server });
+   * await server.listen();
+   */
+  static async create(given: ScriptAppOptions): Promise<ScriptApp> {
+    const options = withDefaults(given);
     const source = readFileSync(options.scriptPath, "utf8");
     const style = detectStyle(source);
-    // The cluster's bus: Redis's (--redis), else the one the server options bring (a worker of
-    // --workers), else none (one process).
-    const bus =
-      options.createBus !== undefined
-        ? options.createBus(options.metrics, options.logger)
-        : options.serverOptions.bus;
-    const hub = new Hub({
-      logger: options.logger,
-      ...(bus !== undefined ? { bus } : {}),
-      historyLength: options.historyLength ?? options.serverOptions.historyLength ?? 0,
-    });
-    const host = await LuaHost.create(hostOptions(options, hub));
+    if (options.server !== undefined && style !== "callback")
+      throw new StateError(
+        `a ${style}-style script opens its own servers: give serverOptions, not server`,
+        "ERR_LUA_STYLE_SERVER",
+      );
+    const host = await LuaHost.create(hostOptions(options, hubFor(options)));
     try {
       const runtime = await createRuntime(style, host, options);
       await runtime.load();
@@ -99,7 +112,8 @@ export class ScriptApp {
    * the caller restarts them. A script that fails to load leaves the running one in place
    * and rejects with the error.
    */
-  async reload(options: ScriptAppOptions): Promise<boolean> {
+  async reload(given: ScriptAppOptions): Promise<boolean> {
+    const options = withDefaults(given);
     if (
       this.runtime.reloadInto === undefined ||
       detectStyle(readFileSync(options.scriptPath, "utf8")) !== this.style
@@ -132,8 +146,36 @@ export class ScriptApp {
   }
 }
 
+/** The options with a logger and a registry: the given server's, else new ones. */
+type ResolvedAppOptions = ScriptAppOptions & { logger: Logger; metrics: MetricsRegistry };
+
+function withDefaults(options: ScriptAppOptions): ResolvedAppOptions {
+  return {
+    ...options,
+    logger: options.logger ?? options.server?.logger ?? createLogger(),
+    metrics: options.metrics ?? options.server?.metricsRegistry ?? new MetricsRegistry(),
+  };
+}
+
+/**
+ * The script's hub: the given server's, else a new one on the cluster's bus — Redis's
+ * (`--redis`), else the one the server options bring (a worker of `--workers`), else none.
+ */
+function hubFor(options: ResolvedAppOptions): Hub {
+  if (options.server !== undefined) return options.server.hub;
+  const bus: Bus | undefined =
+    options.createBus !== undefined
+      ? options.createBus(options.metrics, options.logger)
+      : options.serverOptions?.bus;
+  return new Hub({
+    logger: options.logger,
+    ...(bus !== undefined ? { bus } : {}),
+    historyLength: options.historyLength ?? options.serverOptions?.historyLength ?? 0,
+  });
+}
+
 /** The Lua state's settings out of the application's (the limits given, the rest default). */
-function hostOptions(options: ScriptAppOptions, hub: Hub): LuaHostOptions {
+function hostOptions(options: ResolvedAppOptions, hub: Hub): LuaHostOptions {
   return {
     scriptPath: options.scriptPath,
     hub,
@@ -155,7 +197,7 @@ function hostOptions(options: ScriptAppOptions, hub: Hub): LuaHostOptions {
 function createRuntime(
   style: ScriptStyle,
   host: LuaHost,
-  options: ScriptAppOptions,
+  options: ResolvedAppOptions,
 ): Promise<StyleRuntime> {
   return styleNamed(style).create(host, {
     serverOptions: {
@@ -164,6 +206,7 @@ function createRuntime(
       metrics: options.metrics,
       hub: host.hub,
     },
+    ...(options.server !== undefined ? { server: options.server } : {}),
     ...(options.portOverride !== undefined ? { portOverride: options.portOverride } : {}),
     ...(options.maxListeners !== undefined ? { maxListeners: options.maxListeners } : {}),
     ...(options.offline ? { offline: true } : {}),

@@ -17,8 +17,8 @@ import { isValidUtf8, Utf8Validator } from "./utf8.js";
 /** Default `maxPayload`: 16 MiB, the largest message the Autobahn limits cases send. */
 export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
 
-/** What the application hears from a connection; called synchronously from `receive`. */
-export interface ConnectionEvents {
+/** What the application receives from a connection; called synchronously from `receive`. */
+export interface MessageEvents {
   /** A complete, validated message (message mode). Text arrives as UTF-8 bytes. */
   onMessage(data: Buffer, binary: boolean): void;
   /**
@@ -30,6 +30,13 @@ export interface ConnectionEvents {
   onPing?(payload: Buffer): void;
   /** A pong arrived (message mode). */
   onPong?(payload: Buffer): void;
+}
+
+/**
+ * What the transport driving a connection hears: the close handshake, failures, output and
+ * compression work; called synchronously from `receive` and the send methods.
+ */
+export interface TransportEvents {
   /** The peer's close frame arrived; code 1005 when it carried none. */
   onClose(code: number, reason: string): void;
   /** The peer broke the protocol: a close frame with `error.closeCode` is queued, input is ignored from now on. */
@@ -50,6 +57,9 @@ export interface ConnectionEvents {
   onDeflate?(data: Buffer): void;
 }
 
+/** Everything a connection reports, to one object (or give the message half as `receiver`). */
+export interface ConnectionEvents extends MessageEvents, TransportEvents {}
+
 export interface ConnectionOptions {
   /** "server" expects masked frames and sends unmasked ones; "client" the reverse (§5.1). */
   role: "server" | "client";
@@ -66,11 +76,27 @@ export interface ConnectionOptions {
   autoPong?: boolean;
   /** Split outgoing messages larger than this many bytes into fragments. Default 0: never. */
   fragmentSize?: number;
+  /**
+   * Where messages, frames, pings and pongs go, when not to `events`: a transport hands the
+   * application's handler to the core this way, so a message reaches it in one call instead
+   * of being relayed. Default: `events`.
+   */
+  receiver?: MessageEvents;
   /** Randomness for masking keys (client role). Default `crypto.randomFillSync`. */
   randomFill?: (target: Buffer) => void;
 }
 
 /** Where the close handshake stands (§7). */
+/** How a connection ended, as its application hears it once the transport is gone. */
+export interface CloseOutcome {
+  /** The peer's close code (1005 when its close frame had none), the failure's code, or 1006 when no close frame came. */
+  code: number;
+  /** The peer's close reason, or what failed the connection, or "". */
+  reason: string;
+  /** True when both close frames were exchanged and nothing failed (§7.1.4's "cleanly"). */
+  wasClean: boolean;
+}
+
 export const ConnectionState = {
   Open: 0,
   /** We sent a close frame and wait for the peer's. */
@@ -114,7 +140,8 @@ export class Connection implements FrameHandler {
   /** Code of the close frame we sent, once sent. */
   closeCodeSent = CloseCode.AbnormalClosure as number;
 
-  private readonly events: ConnectionEvents;
+  private readonly events: TransportEvents;
+  private readonly receiver: MessageEvents;
   private readonly parser: FrameParser;
   private readonly output = new OutputQueue();
   private readonly maxPayload: number;
@@ -138,6 +165,8 @@ export class Connection implements FrameHandler {
   private messageBuffer: Buffer | null = null;
   private utf8: Utf8Validator | null = null;
   private closeReceived = false;
+  private closeSent = false;
+  private eofReceived = false;
   private maskKey: Buffer = EMPTY;
   private maskKeyAt = 0;
   private ownMaskKey: Buffer | null = null;
@@ -145,8 +174,15 @@ export class Connection implements FrameHandler {
   private inflating = false;
   private deferred: DeferredFrame[] | null = null;
 
-  constructor(events: ConnectionEvents, options: ConnectionOptions) {
+  constructor(events: ConnectionEvents, options: ConnectionOptions);
+  /** Messages, frames, pings and pongs go straight to `options.receiver`, the rest to `events`. */
+  constructor(
+    events: TransportEvents,
+    options: ConnectionOptions & { readonly receiver: MessageEvents },
+  );
+  constructor(events: TransportEvents & Partial<MessageEvents>, options: ConnectionOptions) {
     this.events = events;
+    this.receiver = options.receiver ?? (events as MessageEvents);
     this.role = options.role;
     this.maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     this.frameMode = options.frameMode ?? false;
@@ -164,6 +200,60 @@ export class Connection implements FrameHandler {
   /** Feeds bytes read from the transport. Takes ownership of `chunk` (it is unmasked in place). */
   receive(chunk: Buffer): void {
     this.parser.push(chunk);
+  }
+
+  /**
+   * The peer will send nothing more (its end of the byte stream: TCP FIN, or the socket is
+   * gone). A frame cut short is dropped; a connection whose close handshake had not finished
+   * is Closed, abnormally (§7.1.5: 1006). Output already queued may still be written. Calling
+   * it again does nothing.
+   */
+  receiveEof(): void {
+    if (this.eofReceived) return;
+    this.eofReceived = true;
+    this.parser.stop();
+    this.inflating = false;
+    this.messageBuffer = null;
+    this.frameBuffer = null;
+    this.state = ConnectionState.Closed;
+  }
+
+  /**
+   * True once the transport should end its side of the byte stream (TCP FIN) after writing
+   * what is queued: §7.1.1 has the server close TCP first once the handshake is done; a
+   * client waits for the server's, unless the connection failed or the peer's end came
+   * first. Never while frames wait behind a message being deflated (the close frame is
+   * among them).
+   */
+  get shouldSendEof(): boolean {
+    if (this.deferred !== null) return false;
+    if (this.eofReceived) return true;
+    return (
+      this.state === ConnectionState.Closed && (this.role === "server" || this.failure !== null)
+    );
+  }
+
+  /**
+   * True once the connection is closing (a close frame sent or received, a failure, or the
+   * peer's end of stream): the TCP connection should end soon, and the transport bounds the
+   * wait (closeTimeout).
+   */
+  get closeExpected(): boolean {
+    return this.state !== ConnectionState.Open;
+  }
+
+  /** How the connection ended, for the application once the transport is gone. */
+  get closeOutcome(): CloseOutcome {
+    const failure = this.failure;
+    if (failure !== null)
+      return { code: failure.closeCode, reason: failure.message, wasClean: false };
+    if (!this.closeReceived)
+      return { code: CloseCode.AbnormalClosure, reason: "", wasClean: false };
+    return {
+      code: this.closeCodeReceived,
+      reason: this.closeReasonReceived,
+      wasClean: this.closeSent,
+    };
   }
 
   /** Bytes queued for the transport, including messages still being deflated and what waits behind them. */
@@ -445,7 +535,7 @@ export class Connection implements FrameHandler {
     const whole = messageEnd && this.messageLength === 0 && this.frameHave === 0;
     if (!binary) {
       if (whole) {
-        if (!isValidUtf8(piece))
+        if (!this.parser.pieceIsAscii && !isValidUtf8(piece))
           return this.fail(CloseCode.InvalidPayloadData, "text message is not valid UTF-8");
       } else {
         const utf8 = (this.utf8 ??= new Utf8Validator());
@@ -463,7 +553,7 @@ export class Connection implements FrameHandler {
     this.frameHave += piece.length;
     if (whole) {
       this.messageOpcode = 0;
-      this.events.onMessage(piece, binary);
+      this.receiver.onMessage(piece, binary);
       return this.parserShouldContinue();
     }
     this.appendMessage(piece);
@@ -523,7 +613,7 @@ export class Connection implements FrameHandler {
     }
     if (messageEnd && this.messageLength === 0) {
       this.messageOpcode = 0;
-      this.events.onMessage(inflated, binary);
+      this.receiver.onMessage(inflated, binary);
       return this.parserShouldContinue();
     }
     this.appendMessage(inflated);
@@ -550,7 +640,7 @@ export class Connection implements FrameHandler {
     } else if (!this.messageCompressed) {
       this.messageLength += piece.length;
     }
-    this.events.onFrame?.(opcode, piece, fin);
+    this.receiver.onFrame?.(opcode, piece, fin);
     return this.parserShouldContinue();
   }
 
@@ -590,19 +680,19 @@ export class Connection implements FrameHandler {
     this.messageLength = 0;
     this.messageOpcode = 0;
     this.utf8?.reset();
-    this.events.onMessage(message, binary);
+    this.receiver.onMessage(message, binary);
     return this.parserShouldContinue();
   }
 
   private receiveControl(opcode: number, payload: Buffer): boolean {
     if (opcode === Opcode.Close) return this.receiveClose(payload);
     if (this.frameMode) {
-      this.events.onFrame?.(opcode, payload, true);
+      this.receiver.onFrame?.(opcode, payload, true);
     } else if (opcode === Opcode.Ping) {
       if (this.autoPong) this.sendControl(Opcode.Pong, payload);
-      this.events.onPing?.(payload);
+      this.receiver.onPing?.(payload);
     } else {
-      this.events.onPong?.(payload);
+      this.receiver.onPong?.(payload);
     }
     return this.parserShouldContinue();
   }
@@ -631,11 +721,13 @@ export class Connection implements FrameHandler {
     } else if (this.frameMode) {
       this.state = ConnectionState.CloseReceived;
     } else {
-      // Echo the peer's code (§5.5.1); an empty close is answered with an empty close.
+      // Echo the peer's code and reason (§5.5.1 allows either; the reason tells the peer its
+      // own words were heard); an empty close is answered with an empty close. The reason
+      // came in a valid close frame, so it fits in ours (copied, not a view that keeps the read chunk alive).
       const echoed = code === CloseCode.NoStatusReceived ? undefined : code;
-      this.queueClose(echoed, encodeClosePayload(echoed, ""));
+      this.queueClose(echoed, echoed === undefined ? EMPTY : Buffer.from(payload));
     }
-    if (this.frameMode) this.events.onFrame?.(Opcode.Close, payload, true);
+    if (this.frameMode) this.receiver.onFrame?.(Opcode.Close, payload, true);
     this.events.onClose(code, reason);
     return false;
   }
@@ -679,6 +771,7 @@ export class Connection implements FrameHandler {
   private queueClose(code: number | undefined, payload: Buffer): void {
     this.queueFrame(Opcode.Close, payload, true, false);
     this.closeCodeSent = code ?? CloseCode.NoStatusReceived;
+    this.closeSent = true;
     this.state = this.closeReceived ? ConnectionState.Closed : ConnectionState.CloseSent;
   }
 

@@ -1,6 +1,6 @@
 import { CloseCode } from "./close-code.js";
 import { MAX_CONTROL_PAYLOAD } from "./frame.js";
-import { applyMask } from "./mask.js";
+import { applyMask, applyMaskSmall, SMALL_MASK_BYTES } from "./mask.js";
 import { isControlOpcode, isKnownOpcode } from "./opcode.js";
 
 /** What the parser reports, as calls rather than event objects, to keep the hot path allocation-free. */
@@ -47,6 +47,11 @@ export class FrameParser {
   private readonly header = Buffer.allocUnsafe(KEY_OFFSET + 4);
   private headerHave = 0;
   private masked = false;
+  /**
+   * True while the payload piece being handed over is known to be ASCII (a short masked piece,
+   * checked while unmasking): a text message then needs no separate UTF-8 check.
+   */
+  pieceIsAscii = false;
   private remaining = 0;
   private phase = 0;
   private control: Buffer | null = null;
@@ -230,7 +235,13 @@ export class FrameParser {
   private readPayload(chunk: Buffer, offset: number, end: number): number {
     const take = Math.min(this.remaining, end - offset);
     const stop = offset + take;
-    if (this.masked) applyMask(chunk, offset, stop, this.header, KEY_OFFSET, this.phase);
+    let ascii = false;
+    if (this.masked) {
+      if (take < SMALL_MASK_BYTES)
+        ascii = applyMaskSmall(chunk, offset, stop, this.header, KEY_OFFSET, this.phase) < 0x80;
+      else applyMask(chunk, offset, stop, this.header, KEY_OFFSET, this.phase);
+    }
+    this.pieceIsAscii = ascii;
     this.phase += take;
     this.remaining -= take;
     const last = this.remaining === 0;

@@ -86,3 +86,36 @@ export function applyMask(
     p = (p + 1) & 3;
   }
 }
+
+/**
+ * {@link applyMask} for payloads under 128 bytes that also tells whether every unmasked byte
+ * is ASCII (below 0x80): a short text message then needs no separate UTF-8 check, which
+ * costs more than the unmasking itself at this size. Returns the OR of the unmasked bytes.
+ */
+export function applyMaskSmall(
+  data: Uint8Array,
+  start: number,
+  end: number,
+  key: Uint8Array,
+  keyOffset: number,
+  phase: number,
+): number {
+  let i = start;
+  let p = phase & 3;
+  let bits = 0;
+  const k0 = key[keyOffset + p]!;
+  const k1 = key[keyOffset + ((p + 1) & 3)]!;
+  const k2 = key[keyOffset + ((p + 2) & 3)]!;
+  const k3 = key[keyOffset + ((p + 3) & 3)]!;
+  for (const last = end - 4; i <= last; i += 4) {
+    bits |= (data[i]! ^= k0) | (data[i + 1]! ^= k1) | (data[i + 2]! ^= k2) | (data[i + 3]! ^= k3);
+  }
+  while (i < end) {
+    bits |= data[i++]! ^= key[keyOffset + p]!;
+    p = (p + 1) & 3;
+  }
+  return bits;
+}
+
+/** Payloads shorter than this are unmasked by {@link applyMaskSmall}. */
+export const SMALL_MASK_BYTES = WORD_MIN_BYTES;

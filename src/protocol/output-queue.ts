@@ -68,10 +68,17 @@ export class OutputQueue {
   /** Hands every queued chunk to `write`, in order, and empties the queue. */
   drain(write: (chunk: Buffer) => void): void {
     if (this.bytes === 0) return;
-    this.closeRun();
-    const chunks = this.chunks;
-    this.chunks = [];
     this.bytes = 0;
+    const chunks = this.chunks;
+    if (chunks.length === 0 && this.runSlab !== null) {
+      // The common case (small frames only): one run of the slab, written without an array.
+      const run = this.runSlab.subarray(this.runStart, this.runEnd);
+      this.runSlab = null;
+      write(run);
+      return;
+    }
+    this.closeRun();
+    this.chunks = [];
     for (let i = 0; i < chunks.length; i++) write(chunks[i]!);
   }
 

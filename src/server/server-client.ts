@@ -30,6 +30,7 @@ export interface ClientOwner {
   handlePong(client: ServerClient, payload: Buffer): void;
   handleProtocolError(client: ServerClient, error: ProtocolError): void;
   handleLimit(client: ServerClient, kind: LimitKind, detail: string): void;
+  handleDrain(client: ServerClient): void;
   handleClosed(client: ServerClient, code: number, reason: string, wasClean: boolean): void;
   subscribe(client: ServerClient, topic: string): boolean;
   unsubscribe(client: ServerClient, topic: string): boolean;
@@ -186,9 +187,10 @@ export class ServerClient implements TransportHandler {
   }
 
   private status(): SendStatus {
-    return this.transport.bufferedAmount * 2 > this.owner.maxBufferedBytes
-      ? SendStatus.Backpressure
-      : SendStatus.Success;
+    if (this.transport.bufferedAmount * 2 <= this.owner.maxBufferedBytes) return SendStatus.Success;
+    // The sender was told to back off: tell it (onDrain) when it may go on.
+    this.transport.watchDrain();
+    return SendStatus.Backpressure;
   }
 
   // ---- TransportHandler ----------------------------------------------------------------
@@ -207,6 +209,9 @@ export class ServerClient implements TransportHandler {
   }
   onProtocolError(error: ProtocolError): void {
     this.owner.handleProtocolError(this, error);
+  }
+  onDrain(): void {
+    this.owner.handleDrain(this);
   }
   onLimit(kind: LimitKind, detail: string): void {
     this.owner.handleLimit(this, kind, detail);

@@ -1,3 +1,5 @@
+import type { Server as HttpServer } from "node:http";
+import type { Server as HttpsServer } from "node:https";
 import type { Logger } from "../observability/logger.js";
 import type { MetricsRegistry } from "../observability/metrics.js";
 import type { DeflateOptions } from "../protocol/permessage-deflate.js";
@@ -6,6 +8,19 @@ import type { Hub } from "./hub.js";
 
 /** Server settings. Sizes in bytes, durations in milliseconds. */
 export interface ServerOptions {
+  /**
+   * Attach to this http or https server instead of creating one (ws's `server` option): its
+   * `upgrade` events for our paths become WebSocket connections; its plain requests stay
+   * yours (`WebSocketServer.handleRequest` answers ours if you ask). `port`, `host`, `tls`
+   * and the HTTP-level limits (`maxHeaderBytes`, `handshakeTimeout`) are then the server's
+   * own. `listen()` does not bind it and `close()` does not close it. Default: none.
+   */
+  server?: HttpServer | HttpsServer;
+  /**
+   * Create no HTTP server at all: you hand upgrade requests over with
+   * `WebSocketServer.handleUpgrade(req, socket, head)` (ws's `noServer`). Default false.
+   */
+  noServer?: boolean;
   /** TCP port. Default 8085; 0 picks a free port. */
   port?: number;
   /** Address to listen on. Default "127.0.0.1". */

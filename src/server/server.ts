@@ -2,10 +2,12 @@ import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import tls from "node:tls";
 import { createLogger, type Logger } from "../observability/logger.js";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "../observability/metrics.js";
 import { CloseCode } from "../protocol/close-code.js";
-import { HandshakeError, type ProtocolError } from "../protocol/errors.js";
+import { HandshakeError, type ProtocolError, StateError } from "../protocol/errors.js";
 import {
   buildErrorResponse,
   buildUpgradeResponse,
@@ -41,6 +43,8 @@ type Resolved = Required<
     | "historyLength"
     | "hub"
     | "wholeServer"
+    | "server"
+    | "noServer"
   >
 >;
 
@@ -73,6 +77,11 @@ export interface ServerHooks {
    * `server.acceptUpgrade(request, socket, head)` when (and if) it wants the connection.
    */
   onUpgradeRequest?(request: IncomingMessage, socket: Socket, head: Buffer): boolean;
+  /**
+   * The client's send buffer emptied after a send returned `SendStatus.Backpressure`
+   * (uWebSockets' `drain`): the moment to send what was held back.
+   */
+  onDrain?(client: ServerClient): void;
   /** A ping arrived (the pong is sent automatically unless in frame mode). */
   onPing?(client: ServerClient, payload: Buffer): void;
   /** A pong arrived. */
@@ -89,6 +98,10 @@ export function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer;
  * page), `/healthz`, `/metrics`, else 404. Clients get the lowest free integer id. Limits are enforced with the
  * RFC's close codes, logged and counted.
  *
+ * It can also live on an HTTP server you own (`{ server }`: its upgrades are ours, its plain
+ * requests yours) or take upgrades from your code (`{ noServer: true }` and
+ * {@link handleUpgrade}); every limit, origin check and metric applies the same way.
+ *
  * @example
  * const server = new WebSocketServer({ port: 8085 });
  * server.addHooks({ onMessage: (client, data, isBinary) => client.send(data, isBinary) });
@@ -100,7 +113,10 @@ export class WebSocketServer implements ClientOwner {
   readonly metricsRegistry: MetricsRegistry;
   readonly metrics: ServerMetrics;
   readonly maxBufferedBytes: number;
-  private readonly httpServer: http.Server;
+  /** The HTTP server upgrades come from: ours, the one given as `server`, or null (`noServer`). */
+  private readonly httpServer: http.Server | null;
+  /** Whether `httpServer` is ours to listen on and close. */
+  private readonly ownsHttpServer: boolean;
   private readonly hooks: ServerHooks[] = [];
   /** Every delivery between clients (send to id, broadcast, publish) and the client list. */
   readonly hub: Hub;
@@ -117,6 +133,7 @@ export class WebSocketServer implements ClientOwner {
   private readonly wholeServer: ServerOptions["wholeServer"];
   /** Ids taken from the bus for upgrade requests not yet answered. */
   private readonly reservedIds = new WeakMap<IncomingMessage, number>();
+  private started: Promise<void> | null = null;
 
   constructor(options: ServerOptions = {}) {
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
@@ -149,7 +166,16 @@ export class WebSocketServer implements ClientOwner {
     this.pageHandler = createPageHandler(options);
     const deflate = options.perMessageDeflate;
     this.deflate = deflate === true ? {} : deflate ? deflate : null;
-    this.secure = options.tls !== undefined;
+    this.ownsHttpServer = options.server === undefined && options.noServer !== true;
+    this.secure = this.ownsHttpServer
+      ? options.tls !== undefined
+      : options.server instanceof tls.Server;
+    this.httpServer = this.ownsHttpServer ? this.createHttpServer(options) : attach(options);
+    if (!this.ownsHttpServer) this.httpServer?.on("upgrade", this.onAttachedUpgrade);
+  }
+
+  /** Our own HTTP(S) server: requests routed (else 404), upgrades handled, bad requests answered. */
+  private createHttpServer(options: ServerOptions): http.Server {
     const httpOptions: http.ServerOptions = {
       maxHeaderSize: this.options.maxHeaderBytes,
       headersTimeout: this.options.handshakeTimeout,
@@ -159,7 +185,7 @@ export class WebSocketServer implements ClientOwner {
     };
     // wss: the TLS handshake comes before the HTTP request and node:tls gives it 120 s by
     // default, so a client that connects and never finishes TLS would escape handshakeTimeout.
-    this.httpServer = options.tls
+    const server = options.tls
       ? https.createServer({
           ...httpOptions,
           handshakeTimeout: this.options.handshakeTimeout,
@@ -167,18 +193,21 @@ export class WebSocketServer implements ClientOwner {
         })
       : http.createServer(httpOptions);
     // One over the limit, so a request with too many headers can be told from one at the limit.
-    this.httpServer.maxHeadersCount = this.options.maxHeaderCount + 1;
-    this.httpServer.on("request", (req, res) => {
-      this.handleRequest(req, res).catch((error: unknown) =>
-        this.logger.error("HTTP request failed", { err: error }),
-      );
+    server.maxHeadersCount = this.options.maxHeaderCount + 1;
+    server.on("request", (req, res) => {
+      this.handleRequest(req, res)
+        .then((answered) => {
+          if (!answered) answerNotFound(req, res);
+        })
+        .catch((error: unknown) => this.logger.error("HTTP request failed", { err: error }));
     });
-    this.httpServer.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) =>
+    server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.handleUpgrade(req, socket, head),
     );
-    this.httpServer.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) =>
+    server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) =>
       this.handleClientError(error, socket),
     );
+    return server;
   }
 
   private createHub(options: ServerOptions): Hub {
@@ -205,20 +234,34 @@ export class WebSocketServer implements ClientOwner {
 
   /**
    * Joins the cluster (with a bus), starts listening and runs the startup hooks. Resolves with
-   * the bound address.
+   * the bound address. On a
+   * server given as `server`, it binds nothing: it waits until that server is listening
+   * (you call its `listen`), then runs the startup hooks. With `noServer` there is no
+   * address: call {@link start} instead (throws StateError).
    * @throws {BusError} `"unreachable"` when the bus cannot reach its cluster.
    */
   async listen(): Promise<AddressInfo> {
+    const httpServer = this.httpServer;
+    if (httpServer === null)
+      throw new StateError(
+        "noServer: there is no port to listen on; call start() and hand upgrades to handleUpgrade()",
+        "ERR_WS_NO_SERVER",
+      );
     await this.hub.start();
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: Error) => reject(error);
-      this.httpServer.once("error", onError);
-      this.httpServer.listen(this.options.port, this.options.host, () => {
-        this.httpServer.off("error", onError);
-        resolve();
+    if (this.ownsHttpServer || !httpServer.listening) {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (error: Error) => reject(error);
+        httpServer.once("error", onError);
+        const onListening = () => {
+          httpServer.off("error", onError);
+          resolve();
+        };
+        if (this.ownsHttpServer)
+          httpServer.listen(this.options.port, this.options.host, onListening);
+        else httpServer.once("listening", onListening);
       });
-    });
-    for (const hooks of this.hooks) await hooks.onStartup?.(this);
+    }
+    await this.start();
     const address = this.address();
     this.logger.info("listening", {
       url: this.url,
@@ -228,8 +271,22 @@ export class WebSocketServer implements ClientOwner {
     return address;
   }
 
-  /** The bound address (after `listen`). */
+  /**
+   * Runs the startup hooks (once; later calls wait for the same run). `listen` calls it; with
+   * `noServer`, call it yourself before handing upgrades over if your hooks (a Lua script's
+   * `on_startup`) need it.
+   */
+  start(): Promise<void> {
+    this.started ??= (async () => {
+      for (const hooks of this.hooks) await hooks.onStartup?.(this);
+    })();
+    return this.started;
+  }
+
+  /** The bound address (after `listen`). Throws StateError with `noServer`. */
   address(): AddressInfo {
+    if (this.httpServer === null)
+      throw new StateError("noServer: the server has no address of its own", "ERR_WS_NO_SERVER");
     return this.httpServer.address() as AddressInfo;
   }
 
@@ -304,7 +361,8 @@ export class WebSocketServer implements ClientOwner {
 
   /**
    * Graceful shutdown: stops accepting, runs the shutdown hooks, closes every client with
-   * 1001 and waits for them (at most closeTimeout), then closes the port.
+   * 1001 and waits for them (at most closeTimeout), then closes the port. A server given as
+   * `server` is left open (it is yours): only its upgrades stop coming here.
    */
   close(): Promise<void> {
     this.shuttingDown ??= this.shutdown();
@@ -313,7 +371,11 @@ export class WebSocketServer implements ClientOwner {
 
   private async shutdown(): Promise<void> {
     this.logger.info("shutting down", { clients: this.hub.clientCount });
-    const closed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+    const httpServer = this.ownsHttpServer ? this.httpServer : null;
+    this.httpServer?.off("upgrade", this.onAttachedUpgrade);
+    const closed = new Promise<void>((resolve) =>
+      httpServer === null ? resolve() : httpServer.close(() => resolve()),
+    );
     for (const hooks of this.hooks) {
       try {
         await hooks.onShutdown?.(this);
@@ -328,14 +390,21 @@ export class WebSocketServer implements ClientOwner {
     }
     await Promise.race([Promise.all(waits), delay(this.options.closeTimeout + 100)]);
     for (const client of this.hub.allClients()) client.terminate();
-    this.httpServer.closeAllConnections();
+    httpServer?.closeAllConnections();
     await closed;
     await this.hub.stop();
   }
 
   // ---- HTTP ---------------------------------------------------------------------------
 
-  private async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Answers a plain HTTP request if it is one of ours: the health check, the metrics, a
+   * WebSocket handshake that lacks its upgrade headers (refused), an `onRequest` hook, the
+   * static folder or console page. Resolves false, leaving `res` untouched, otherwise. The
+   * server we create calls it for every request and answers 404 to the rest; on a server
+   * given as `server`, call it from your request handler if you want these routes.
+   */
+  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const path = (req.url ?? "/").split("?", 1)[0]!;
     if (this.logger.isLevelEnabled("debug")) this.logRequest(req, res, path);
     if (path === this.options.healthPath && (req.method === "GET" || req.method === "HEAD")) {
@@ -351,13 +420,13 @@ export class WebSocketServer implements ClientOwner {
         "Cache-Control": "no-store",
       });
       res.end(req.method === "HEAD" ? undefined : body);
-      return;
+      return true;
     }
     if (path === this.options.metricsPath && (req.method === "GET" || req.method === "HEAD")) {
       res.writeHead(200, { "Content-Type": PROMETHEUS_CONTENT_TYPE, "Cache-Control": "no-store" });
       const page = await this.wholeServerFigures((whole) => whole.metrics(), null);
       res.end(req.method === "HEAD" ? undefined : (page ?? this.metricsRegistry.render()));
-      return;
+      return true;
     }
     // node:http emits 'upgrade' only when both `Upgrade` and `Connection: Upgrade` are present,
     // so a WebSocket handshake missing one of them arrives here as a plain request. §4.2.1
@@ -368,18 +437,12 @@ export class WebSocketServer implements ClientOwner {
       (this.paths === null || this.paths.has(path))
     ) {
       this.refuseHandshakeRequest(req, res);
-      return;
+      return true;
     }
     for (const hooks of this.hooks) {
-      if (hooks.onRequest?.(req, res)) return;
+      if (hooks.onRequest?.(req, res)) return true;
     }
-    if (this.pageHandler !== null && (await this.pageHandler(req, res))) return;
-    const body = "Not Found\n";
-    res.writeHead(404, {
-      "Content-Type": "text/plain; charset=utf-8",
-      "Content-Length": Buffer.byteLength(body),
-    });
-    res.end(req.method === "HEAD" ? undefined : body);
+    return this.pageHandler !== null && (await this.pageHandler(req, res));
   }
 
   /** The whole server's figures (ServerOptions.wholeServer), or `fallback` without them. */
@@ -502,33 +565,62 @@ export class WebSocketServer implements ClientOwner {
     return null;
   }
 
-  private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+  /**
+   * The `upgrade` listener: on our own server every upgrade is ours; on a server given as
+   * `server`, one for a path outside `path` is left to the other upgrade listeners, if any.
+   */
+  private readonly onAttachedUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const foreign = this.paths !== null && !this.paths.has(pathOf(req.url ?? "/"));
+    if (foreign && !this.ownsHttpServer && this.httpServer!.listenerCount("upgrade") > 1) return;
+    this.handleUpgrade(req, socket, head);
+  };
+
+  /**
+   * Handles an HTTP upgrade request (from your server's `upgrade` event, with `noServer`;
+   * ws's `handleUpgrade`): the endpoint paths, `onUpgradeRequest` hooks, every handshake
+   * check, origins, `maxConnections`, deflate negotiation and metrics apply as on our own
+   * server. Returns the new client once its `onConnect` hooks ran, and passes it to
+   * `onClient` too (with a bus — `--workers`, `--redis` — the id comes from the cluster
+   * asynchronously: then the client reaches `onClient` only); returns null when there is none: the request was refused (the socket got
+   * the HTTP status and was closed), the server is full (the client was closed with 1013),
+   * or an `onUpgradeRequest` hook took the request over.
+   */
+  handleUpgrade(
+    req: IncomingMessage,
+    duplex: Duplex,
+    head: Buffer,
+    onClient?: (client: ServerClient, request: IncomingMessage) => void,
+  ): ServerClient | null {
+    // node:http types its upgrade socket as a Duplex; it is a net.Socket (or a TLSSocket).
+    const socket = duplex as Socket;
     socket.on("error", ignore);
-    if (this.shuttingDown) {
-      this.reject(socket, req, 503, "server is shutting down");
-      return;
-    }
-    const url = req.url ?? "/";
-    const queryAt = url.indexOf("?");
-    const path = queryAt < 0 ? url : url.slice(0, queryAt);
-    if (this.paths !== null && !this.paths.has(path)) {
-      this.reject(socket, req, 404, `no WebSocket endpoint at ${path}`);
-      return;
-    }
+    if (this.shuttingDown) return this.reject(socket, req, 503, "server is shutting down");
+    const path = pathOf(req.url ?? "/");
+    if (this.paths !== null && !this.paths.has(path))
+      return this.reject(socket, req, 404, `no WebSocket endpoint at ${path}`);
     if (this.hub.idsFromBus) {
-      this.upgradeWithClusterId(req, socket, head).catch((error: unknown) =>
+      // The id comes from the cluster, asynchronously: the client reaches onClient only.
+      this.upgradeWithClusterId(req, socket, head, onClient).catch((error: unknown) =>
         this.logger.error("upgrade failed", { err: error }),
       );
-      return;
+      return null;
     }
-    this.dispatchUpgrade(req, socket, head);
+    return this.dispatchUpgrade(req, socket, head, onClient);
   }
 
-  private dispatchUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+  private dispatchUpgrade(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    onClient?: (client: ServerClient, request: IncomingMessage) => void,
+  ): ServerClient | null {
     for (const hooks of this.hooks) {
-      if (hooks.onUpgradeRequest?.(req, socket, head)) return;
+      if (hooks.onUpgradeRequest?.(req, socket, head)) return null;
     }
-    this.acceptUpgrade(req, socket, head);
+    const client = this.acceptUpgrade(req, socket, head);
+    if (client === null || !client.connected || !client.open) return null;
+    onClient?.(client, req);
+    return client;
   }
 
   /**
@@ -539,6 +631,7 @@ export class WebSocketServer implements ClientOwner {
     req: IncomingMessage,
     socket: Socket,
     head: Buffer,
+    onClient?: (client: ServerClient, request: IncomingMessage) => void,
   ): Promise<void> {
     let id: number;
     try {
@@ -559,7 +652,7 @@ export class WebSocketServer implements ClientOwner {
       this.reservedIds.delete(req);
       this.hub.releaseId(unused);
     });
-    this.dispatchUpgrade(req, socket, head);
+    this.dispatchUpgrade(req, socket, head, onClient);
   }
 
   /** The id taken for an upgrade request; it moves to the client when the upgrade succeeds. */
@@ -759,6 +852,17 @@ export class WebSocketServer implements ClientOwner {
     });
   }
 
+  handleDrain(client: ServerClient): void {
+    for (const hooks of this.hooks) {
+      try {
+        hooks.onDrain?.(client);
+      } catch (error) {
+        this.hookFailed(client, "onDrain", error);
+        return;
+      }
+    }
+  }
+
   handleClosed(client: ServerClient, code: number, reason: string, wasClean: boolean): void {
     this.hub.leave(client);
     this.sweeper.delete(client.transport);
@@ -794,6 +898,33 @@ export class WebSocketServer implements ClientOwner {
     });
     if (client.open) client.close(CloseCode.InternalError, "internal server error");
   }
+}
+
+/** The server given as `server` (null with `noServer`), after checking the options agree. */
+function attach(options: ServerOptions): http.Server | null {
+  if (options.server !== undefined && options.noServer === true)
+    throw new StateError("give either server or noServer, not both", "ERR_WS_OPTIONS");
+  if (options.tls !== undefined)
+    throw new StateError(
+      "tls belongs to the server that accepts the connections: create it with https",
+      "ERR_WS_OPTIONS",
+    );
+  return options.server ?? null;
+}
+
+/** The path of a request URL, without its query string. */
+function pathOf(url: string): string {
+  const queryAt = url.indexOf("?");
+  return queryAt < 0 ? url : url.slice(0, queryAt);
+}
+
+function answerNotFound(req: IncomingMessage, res: ServerResponse): void {
+  const body = "Not Found\n";
+  res.writeHead(404, {
+    "Content-Type": "text/plain; charset=utf-8",
+    "Content-Length": Buffer.byteLength(body),
+  });
+  res.end(req.method === "HEAD" ? undefined : body);
 }
 
 function ignore(): void {

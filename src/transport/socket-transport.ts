@@ -3,9 +3,10 @@ import { CloseCode } from "../protocol/close-code.js";
 import type { MessageCompressor } from "../protocol/compression.js";
 import {
   Connection,
-  type ConnectionEvents,
   type ConnectionOptions,
   ConnectionState,
+  type MessageEvents,
+  type TransportEvents,
 } from "../protocol/connection.js";
 import type { ProtocolError } from "../protocol/errors.js";
 import "./native-mask.js";
@@ -21,16 +22,17 @@ export interface TransportLimits {
 /** Why a transport closed the connection on its own. */
 export type LimitKind = "backpressure" | "idle" | "close-timeout";
 
-/** What the owner of a transport (a server's client, a client socket) hears. */
-export interface TransportHandler {
-  onMessage(data: Buffer, binary: boolean): void;
-  onFrame?(opcode: number, payload: Buffer, fin: boolean): void;
-  onPing?(payload: Buffer): void;
-  onPong?(payload: Buffer): void;
+/**
+ * What the owner of a transport (a server's client, a client socket) hears. Messages, frames,
+ * pings and pongs come straight from the protocol core (its `receiver`), without a relay.
+ */
+export interface TransportHandler extends MessageEvents {
   /** The peer's close frame arrived (the reply is already queued in message mode). */
   onCloseFrame?(code: number, reason: string): void;
   /** The peer broke the protocol; the connection is being failed with `error.closeCode`. */
   onProtocolError?(error: ProtocolError): void;
+  /** The send buffer emptied after {@link SocketTransport.watchDrain} was called. */
+  onDrain?(): void;
   /** A limit was hit and the connection is being closed. */
   onLimit?(kind: LimitKind, detail: string): void;
   /** The TCP connection is gone. `code`/`reason` are the peer's close frame, or 1006 when there was none. */
@@ -45,7 +47,7 @@ export const DEFAULT_CLOSE_TIMEOUT = 5000;
  * written out once per read (or once per tick for sends from elsewhere), the send buffer is
  * bounded, and the close handshake is finished or cut after a timeout.
  */
-export class SocketTransport implements ConnectionEvents {
+export class SocketTransport implements TransportEvents {
   readonly connection: Connection;
   readonly socket: Socket;
   /** Time of the last byte received (a coarse clock in ms), for idle detection. */
@@ -58,6 +60,8 @@ export class SocketTransport implements ConnectionEvents {
   private closed = false;
   private pendingFirst: Buffer | null = null;
   private corked = false;
+  /** Someone waits for the send buffer to empty (watchDrain). */
+  private drainWatched = false;
   private readonly compressor: MessageCompressor | null;
 
   constructor(
@@ -72,17 +76,17 @@ export class SocketTransport implements ConnectionEvents {
     this.maxBufferedBytes = limits.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     this.closeTimeout = limits.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT;
     this.compressor = options.compressor ?? null;
-    this.connection = new Connection(this, options);
+    this.connection = new Connection(this, { ...options, receiver: handler });
     this.lastActivity = coarseNow;
     socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => this.receive(chunk));
+    socket.on("data", this.onData);
     socket.on("error", () => {
       // A reset or a write after the peer vanished: 'close' follows and reports 1006.
     });
     socket.on("close", () => this.onSocketClose());
     socket.on("end", () => {
-      // The peer half-closed; we have nothing more to say after our close frame.
-      if (!socket.destroyed) socket.end();
+      this.connection.receiveEof();
+      this.afterStateChange();
     });
     if (head !== undefined && head.length > 0) this.receive(head);
   }
@@ -106,9 +110,27 @@ export class SocketTransport implements ConnectionEvents {
     return this.connection.sendPrebuiltFrame(frame);
   }
 
+  /** True while output waits for a flush already planned (at the end of a read or in a microtask). */
+  get flushPending(): boolean {
+    return this.flushScheduled;
+  }
+
   /** Bytes waiting: queued frames plus the socket's own buffer. */
   get bufferedAmount(): number {
     return this.connection.bufferedAmount + this.socket.writableLength;
+  }
+
+  /**
+   * Calls the handler's `onDrain` once everything queued so far, and anything queued
+   * meanwhile, has been handed to the kernel. For senders told to back off.
+   */
+  watchDrain(): void {
+    if (this.drainWatched || this.closed) return;
+    this.drainWatched = true;
+    // The next flush marks its end; with nothing left to flush, mark the end of what the
+    // socket holds now. A zero-length write's callback runs once everything before it is out.
+    if (!this.flushScheduled && this.connection.bufferedAmount === 0)
+      this.socket.write(EMPTY, this.checkDrained);
   }
 
   /** Starts the close handshake; the connection is cut if the peer does not answer within closeTimeout. */
@@ -130,23 +152,7 @@ export class SocketTransport implements ConnectionEvents {
     this.afterStateChange();
   }
 
-  // ---- ConnectionEvents ---------------------------------------------------------------
-
-  onMessage(data: Buffer, binary: boolean): void {
-    this.handler.onMessage(data, binary);
-  }
-
-  onFrame(opcode: number, payload: Buffer, fin: boolean): void {
-    this.handler.onFrame?.(opcode, payload, fin);
-  }
-
-  onPing(payload: Buffer): void {
-    this.handler.onPing?.(payload);
-  }
-
-  onPong(payload: Buffer): void {
-    this.handler.onPong?.(payload);
-  }
+  // ---- TransportEvents ----------------------------------------------------------------
 
   onClose(code: number, reason: string): void {
     this.handler.onCloseFrame?.(code, reason);
@@ -161,7 +167,10 @@ export class SocketTransport implements ConnectionEvents {
   onOutput(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(this.flushTask);
+    // Sends from outside a read (a broadcast, a timer) are written at the end of the current
+    // job, all transports in one microtask: one hop per broadcast, not one per receiver, and
+    // frames queued for one socket in the same job still go out as one write.
+    if (pendingFlushes.push(this) === 1) queueMicrotask(flushPending);
   }
 
   onInflate(frame: Buffer, final: boolean, limit: number): void {
@@ -191,7 +200,8 @@ export class SocketTransport implements ConnectionEvents {
 
   // ---- internals ----------------------------------------------------------------------
 
-  private readonly flushTask = (): void => this.flush();
+  /** The socket's 'data' listener (a subclass's `receive` decides when the bytes are read). */
+  private readonly onData = (chunk: Buffer): void => this.receive(chunk);
 
   private scheduleStateCheck(): void {
     // Runs after the current read is flushed, so the close frame goes out first.
@@ -211,6 +221,12 @@ export class SocketTransport implements ConnectionEvents {
       this.pendingFirst = null;
     }
     socket.write(chunk);
+  };
+
+  private readonly checkDrained = (): void => {
+    if (!this.drainWatched || this.closed || this.bufferedAmount > 0) return;
+    this.drainWatched = false;
+    this.handler.onDrain?.();
   };
 
   /** Writes everything queued: one write, or one corked batch. */
@@ -240,20 +256,17 @@ export class SocketTransport implements ConnectionEvents {
       socket.write(this.pendingFirst);
       this.pendingFirst = null;
     }
+    if (this.drainWatched) socket.write(EMPTY, this.checkDrained);
   }
 
-  /** Acts on the close handshake's progress: end TCP when done, time out when stuck. */
+  /** Acts on the close handshake's progress as the connection decides: end TCP, time out when stuck. */
   afterStateChange(): void {
     if (this.closed) return;
     const connection = this.connection;
-    if (connection.state === ConnectionState.Open) return;
+    if (!connection.closeExpected) return;
     this.flush();
     const socket = this.socket;
-    if (connection.state === ConnectionState.Closed && !connection.awaitingDeflate) {
-      // §7.1.1: the server closes TCP first; a client that failed the connection closes too.
-      // Not while frames wait behind a deflate: the close frame is among them.
-      if (connection.role === "server" || connection.failure !== null) socket.end();
-    }
+    if (connection.shouldSendEof && !socket.destroyed) socket.end();
     if (this.closeTimer === null) {
       this.closeTimer = setTimeout(() => {
         this.handler.onLimit?.(
@@ -271,16 +284,25 @@ export class SocketTransport implements ConnectionEvents {
     this.closed = true;
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     const connection = this.connection;
+    connection.receiveEof();
     connection.dispose();
-    const clean = connection.state === ConnectionState.Closed && connection.failure === null;
-    const received = connection.closeCodeReceived;
-    if (connection.failure !== null) {
-      this.handler.onClosed(connection.failure.closeCode, connection.failure.message, false);
-    } else if (received !== CloseCode.AbnormalClosure) {
-      this.handler.onClosed(received, connection.closeReasonReceived, clean);
-    } else {
-      this.handler.onClosed(CloseCode.AbnormalClosure, "", false);
-    }
+    const { code, reason, wasClean } = connection.closeOutcome;
+    this.handler.onClosed(code, reason, wasClean);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Transports with output queued outside a read, flushed together (see onOutput). */
+let pendingFlushes: SocketTransport[] = [];
+
+function flushPending(): void {
+  const transports = pendingFlushes;
+  pendingFlushes = [];
+  for (let i = 0; i < transports.length; i++) {
+    const transport = transports[i]!;
+    // Already written by a read in the meantime, or listed twice: nothing to do.
+    if (transport.flushPending) transport.flush();
   }
 }
 

@@ -289,9 +289,10 @@ describe("our client ↔ our server", () => {
     const text = makeText(100_000);
     a.send(text);
     assert.equal((await a.receive()).text(), text);
+    // The server's reply carries the client's code and reason back (§5.5.1).
     assert.deepEqual(await a.close(4321, "client done"), {
       code: 4321,
-      reason: "",
+      reason: "client done",
       wasClean: true,
     });
     const b = resources.add(await connect(url, { perMessageDeflate: true }), (c) => c.terminate());

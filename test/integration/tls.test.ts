@@ -81,7 +81,7 @@ describe("wss:// with a self-signed certificate", { skip }, () => {
     assert.ok((await client.receive()).data.equals(big));
     assert.deepEqual(await withTimeout(client.close(1000, "done"), PATIENCE_MS, "close"), {
       code: 1000,
-      reason: "",
+      reason: "done",
       wasClean: true,
     });
   });

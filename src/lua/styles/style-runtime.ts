@@ -22,6 +22,8 @@ export interface StyleRuntime {
 export interface StyleOptions {
   /** Options of the server(s): address, limits, static folder, TLS, logger and metrics. */
   readonly serverOptions: ServerOptions;
+  /** A server the application built, to add the script's hooks to (callback style only). */
+  readonly server?: WebSocketServer;
   /** A port given explicitly on the command line; replaces a silly script's own listen port. */
   readonly portOverride?: number;
   /** Listeners a coroutine-style script may have open at once. Default 100. */

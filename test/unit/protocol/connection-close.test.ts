@@ -41,7 +41,7 @@ for (const role of ROLES) {
         assert.deepStrictEqual(recorder.events, [{ type: "close", code, reason: "" }]);
         const [frame] = assertSent(role, recorder.output(), [{ opcode: OP.close }]);
         assert.equal(closeCodeOf(frame!), code);
-        assert.equal(frame!.payload.length, 2, "the echo carries the code only");
+        assert.equal(frame!.payload.length, 2, "no reason came, so none goes back");
         assert.equal(recorder.state, ConnectionState.Closed);
         assert.equal(recorder.connection.closeCodeReceived, code);
         assert.equal(recorder.connection.closeCodeSent, code);
@@ -67,6 +67,16 @@ for (const role of ROLES) {
       const recorder = replay({ role }, inbound(role, OP.close, closeBody(4000, reason)));
       assert.deepStrictEqual(recorder.events, [{ type: "close", code: 4000, reason }]);
     });
+
+    for (const reason of ["going away", "fermé — 閉じた 🌍", "r".repeat(123)]) {
+      it(`answers with the peer's code and its reason (${Buffer.byteLength(reason)} bytes)`, () => {
+        const recorder = replay({ role }, inbound(role, OP.close, closeBody(4001, reason)));
+        assertSent(role, recorder.output(), [
+          { opcode: OP.close, payload: closeBody(4001, reason) },
+        ]);
+        assert.equal(recorder.connection.closeCodeSent, 4001);
+      });
+    }
 
     it("accepts a 123-byte reason (the largest a close frame holds)", () => {
       const reason = "r".repeat(123);
@@ -181,7 +191,9 @@ for (const role of ROLES) {
         const recorder = new Recorder({ role });
         recorder.receive(inbound(role, OP.close, closeBody(1001, "bye")));
         assert.equal(recorder.state, ConnectionState.Closed);
-        assertSent(role, recorder.output(), [{ opcode: OP.close, payload: closeBody(1001) }]);
+        assertSent(role, recorder.output(), [
+          { opcode: OP.close, payload: closeBody(1001, "bye") },
+        ]);
         assert.equal(recorder.connection.close(1000), false);
         assert.equal(recorder.connection.send("late", false), false);
         assert.equal(recorder.connection.ping(), false);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { applyMask } from "../../../src/protocol/mask.js";
+import { applyMask, applyMaskSmall, SMALL_MASK_BYTES } from "../../../src/protocol/mask.js";
 import { createRandom, randomBytes } from "../../helpers/protocol-harness.js";
 
 /** The obvious byte loop, as RFC 6455 §5.3 states it. */
@@ -106,5 +106,31 @@ describe("applyMask", () => {
     const data = Buffer.from([1, 2, 3]);
     applyMask(data, 1, 1, KEY, 0, 0);
     assert.deepEqual(data, Buffer.from([1, 2, 3]));
+  });
+});
+
+describe("applyMaskSmall", () => {
+  it("unmasks as a naive XOR and returns the OR of the unmasked bytes, every length and phase", () => {
+    const random = createRandom(7);
+    for (let length = 0; length < SMALL_MASK_BYTES; length++) {
+      for (let phase = 0; phase < 4; phase++) {
+        const data = randomBytes(random, length + 4);
+        const expected = Buffer.from(data);
+        naiveMask(expected, 2, 2 + length, KEY, 0, phase);
+        let bits = 0;
+        for (let i = 2; i < 2 + length; i++) bits |= expected[i]!;
+        assert.equal(applyMaskSmall(data, 2, 2 + length, KEY, 0, phase), bits);
+        assert.deepEqual(data, expected, `length ${length}, phase ${phase}`);
+      }
+    }
+  });
+
+  it("tells an all-ASCII payload (every byte below 0x80) from one with a high byte", () => {
+    const ascii = Buffer.from("plain ascii text");
+    naiveMask(ascii, 0, ascii.length, KEY, 0, 0);
+    assert.ok(applyMaskSmall(ascii, 0, ascii.length, KEY, 0, 0) < 0x80);
+    const accented = Buffer.from("café");
+    naiveMask(accented, 0, accented.length, KEY, 0, 0);
+    assert.ok(applyMaskSmall(accented, 0, accented.length, KEY, 0, 0) >= 0x80);
   });
 });

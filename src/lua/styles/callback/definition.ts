@@ -8,7 +8,7 @@ export const callbackStyle = {
   name: "callback",
   recognize: () => null,
   async create(host, options) {
-    const server = new WebSocketServer(options.serverOptions);
+    const server = options.server ?? new WebSocketServer(options.serverOptions);
     const callbacks = new CallbackStyle(host);
     server.addHooks(callbacks);
     return callbackRuntime(server, callbacks);
