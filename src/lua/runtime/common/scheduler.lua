@@ -186,26 +186,22 @@ function M.open_socket(h) host.inbox_open(h) end
 function M.forget_socket(h) host.inbox_forget(h) end
 function M.socket_closed(h) return host.inbox_closed(h) end
 
---- The next event of handle h for the running coroutine: kind, data, extra, waiting for one
---- (at most timeout_ms when given, then kind -2) if none is queued. Errors outside a coroutine.
---- Kept thin: the frames below a parked reader's yield decide its coroutine's stack size.
-function M.take(h, timeout_ms)
-  local kind, data, extra = inbox_take(h, timeout_ms)
-  if kind ~= nil then return kind, data, extra end
-  local co, main = co_running()
-  if main then error("cannot read outside a coroutine", 2) end
-  repeat
-    readers[h] = co
-    kind, data, extra = co_yield()
-    -- Woken by anything but wake_readers (which clears readers[h]): ask again.
-    if readers[h] == co then kind, data, extra = inbox_take(h, timeout_ms) end
-  until kind ~= nil
-  return kind, data, extra
-end
-
---- Next event of socket h: kind, data, extra; or nil, "timeout" / nil, "closed".
+--- Next event of socket h: kind, data, extra; or nil, "timeout" (after timeout_ms, when
+--- given) / nil, "closed". Waits, parked, while none is queued; errors outside a coroutine.
+--- Kept thin (one frame, few registers): the frames below a parked reader's yield decide its
+--- coroutine's stack size.
 function M.read(h, timeout_ms)
-  local kind, data, extra = M.take(h, timeout_ms)
+  local kind, data, extra = inbox_take(h, timeout_ms)
+  if kind == nil then
+    local co, main = co_running()
+    if main then error("cannot read outside a coroutine", 2) end
+    repeat
+      readers[h] = co
+      kind, data, extra = co_yield()
+      -- Woken by anything but wake_readers (which clears readers[h]): ask again.
+      if readers[h] == co then kind, data, extra = inbox_take(h, timeout_ms) end
+    until kind ~= nil
+  end
   if kind < 0 then return nil, kind == CLOSED and "closed" or "timeout" end
   return kind, data, extra
 end
