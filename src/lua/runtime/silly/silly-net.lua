@@ -66,6 +66,20 @@ local function next_event(h)
   return kind, data
 end
 
+-- An upgrade request's `stream.header` stays in the host until the script reads it (a table
+-- per idle WebSocket would be most of its Lua memory): made here on first use, or when the
+-- connection ends while the stream may still be referenced.
+local function settle_header(stream)
+  if type(stream) ~= "table" then return nil end
+  local header = rawget(stream, "header")
+  if header ~= nil then return header end
+  local conn = rawget(stream, "conn")
+  if type(conn) ~= "table" then return nil end
+  header = H.http_header(conn.fd)
+  if header ~= nil then rawset(stream, "header", header) end
+  return header
+end
+
 ---------------------------------------------------------------------------------------------
 -- Connection objects (`stream.conn`, `sock.conn`): the transport under a stream or socket.
 
@@ -130,6 +144,7 @@ local function read_result(sock, kind, data)
     local err = kind == K_FAIL and tostring(data) or END_OF_FILE
     sock._err = err
     open_socks[h] = nil
+    settle_header(sock.stream)
     inbox_close(h)
     return nil, err, ""
   end
@@ -186,6 +201,7 @@ function sock_methods.close(sock)
   -- The host wakes a task still blocked reading this socket (it reads "socket closed").
   local ok, err = H.ws_close(h)
   open_socks[h] = nil
+  settle_header(sock.stream)
   return ok, err
 end
 
@@ -193,7 +209,13 @@ end
 -- HTTP streams.
 
 local stream_methods = {}
-local stream_mt = { __index = stream_methods }
+
+local stream_mt = {
+  __index = function(stream, key)
+    if key == "header" then return settle_header(stream) end
+    return stream_methods[key]
+  end,
+}
 
 --- Sets the status and headers of the response (sent with the first write or close).
 --- With `close` true the response ends at once, without a body.
@@ -314,7 +336,10 @@ local function run_handler(handler, stream)
   handler(stream)
   local co = co_running()
   task_status[co] = nil
-  H.http_done(task_context(co))
+  local h = task_context(co)
+  -- No open WebSocket keeps the request's headers in the host past this point.
+  if not open_socks[h] then settle_header(stream) end
+  H.http_done(h)
 end
 
 --- Host entry: a request arrived on listener `id`; runs its handler in a new task whose
@@ -369,12 +394,18 @@ function websocket.upgrade(stream)
     error("bad argument #1 to 'upgrade' (http stream expected)", 2)
   end
   if stream.method ~= "GET" then return refuse(stream, "method not GET") end
-  local header = stream.header
-  if type(header) ~= "table" then return refuse(stream, "header not found") end
-  local problem = H.upgrade_problem(header_value(header, "upgrade"), header_value(header, "connection"))
-  if problem then return refuse(stream, problem) end
-  if not header["sec-websocket-key"] then return refuse(stream, "sec-websocket-key not found") end
   local h = stream.conn.fd
+  local header = rawget(stream, "header")
+  if header == nil then
+    -- Still in the host (see settle_header): checked there, without making the table.
+    local problem = H.upgrade_request_problem(h)
+    if problem then return refuse(stream, problem) end
+  else
+    if type(header) ~= "table" then return refuse(stream, "header not found") end
+    local problem = H.upgrade_problem(header_value(header, "upgrade"), header_value(header, "connection"))
+    if problem then return refuse(stream, problem) end
+    if not header["sec-websocket-key"] then return refuse(stream, "sec-websocket-key not found") end
+  end
   local ok, err = H.ws_accept(h)
   if not ok then return nil, err end
   return newsocket(h, stream, stream.conn)

@@ -129,6 +129,12 @@ export class CoroutineStyle implements StyleRuntime {
   private readonly bridge: SchedulerBridge;
   private readonly startMain: LuaRef;
   private readonly onRequest: LuaRef;
+  /**
+   * The headers of upgrade requests whose Lua `stream.header` was not built yet: a table per
+   * idle WebSocket is most of its Lua memory, and the server keeps the headers anyway. Lua
+   * fetches them on first use (`http_header`), or when the stream outlives its connection.
+   */
+  private readonly lazyHeaders = new Map<number, { [key: string]: string | string[] }>();
   /** The --static folder, or the console page, for requests the handler left unanswered. */
   private readonly pageHandler: StaticHandler | null;
   private readonly created: WebSocketServer[] = [];
@@ -277,6 +283,23 @@ export class CoroutineStyle implements StyleRuntime {
     this.bridge.inboxes.deliver(handle, kind, data, extra);
   }
 
+  /**
+   * What silly's `websocket.upgrade` says of request `handle` whose `stream.header` is still
+   * in the host: the checks of silly-net.lua's upgrade, on the same values.
+   */
+  private upgradeRequestProblem(handle: number): string | null {
+    const header = this.lazyHeaders.get(handle);
+    if (header === undefined) return "header not found";
+    const value = (name: string) => {
+      const v = header[name];
+      return Array.isArray(v) ? v.join(", ") : v;
+    };
+    return (
+      upgradeProblem(value("upgrade"), value("connection")) ??
+      (header["sec-websocket-key"] === undefined ? "sec-websocket-key not found" : null)
+    );
+  }
+
   /** A task died (Lua error, CPU budget, memory): close the connection it served. */
   private onFailure(context: LuaValue, message: string, traceback: string): void {
     if (Buffer.isBuffer(context) && context.toString() === "main") {
@@ -319,6 +342,13 @@ export class CoroutineStyle implements StyleRuntime {
       }),
       http_done: fn((a) => this.handlerDone(a.integer(1))),
       upgrade_problem: fn((a) => upgradeProblem(checkedHeader(a, 1), checkedHeader(a, 2))),
+      upgrade_request_problem: fn((a) => this.upgradeRequestProblem(a.integer(1))),
+      http_header: fn((a) => {
+        const handle = a.integer(1);
+        const header = this.lazyHeaders.get(handle);
+        this.lazyHeaders.delete(handle);
+        return header;
+      }),
       ws_accept: fn((a) => this.accept(a.integer(1))),
       ws_connect: fn((a) => this.connect(a)),
       ws_send: fn((a) => this.send(a)),
@@ -336,6 +366,7 @@ export class CoroutineStyle implements StyleRuntime {
         // The script dropped every reference to an open socket: nobody can use it any more.
         const handle = a.integer(1);
         this.bridge.inboxes.forget(handle);
+        this.lazyHeaders.delete(handle);
         const ws = this.sockets.get(handle);
         if (ws !== undefined && !ws.gone && !ws.closing) this.closeSocket(ws, CloseCode.GoingAway);
       }),
@@ -554,11 +585,14 @@ export class CoroutineStyle implements StyleRuntime {
       }
     };
     socket.on("close", stream.onSocketClose);
-    this.startHandler(stream, NO_BYTES);
+    this.startHandler(stream, NO_BYTES, true);
   }
 
-  /** Runs the listener's Lua handler for `stream` in a new task. */
-  private startHandler(stream: HttpStream, body: Buffer): void {
+  /**
+   * Runs the listener's Lua handler for `stream` in a new task. With `lazyHeader` (an upgrade
+   * request) its `stream.header` is made when the script first reads it (see lazyHeaders).
+   */
+  private startHandler(stream: HttpStream, body: Buffer, lazyHeader = false): void {
     const req = stream.req;
     const url = req.url ?? "/";
     const queryAt = url.indexOf("?");
@@ -573,16 +607,18 @@ export class CoroutineStyle implements StyleRuntime {
       req.method ?? "GET",
       queryAt < 0 ? url : url.slice(0, queryAt),
       query,
-      luaHeaders(req),
+      lazyHeader ? undefined : luaHeaders(req),
       req.httpVersion === "1.1" ? "HTTP/1.1" : `HTTP/${req.httpVersion}`,
       `${req.socket.remoteAddress ?? ""}:${req.socket.remotePort ?? 0}`,
       stream.listener.secure ? "https" : "http",
       body.length > 0 ? body : undefined,
     ];
+    if (lazyHeader) this.lazyHeaders.set(stream.handle, luaHeaders(req));
     this.dispatch(() => {
       const [accepted] = this.host.engine.call(this.onRequest, ...args);
       if (accepted !== true) {
         // The listener was closed meanwhile.
+        this.lazyHeaders.delete(stream.handle);
         this.endWithStatus(stream, 503, "Service Unavailable\n");
       }
       this.bridge.run();
