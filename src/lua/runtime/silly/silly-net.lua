@@ -210,12 +210,39 @@ end
 
 local stream_methods = {}
 
-local stream_mt = {
-  __index = function(stream, key)
+-- What a stream reads that is not in its table: the fields most requests share (GET, the HTTP
+-- version, the scheme), kept once per combination in its metatable, so that a WebSocket's
+-- stream is a table of four slots; the lazy header and query; the methods.
+local function stream_index(shared)
+  return function(stream, key)
+    local value = shared[key]
+    if value ~= nil then return value end
     if key == "header" then return settle_header(stream) end
+    if key == "query" then
+      -- A request without a query string gets its (empty) table when the script looks.
+      local query = {}
+      rawset(stream, "query", query)
+      return query
+    end
     return stream_methods[key]
-  end,
-}
+  end
+end
+
+-- Stream metatables by shared fields (a handful: the method is shared only when it is GET, the
+-- version and scheme come from the host), and the set of them for upgrade's check.
+local stream_mts, is_stream_mt = {}, {}
+
+local function stream_mt_for(method, version, scheme)
+  local get = method == "GET"
+  local key = (get and "GET " or "") .. tostring(version) .. " " .. tostring(scheme)
+  local mt = stream_mts[key]
+  if mt == nil then
+    mt = { __index = stream_index({ method = get and method or nil, version = version, scheme = scheme }) }
+    stream_mts[key] = mt
+    is_stream_mt[mt] = true
+  end
+  return mt
+end
 
 --- Sets the status and headers of the response (sent with the first write or close).
 --- With `close` true the response ends at once, without a body.
@@ -349,19 +376,17 @@ local function on_request(id, h, method, path, query, header, version, remoteadd
   collect_garbage()
   local handler = handlers[id]
   if handler == nil then return false end
-  -- Eight fields (one table part of eight slots): the handle is stream.conn.fd, and the body
-  -- (_body, read from _pos) is there only when the request has one. A WebSocket's stream
-  -- lives as long as the connection.
+  -- Three fields (four slots) for a WebSocket's request, which lives as long as the connection:
+  -- the handle is stream.conn.fd, the shared fields are in the metatable, and the method (when
+  -- not GET), query, header and body (_body, read from _pos) only when the request has them.
   local stream = setmetatable({
-    method = method,
     path = path,
-    query = query,
-    header = header,
-    version = version,
     remoteaddr = remoteaddr,
-    scheme = scheme,
     conn = newconn(h, remoteaddr),
-  }, stream_mt)
+  }, stream_mt_for(method, version, scheme))
+  if method ~= "GET" then stream.method = method end
+  if query then stream.query = query end
+  if header then stream.header = header end
   if body then stream._body = body end
   task_status[spawn(run_handler, h, handler, stream)] = "READY"
   return true
@@ -390,7 +415,7 @@ end
 --- functions are Lua code, and a call chain that deep would double the stack the handler's
 --- task keeps for the whole connection (see next_event).
 function websocket.upgrade(stream)
-  if type(stream) ~= "table" or getmetatable(stream) ~= stream_mt then
+  if type(stream) ~= "table" or not is_stream_mt[getmetatable(stream)] then
     error("bad argument #1 to 'upgrade' (http stream expected)", 2)
   end
   if stream.method ~= "GET" then return refuse(stream, "method not GET") end

@@ -606,7 +606,8 @@ export class CoroutineStyle implements StyleRuntime {
       stream.handle,
       req.method ?? "GET",
       queryAt < 0 ? url : url.slice(0, queryAt),
-      query,
+      // No query: Lua makes the empty table if the script looks (one less per connection).
+      queryAt < 0 ? undefined : query,
       lazyHeader ? undefined : luaHeaders(req),
       req.httpVersion === "1.1" ? "HTTP/1.1" : `HTTP/${req.httpVersion}`,
       `${req.socket.remoteAddress ?? ""}:${req.socket.remotePort ?? 0}`,
