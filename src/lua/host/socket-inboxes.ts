@@ -118,9 +118,10 @@ export class SocketInboxes {
   }
 
   /**
-   * A Lua read: the oldest event's kind (its data and extra in the inbox's `takenData` and
-   * `takenExtra`, returned as well), or undefined after parking the reader, woken by the next
-   * event or, with `timeoutMs` > 0, by its deadline. A handle without inbox reads "gone".
+   * A Lua read: takes the oldest event and returns the inbox, the event in its `takenKind`,
+   * `takenData` and `takenExtra`; or, when there is none, parks the reader (woken by the next
+   * event or, with `timeoutMs` > 0, by its deadline) and returns undefined. Undefined as well
+   * for a handle without inbox: the caller checks {@link has} first (it reads "gone").
    */
   take(handle: number, timeoutMs: number): EventInbox | undefined {
     const inbox = this.inboxes.get(handle);
