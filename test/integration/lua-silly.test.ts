@@ -588,6 +588,13 @@ describe("coroutine style API (api.lua)", () => {
     await silly.log.waitForLine(/odd header upgrade: nil\|header upgrade mismatch/);
   });
 
+  it("stream.header of a WebSocket request still reads after the connection ended", async () => {
+    const client = await openClient(api("header-later"), { headers: { "X-Test": "kept" } });
+    client.close(1000);
+    await client.closed;
+    await silly.log.waitForLine(/header later: [^|]*\|close\|kept\|websocket/);
+  });
+
   it("a second task reading a socket at once fails (1011); the first reads the close", async () => {
     const client = await openClient(api("two-readers"));
     assert.equal((await client.closed).code, 1011);

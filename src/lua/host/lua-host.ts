@@ -69,8 +69,11 @@ export class LuaHost implements HostServices {
   /** Called after every entry into Lua from a host event (timers); styles run their scheduler here. */
   afterEvent: () => void = () => {};
   private readonly errors: Counter | null;
-  /** Pending timers by id; null for one that never fires (an infinite delay). */
-  private readonly timers = new Map<number, NodeJS.Timeout | null>();
+  /**
+   * Pending timers by id: the Node timer (null for one that never fires, an infinite delay)
+   * and the Lua function it calls, released as soon as the timer is cancelled.
+   */
+  private readonly timers = new Map<number, { node: NodeJS.Timeout | null; fn: LuaRef }>();
   private nextTimerId = 1;
   readonly maxTimers: number;
   readonly maxOutgoing: number;
@@ -201,35 +204,39 @@ export class LuaHost implements HostServices {
       if (!repeat) fn.release();
       this.afterEvent();
     };
-    if (!repeat) this.armTimer(id, ms, fire);
-    else if (ms <= MAX_TIMER_MS) this.timers.set(id, setInterval(fire, Math.max(1, ms)));
+    if (!repeat) this.armTimer(id, fn, ms, fire);
+    else if (ms <= MAX_TIMER_MS)
+      this.timers.set(id, { node: setInterval(fire, Math.max(1, ms)), fn });
     else {
       const fireAndRearm = () => {
         fire();
-        if (this.timers.has(id)) this.armTimer(id, ms, fireAndRearm);
+        if (this.timers.has(id)) this.armTimer(id, fn, ms, fireAndRearm);
       };
-      this.armTimer(id, ms, fireAndRearm);
+      this.armTimer(id, fn, ms, fireAndRearm);
     }
     return id;
   }
 
   /** Runs `fire` once after `ms` as timer `id`, in steps of Node's longest delay if need be. */
-  private armTimer(id: number, ms: number, fire: () => void): void {
-    if (ms === Number.POSITIVE_INFINITY) this.timers.set(id, null);
-    else if (ms > MAX_TIMER_MS)
-      this.timers.set(
-        id,
-        setTimeout(() => this.armTimer(id, ms - MAX_TIMER_MS, fire), MAX_TIMER_MS),
-      );
-    else this.timers.set(id, setTimeout(fire, ms));
+  private armTimer(id: number, fn: LuaRef, ms: number, fire: () => void): void {
+    if (ms === Number.POSITIVE_INFINITY) this.timers.set(id, { node: null, fn });
+    else if (ms > MAX_TIMER_MS) {
+      const step = () => this.armTimer(id, fn, ms - MAX_TIMER_MS, fire);
+      this.timers.set(id, { node: setTimeout(step, MAX_TIMER_MS), fn });
+    } else this.timers.set(id, { node: setTimeout(fire, ms), fn });
   }
 
-  /** Cancels a timer; false when it already fired or never existed. */
+  /**
+   * Cancels a timer and releases its Lua function at once (a script that sets and cancels
+   * timers in a loop must not keep their closures until the JS GC runs); false when it
+   * already fired or never existed.
+   */
   cancelTimer(id: number): boolean {
     const timer = this.timers.get(id);
     if (timer === undefined) return false;
-    if (timer !== null) clearTimeout(timer);
+    if (timer.node !== null) clearTimeout(timer.node);
     this.timers.delete(id);
+    timer.fn.release();
     return true;
   }
 
@@ -309,7 +316,7 @@ export class LuaHost implements HostServices {
   close(): void {
     for (const subscription of this.subscriptions.values()) subscription.end();
     this.subscriptions.clear();
-    for (const timer of this.timers.values()) if (timer !== null) clearTimeout(timer);
+    for (const timer of this.timers.values()) if (timer.node !== null) clearTimeout(timer.node);
     this.timers.clear();
     this.engine.close();
   }

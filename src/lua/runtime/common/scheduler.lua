@@ -1,41 +1,51 @@
--- Cooperative scheduler and socket inboxes shared by the coroutine (silly) and OpenResty
--- styles. Coroutines run one at a time in this single Lua state; a coroutine that waits for
--- I/O, a timer or a wakeup yields back here, and the host resumes the loop (run) after every
--- event it delivers. Nothing busy-polls.
+-- Cooperative scheduler shared by the coroutine (silly) and OpenResty styles. Coroutines run one
+-- at a time in this single Lua state; a coroutine that waits for I/O, a timer or a wakeup
+-- yields back here, and the host resumes the loop (run_entry) after every event it delivers.
+-- Nothing busy-polls.
+--
+-- Socket events wait in the host (host/socket-inboxes.ts), not here: a read takes the next
+-- one with a host call, or parks; the host wakes parked readers once per event-loop turn with
+-- their event as the resume values (wake_readers), so a message costs one resume and one yield.
 --
 -- Called as a chunk with the host primitives:
 --   host.set_timer(ms, fn, repeat) -> id, host.cancel_timer(id)
 --   host.failed(context, message, traceback)   a coroutine died with an error
 --   host.epoch   the engine's budget epoch table (see run_entry)
+--   host.inbox_take(h, timeout_ms) -> kind, data, extra | nothing (the reader is parked)
+--   host.inbox_put_back(h, kind, data, extra), host.inbox_open(h), host.inbox_forget(h),
+--   host.inbox_closed(h) -> boolean
 -- Returns the scheduler module (also preloaded as "moonsocket.scheduler").
 local host = ...
 
 local co_create, co_resume, co_status, co_running, co_yield =
   coroutine.create, coroutine.resume, coroutine.status, coroutine.running, coroutine.yield
-local pack, unpack = table.pack, table.unpack
+local pack, unpack, select = table.pack, table.unpack, select
 local type, tostring, getmetatable, pcall = type, tostring, getmetatable, pcall
 local debug_traceback = debug and debug.traceback
+local inbox_take, inbox_put_back = host.inbox_take, host.inbox_put_back
 
 local M = {}
 
--- Backpressure on a socket the script reads too slowly (when the host gives host.flow): past
--- this many unread events or bytes the host stops reading from the peer (TCP then slows it
--- down), and reads again once the script has caught up to half. Without it a client could
--- fill the Lua heap, which every connection shares, by sending to a handler that never reads.
-local flow = host.flow
-local HIGH_EVENTS <const> = 1024
-local HIGH_BYTES <const> = 8 * 1024 * 1024
-
--- Ready queue: entries { co, n = k, args... } resumed in order by run().
-local queue, head, tail = {}, 1, 0
+-- Ready queue, a ring of parallel arrays (no table per wakeup): the coroutine, how many resume
+-- values it gets (-1: more than three, packed in a table in slot a), and up to three values.
+local q_co, q_n, q_a, q_b, q_c = {}, {}, {}, {}, {}
+local head, tail = 1, 0
 -- Owner context of each coroutine (e.g. the connection it serves), inherited by spawned children.
 local contexts = setmetatable({}, { __mode = "k" })
 -- Context of the coroutine being resumed right now, for the host after a CPU-budget abort.
 M.current_context = nil
 
 local function push(co, ...)
-  tail = tail + 1
-  queue[tail] = pack(co, ...)
+  local n = select("#", ...)
+  -- Written before tail moves: a memory error half-way leaves the queue as it was.
+  local at = tail + 1
+  if n <= 3 then
+    q_a[at], q_b[at], q_c[at] = ...
+  else
+    q_a[at], n = pack(...), -1
+  end
+  q_co[at], q_n[at] = co, n
+  tail = at
 end
 
 --- Creates a coroutine running fn(...) and queues it. `context` defaults to the caller's.
@@ -97,16 +107,27 @@ end
 --- stopped without eating the budget of the others queued behind it.
 function M.step()
   while head <= tail do
-    local entry = queue[head]
-    queue[head] = nil
-    head = head + 1
-    local co = entry[1]
+    local at = head
+    local co, n, a, b, c = q_co[at], q_n[at], q_a[at], q_b[at], q_c[at]
+    q_co[at], q_a[at], q_b[at], q_c[at] = nil, nil, nil, nil
+    head = at + 1
     if co_status(co) == "suspended" then
       -- Kept until the failure is reported: a spent CPU budget may raise again on the way
       -- (it fires on every instruction until control is back in the host), and the host then
       -- blames current_context.
       M.current_context = contexts[co]
-      local ok, err = co_resume(co, unpack(entry, 2, entry.n))
+      local ok, err
+      if n == 3 then
+        ok, err = co_resume(co, a, b, c)
+      elseif n == 0 then
+        ok, err = co_resume(co)
+      elseif n == 1 then
+        ok, err = co_resume(co, a)
+      elseif n == 2 then
+        ok, err = co_resume(co, a, b)
+      else
+        ok, err = co_resume(co, unpack(a, 1, a.n))
+      end
       if not ok then
         local text = error_text(err)
         host.failed(contexts[co], text, traceback(co, text))
@@ -130,7 +151,7 @@ local epoch = host.epoch
 --- coroutines until none is ready, all in this one entry. Each resume gets a CPU budget of
 --- its own: moving the budget epoch makes the engine start the budget over. A runaway
 --- coroutine still ends the entry (a spent budget fires until control is back in the host),
---- and the host calls again for the rest.
+--- and the host calls again for the rest (see wake_progress).
 function M.run_entry(first, ...)
   M.current_context = nil
   if first then first(...) end
@@ -148,113 +169,74 @@ function M.sleep(ms)
 end
 
 ---------------------------------------------------------------------------------------------
--- Socket inboxes. The host delivers events for socket handle h with deliver(h, kind, data,
--- extra); a coroutine reads them in order with read(h, timeout_ms).
--- kinds: 0 continuation, 1 text, 2 binary, 8 close (data = reason, extra = code), 9 ping,
--- 10 pong, and -1 "closed" (the connection is gone; extra = code).
+-- Socket reads. Event kinds: 0 continuation, 1 text, 2 binary, 8 close (data = reason,
+-- extra = code), 9 ping, 10 pong, -1 "closed" (the connection is gone; extra = code), -2 the
+-- read's deadline passed; the coroutine style adds its own (listen and connect results).
 
-local sockets = {}
+local CLOSED <const> = -1
+local TIMEOUT <const> = -2
 
-function M.open_socket(h)
-  -- Events are kept in three parallel arrays (no table per event), created on first use so
-  -- that an idle connection costs little.
-  sockets[h] = { first = 1, last = 0, waiter = nil, closed = false }
-end
+-- The coroutine parked reading each handle (cleared by the wake that hands it its event).
+local readers = {}
+M.readers = readers
+-- The raw host read, for a style that parks its readers itself (silly: its task states).
+M.inbox_take = inbox_take
 
-function M.socket_closed(h)
-  local s = sockets[h]
-  return s == nil or s.closed
-end
+function M.open_socket(h) host.inbox_open(h) end
+function M.forget_socket(h) host.inbox_forget(h) end
+function M.socket_closed(h) return host.inbox_closed(h) end
 
-function M.forget_socket(h)
-  sockets[h] = nil
-end
-
---- Queues n events at once (a socket read's worth of messages): one entry into Lua instead
---- of n, and a reader woken once takes them all without yielding in between.
-function M.post_batch(hs, kinds, datas, extras, n)
-  local post = M.post
-  for i = 1, n do post(hs[i], kinds[i], datas[i], extras[i]) end
-end
-
---- Queues an event for socket h and wakes its reader, without running the scheduler (the
---- bridge then runs it one resume per entry, see step).
-function M.post(h, kind, data, extra)
-  local s = sockets[h]
-  if s then
-    if kind == -1 then
-      s.closed = true
-      s.close_code = extra
-    else
-      local last = s.last + 1
-      s.last = last
-      local kinds = s.kinds
-      if kinds == nil then
-        kinds = {}
-        s.kinds, s.datas, s.extras = kinds, {}, {}
-      end
-      kinds[last], s.datas[last], s.extras[last] = kind, data, extra
-      if flow and data then
-        local bytes = (s.bytes or 0) + #data
-        s.bytes = bytes
-        if not s.paused and (last - s.first + 1 >= HIGH_EVENTS or bytes >= HIGH_BYTES) then
-          s.paused = true
-          flow(h, false)
-        end
-      end
-    end
-    local waiter = s.waiter
-    if waiter then
-      s.waiter = nil
-      push(waiter)
-    end
-  end
-end
-
---- Number of events queued for socket h and not read yet.
-function M.pending(h)
-  local s = sockets[h]
-  if s == nil then return 0 end
-  return s.last - s.first + 1
-end
-
---- Next event of socket h: kind, data, extra; or nil, "timeout" / nil, "closed".
+--- Next event of socket h: kind, data, extra; or nil, "timeout" (after timeout_ms, when
+--- given) / nil, "closed". Waits, parked, while none is queued; errors outside a coroutine.
+--- Kept thin (one frame, few registers): the frames below a parked reader's yield decide its
+--- coroutine's stack size.
 function M.read(h, timeout_ms)
-  local s = sockets[h]
-  if s == nil then return nil, "closed" end
-  while s.first > s.last do
-    if s.closed then return nil, "closed" end
+  local kind, data, extra = inbox_take(h, timeout_ms)
+  if kind == nil then
     local co, main = co_running()
     if main then error("cannot read outside a coroutine", 2) end
-    local timer, timed_out = nil, false
-    if timeout_ms and timeout_ms > 0 then
-      timer = host.set_timer(timeout_ms, function()
-        if s.waiter == co then
-          s.waiter = nil
-          timed_out = true
-          push(co)
-        end
-      end, false)
-    end
-    s.waiter = co
-    co_yield()
-    if timer and not timed_out then host.cancel_timer(timer) end
-    if timed_out then return nil, "timeout" end
+    repeat
+      readers[h] = co
+      kind, data, extra = co_yield()
+      -- Woken by anything but wake_readers (which clears readers[h]): ask again.
+      if readers[h] == co then kind, data, extra = inbox_take(h, timeout_ms) end
+    until kind ~= nil
   end
-  local first = s.first
-  local kinds, datas, extras = s.kinds, s.datas, s.extras
-  local kind, data, extra = kinds[first], datas[first], extras[first]
-  kinds[first], datas[first], extras[first] = nil, nil, nil
-  s.first = first + 1
-  if flow and data then
-    local bytes = s.bytes - #data
-    s.bytes = bytes
-    if s.paused and s.last - first <= HIGH_EVENTS / 2 and bytes <= HIGH_BYTES / 2 then
-      s.paused = false
-      flow(h, true)
-    end
-  end
+  if kind < 0 then return nil, kind == CLOSED and "closed" or "timeout" end
   return kind, data, extra
+end
+
+-- Quads handled by the last wake_readers, for the host after an abort (see below).
+local woken = 0
+
+--- Host entry (as run_entry's first): hands events to parked readers, given as flat quads
+--- h1, kind1, data1, extra1, h2, …: each reader is queued to resume with its event. An event
+--- whose reader is no longer parked (it died) goes back to the host. Counted in `woken` as it
+--- goes, so that after an abort the host goes on from the next quad and never delivers twice.
+local function wake_reader(h, kind, data, extra)
+  local co = readers[h]
+  woken = woken + 1
+  if co ~= nil and co_status(co) == "suspended" then
+    readers[h] = nil
+    push(co, kind, data, extra)
+  elseif kind ~= TIMEOUT then
+    inbox_put_back(h, kind, data, extra)
+  end
+end
+
+function M.wake_readers(h, kind, data, extra, ...)
+  woken = 0
+  wake_reader(h, kind, data, extra)
+  local n = select("#", ...)
+  if n == 0 then return end
+  -- More than one (many, under load): a table for the rest beats select() per quad.
+  local rest = { ... }
+  for i = 1, n, 4 do wake_reader(rest[i], rest[i + 1], rest[i + 2], rest[i + 3]) end
+end
+
+--- Quads the last wake_readers reached (the one an abort interrupted counts as handled).
+function M.wake_progress()
+  return woken
 end
 
 package.loaded["moonsocket.scheduler"] = M

@@ -2,11 +2,12 @@
 -- request in its own task) and `silly.net.websocket` (upgrade a request, or connect to a
 -- ws:// or wss:// server; read and write whole messages). The sockets themselves live in the
 -- host (coroutine-style.ts), and so do their events (messages, close, the result of a listen
--- or connect): a task takes them one at a time with next_event, and waits when there is none.
+-- or connect), in the inboxes every coroutine style shares (host/socket-inboxes.ts): a task
+-- takes them one at a time with next_event, and is parked when there is none; the host then
+-- resumes it with the next event as the resume values.
 --
 -- Called as a chunk with the host primitives, after silly.lua. Returns on_request, the
--- function the host calls for each request, and wake_handles, which it calls with the handles
--- that have new events (a task waiting on one of them is made ready).
+-- function the host calls for each request.
 local H = ...
 
 local R = require "moonsocket.silly"
@@ -17,7 +18,7 @@ local setmetatable, getmetatable = setmetatable, getmetatable
 local sub, concat, tointeger = string.sub, table.concat, math.tointeger
 local co_running, co_yield, co_yieldable, co_status =
   coroutine.running, coroutine.yield, coroutine.isyieldable, coroutine.status
-local wake_task, task_status = R.wake, R.status
+local task_status = R.status
 local spawn, task_context = sched.spawn, sched.context
 
 -- Event kinds the host delivers besides the frame opcodes (1 text, 2 binary, 8 close,
@@ -32,58 +33,51 @@ local CONTROL_TOO_LONG <const> = "all control frames MUST have a payload length 
 local SOCKET_CLOSED <const> = "socket closed"
 local END_OF_FILE <const> = "end of file"
 
--- The task waiting for the next event of each handle.
-local waiting = {}
-local next_events, inbox_close, ws_send = H.next_events, H.inbox_close, H.ws_send
+-- The task parked reading each handle (the scheduler's; cleared by the wake that resumes it).
+local readers = sched.readers
+local inbox_take, inbox_close, ws_send = sched.inbox_take, H.inbox_close, H.ws_send
 
--- The events the host has for handle h, at most `max`, as { kind1, data1, kind2, data2, … }
--- (kind -1 once the handle is gone). Blocks the task while the host has none.
+-- The next event of handle h: kind, data (kind -1 once the handle is gone). Blocks the task
+-- while the host has none; the host then resumes it with the event.
 -- Keep the frames below the yield thin: a coroutine starts with 40 stack slots, a C function
 -- such as coroutine.yield needs 20 free ones above it, and once a call needs more Lua doubles
 -- the stack for good (+0.7 KB for every idle connection). Hence few registers here, a tail
--- call from sock:read to read_batch, and run_handler's thin frame.
-local function take_events(h, max)
-  local events = { next_events(h, max) }
-  if events[1] ~= nil then return events end
-  events = nil -- an idle connection does not keep an empty table
+-- call from sock:read to read_next, and run_handler's thin frame.
+local function next_event(h)
+  local kind, data = inbox_take(h)
+  if kind ~= nil then return kind, data end
   if not co_yieldable() then error("this call blocks: run it inside a task (task.fork)", 3) end
   local co = co_running()
   do
     -- One reader at a time, as silly asserts: a second one would leave the first asleep.
-    local reader = waiting[h]
+    local reader = readers[h]
     if reader ~= nil and reader ~= co and co_status(reader) ~= "dead" then
       error("socket is already being read by another task", 3)
     end
   end
   repeat
-    waiting[h] = co
+    readers[h] = co
     task_status[co] = "WAIT"
-    co_yield()
+    kind, data = co_yield()
     task_status[co] = "RUN"
-    events = { next_events(h, max) }
-  until events[1] ~= nil
-  return events
+    -- Woken by anything but the host's wake (which clears readers[h]): ask again.
+    if readers[h] == co then kind, data = inbox_take(h) end
+  until kind ~= nil
+  return kind, data
 end
 
--- Next event of handle h: kind, data.
-local function wait_event(h)
-  local events = take_events(h, 1)
-  return events[1], events[2]
-end
-
---- Host entry: handle h has an event; the task waiting for it becomes ready.
-local function wake(h)
-  local co = waiting[h]
-  if co ~= nil then
-    waiting[h] = nil
-    wake_task(co)
-  end
-end
-
--- Host entry: wake(h) for each handle given (nothing for a task that is awake already).
-local function wake_handles(...)
-  local handles = { ... }
-  for i = 1, #handles do wake(handles[i]) end
+-- An upgrade request's `stream.header` stays in the host until the script reads it (a table
+-- per idle WebSocket would be most of its Lua memory): made here on first use, or when the
+-- connection ends while the stream may still be referenced.
+local function settle_header(stream)
+  if type(stream) ~= "table" then return nil end
+  local header = rawget(stream, "header")
+  if header ~= nil then return header end
+  local conn = rawget(stream, "conn")
+  if type(conn) ~= "table" then return nil end
+  header = H.http_header(conn.fd)
+  if header ~= nil then rawset(stream, "header", header) end
+  return header
 end
 
 ---------------------------------------------------------------------------------------------
@@ -135,16 +129,12 @@ local function collect_garbage()
 end
 
 local function newsocket(h, stream, conn)
-  -- Three fields (four slots, with room for _events): closed is `conn == nil`.
+  -- Three fields (four slots, with room for _err): closed is `conn == nil`.
   local sock = setmetatable({ conn = conn, stream = stream, _h = h }, sock_mt)
   open_socks[h] = true
   sock_refs[h] = sock
   return sock
 end
-
--- Events a read takes from the host at once (the rest wait in sock._events for the next reads;
--- its slot 1, read already, holds the position of the next one).
-local READ_BATCH <const> = 64
 
 -- What a read returns for event (kind, data) of socket sock.
 local function read_result(sock, kind, data)
@@ -154,27 +144,23 @@ local function read_result(sock, kind, data)
     local err = kind == K_FAIL and tostring(data) or END_OF_FILE
     sock._err = err
     open_socks[h] = nil
+    settle_header(sock.stream)
     inbox_close(h)
     return nil, err, ""
   end
   return data, frame_type[kind]
 end
 
--- A read with no batched event left: takes the next batch from the host, waiting for one.
--- Reached by a tail call from read, and with one register below the call, so that a task
--- parked here fits in its coroutine's initial stack (see take_events).
-local function read_batch(sock)
+-- A read: the next event from the host, waiting for one. Reached by a tail call from read,
+-- and with one register below the call, so that a task parked here fits in its coroutine's
+-- initial stack (see next_event).
+local function read_next(sock)
   do
     local err = sock._err
     if err then return nil, err, "" end
   end
-  local events = take_events(sock._h, READ_BATCH)
+  local kind, data = next_event(sock._h)
   if sock.conn == nil then return nil, SOCKET_CLOSED, "" end
-  local kind, data = events[1], events[2]
-  if events[3] ~= nil then
-    events[1] = 3
-    sock._events = events
-  end
   return read_result(sock, kind, data)
 end
 
@@ -182,13 +168,7 @@ end
 --- nil, err, "" once the connection is closed or failed.
 function sock_methods.read(sock)
   if sock.conn == nil then return nil, SOCKET_CLOSED, "" end
-  local events = sock._events
-  if events == nil then return read_batch(sock) end
-  local at = events[1]
-  local kind, data = events[at], events[at + 1]
-  if events[at + 2] == nil then sock._events = nil else events[1] = at + 2 end
-  if kind == 1 or kind == 2 then return data, frame_type[kind] end
-  return read_result(sock, kind, data)
+  return read_next(sock)
 end
 
 --- Sends one message (type "text", "binary" (default), "ping", "pong" or "close"):
@@ -221,6 +201,7 @@ function sock_methods.close(sock)
   -- The host wakes a task still blocked reading this socket (it reads "socket closed").
   local ok, err = H.ws_close(h)
   open_socks[h] = nil
+  settle_header(sock.stream)
   return ok, err
 end
 
@@ -228,7 +209,40 @@ end
 -- HTTP streams.
 
 local stream_methods = {}
-local stream_mt = { __index = stream_methods }
+
+-- What a stream reads that is not in its table: the fields most requests share (GET, the HTTP
+-- version, the scheme), kept once per combination in its metatable, so that a WebSocket's
+-- stream is a table of four slots; the lazy header and query; the methods.
+local function stream_index(shared)
+  return function(stream, key)
+    local value = shared[key]
+    if value ~= nil then return value end
+    if key == "header" then return settle_header(stream) end
+    if key == "query" then
+      -- A request without a query string gets its (empty) table when the script looks.
+      local query = {}
+      rawset(stream, "query", query)
+      return query
+    end
+    return stream_methods[key]
+  end
+end
+
+-- Stream metatables by shared fields (a handful: the method is shared only when it is GET, the
+-- version and scheme come from the host), and the set of them for upgrade's check.
+local stream_mts, is_stream_mt = {}, {}
+
+local function stream_mt_for(method, version, scheme)
+  local get = method == "GET"
+  local key = (get and "GET " or "") .. tostring(version) .. " " .. tostring(scheme)
+  local mt = stream_mts[key]
+  if mt == nil then
+    mt = { __index = stream_index({ method = get and method or nil, version = version, scheme = scheme }) }
+    stream_mts[key] = mt
+    is_stream_mt[mt] = true
+  end
+  return mt
+end
 
 --- Sets the status and headers of the response (sent with the first write or close).
 --- With `close` true the response ends at once, without a body.
@@ -330,7 +344,7 @@ function http.listen(conf)
   local listener = setmetatable({ fd = id, addr = addr or conf.addr }, listener_mt)
   if pending then
     -- Opened after startup: wait until the port is bound (or refused).
-    local kind, data = wait_event(id)
+    local kind, data = next_event(id)
     inbox_close(id)
     if kind ~= K_OK then
       handlers[id] = nil
@@ -343,13 +357,16 @@ end
 
 -- A request's task. Its handle is the task's context. No local below the call to the
 -- handler and no vararg frame: a WebSocket handler parked in sock:read() then keeps its
--- coroutine's initial stack (see take_events).
+-- coroutine's initial stack (see next_event).
 local function run_handler(handler, stream)
   task_status[co_running()] = "RUN"
   handler(stream)
   local co = co_running()
   task_status[co] = nil
-  H.http_done(task_context(co))
+  local h = task_context(co)
+  -- No open WebSocket keeps the request's headers in the host past this point.
+  if not open_socks[h] then settle_header(stream) end
+  H.http_done(h)
 end
 
 --- Host entry: a request arrived on listener `id`; runs its handler in a new task whose
@@ -359,19 +376,17 @@ local function on_request(id, h, method, path, query, header, version, remoteadd
   collect_garbage()
   local handler = handlers[id]
   if handler == nil then return false end
-  -- Eight fields (one table part of eight slots): the handle is stream.conn.fd, and the body
-  -- (_body, read from _pos) is there only when the request has one. A WebSocket's stream
-  -- lives as long as the connection.
+  -- Three fields (four slots) for a WebSocket's request, which lives as long as the connection:
+  -- the handle is stream.conn.fd, the shared fields are in the metatable, and the method (when
+  -- not GET), query, header and body (_body, read from _pos) only when the request has them.
   local stream = setmetatable({
-    method = method,
     path = path,
-    query = query,
-    header = header,
-    version = version,
     remoteaddr = remoteaddr,
-    scheme = scheme,
     conn = newconn(h, remoteaddr),
-  }, stream_mt)
+  }, stream_mt_for(method, version, scheme))
+  if method ~= "GET" then stream.method = method end
+  if query then stream.query = query end
+  if header then stream.header = header end
   if body then stream._body = body end
   task_status[spawn(run_handler, h, handler, stream)] = "READY"
   return true
@@ -398,18 +413,24 @@ end
 --- Upgrades a request stream to a WebSocket: sock, or nil, err (the request is answered
 --- with an HTTP error then). The header checks run in the host: the sandbox's string
 --- functions are Lua code, and a call chain that deep would double the stack the handler's
---- task keeps for the whole connection (see take_events).
+--- task keeps for the whole connection (see next_event).
 function websocket.upgrade(stream)
-  if type(stream) ~= "table" or getmetatable(stream) ~= stream_mt then
+  if type(stream) ~= "table" or not is_stream_mt[getmetatable(stream)] then
     error("bad argument #1 to 'upgrade' (http stream expected)", 2)
   end
   if stream.method ~= "GET" then return refuse(stream, "method not GET") end
-  local header = stream.header
-  if type(header) ~= "table" then return refuse(stream, "header not found") end
-  local problem = H.upgrade_problem(header_value(header, "upgrade"), header_value(header, "connection"))
-  if problem then return refuse(stream, problem) end
-  if not header["sec-websocket-key"] then return refuse(stream, "sec-websocket-key not found") end
   local h = stream.conn.fd
+  local header = rawget(stream, "header")
+  if header == nil then
+    -- Still in the host (see settle_header): checked there, without making the table.
+    local problem = H.upgrade_request_problem(h)
+    if problem then return refuse(stream, problem) end
+  else
+    if type(header) ~= "table" then return refuse(stream, "header not found") end
+    local problem = H.upgrade_problem(header_value(header, "upgrade"), header_value(header, "connection"))
+    if problem then return refuse(stream, problem) end
+    if not header["sec-websocket-key"] then return refuse(stream, "sec-websocket-key not found") end
+  end
   local ok, err = H.ws_accept(h)
   if not ok then return nil, err end
   return newsocket(h, stream, stream.conn)
@@ -431,7 +452,7 @@ function websocket.connect(url, header)
   end
   local h, err = H.ws_connect(url, fields)
   if not h then return nil, err end
-  local kind, data = wait_event(h)
+  local kind, data = next_event(h)
   if kind ~= K_OK then
     inbox_close(h)
     return nil, kind == K_FAIL and tostring(data) or "connection closed"
@@ -452,4 +473,4 @@ end
 package.preload["silly.net.http"] = function() return http end
 package.preload["silly.net.websocket"] = function() return websocket end
 
-return on_request, wake_handles
+return on_request

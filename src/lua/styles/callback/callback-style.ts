@@ -16,8 +16,8 @@ import {
   luaMulti,
 } from "../../vm/engine.js";
 
-/** Messages handed to Lua in one entry at most (a socket read can hold thousands). */
-const MAX_BATCH = 64;
+/** Messages handed to Lua in one entry at most (a loop turn's reads can hold thousands). */
+const MAX_BATCH = 256;
 
 /**
  * WebSocketServer's callback style: the script defines `main(clientId, message)`,
@@ -28,9 +28,10 @@ const MAX_BATCH = 64;
  * `_close`, `_subscribe`/`_unsubscribe`/`_publish`, `_setTimeout`/`_setInterval`/`_clearTimer`,
  * `_getHeaders`, `_getClientInfo`, `_clients`, and the hooks `on_startup()`/`on_shutdown()`.
  *
- * The messages of one socket read reach `main` with one entry into Lua (runtime/
- * callback-dispatch.lua), each under its own CPU budget; every other entry (on_connect,
- * on_disconnect, …) first delivers the messages that arrived before it.
+ * The messages of one event-loop turn — every socket the poll phase read — reach `main` with
+ * one entry into Lua (runtime/callback/callback-dispatch.lua), each under its own CPU budget;
+ * every other entry (on_connect, on_disconnect, …) first delivers the messages that arrived
+ * before it.
  */
 export class CallbackStyle implements ServerHooks {
   private readonly host: LuaHost;
@@ -214,7 +215,9 @@ export class CallbackStyle implements ServerHooks {
     if (this.pendingClients.length >= MAX_BATCH) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(this.flushTask);
+      // After the poll phase has read every ready socket: one entry for all their messages
+      // (a microtask would run after each socket's read, one entry per socket).
+      setImmediate(this.flushTask);
     }
   }
 

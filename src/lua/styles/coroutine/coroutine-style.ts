@@ -23,7 +23,6 @@ import { WebSocketServer } from "../../../server/server.js";
 import { SendStatus, type ServerClient } from "../../../server/server-client.js";
 import type { ServerOptions } from "../../../server/server-options.js";
 import type { StaticHandler } from "../../../server/static-files.js";
-import { EventInbox } from "../../host/event-inbox.js";
 import { createHostApi } from "../../host/host-api.js";
 import type { LuaHost } from "../../host/lua-host.js";
 import { readRuntimeFile } from "../../host/runtime-files.js";
@@ -58,14 +57,6 @@ const Result = {
   /** A listen or connect failed, or the connection failed; data is the error message. */
   Failed: 101,
 } as const;
-
-/**
- * Backpressure on a socket the script reads too slowly: past this many unread messages or
- * bytes the host stops reading from the peer (TCP then slows the peer down), and reads again
- * once the script has caught up to half of it.
- */
-const HIGH_WATER_MESSAGES = 1024;
-const HIGH_WATER_BYTES = 8 * 1024 * 1024;
 
 const SOCKET_CLOSED = "socket closed";
 const NO_BYTES = Buffer.alloc(0);
@@ -106,9 +97,7 @@ interface WsSocket {
   readonly handle: number;
   server: ServerClient | null;
   client: WebSocketClient | null;
-  /** Messages delivered to Lua and not read yet, and their bytes. */
-  unread: number;
-  unreadBytes: number;
+  /** The peer is paused: the script has too much of it unread (see SocketInboxes). */
   paused: boolean;
   /** Wakes the pump of a client socket paused for backpressure. */
   resume: (() => void) | null;
@@ -140,10 +129,12 @@ export class CoroutineStyle implements StyleRuntime {
   private readonly bridge: SchedulerBridge;
   private readonly startMain: LuaRef;
   private readonly onRequest: LuaRef;
-  /** Lua `wake_handles(h1, h2, …)`: makes the tasks waiting for these handles' events ready. */
-  private readonly wakeFn: LuaRef;
-  /** Events of each handle not read by the script yet (see next_event). */
-  private readonly inboxes = new Map<number, EventInbox>();
+  /**
+   * The headers of upgrade requests whose Lua `stream.header` was not built yet: a table per
+   * idle WebSocket is most of its Lua memory, and the server keeps the headers anyway. Lua
+   * fetches them on first use (`http_header`), or when the stream outlives its connection.
+   */
+  private readonly lazyHeaders = new Map<number, { [key: string]: string | string[] }>();
   /** The --static folder, or the console page, for requests the handler left unanswered. */
   private readonly pageHandler: StaticHandler | null;
   private readonly created: WebSocketServer[] = [];
@@ -168,8 +159,13 @@ export class CoroutineStyle implements StyleRuntime {
     this.options = options;
     this.extra = extra;
     this.pageHandler = createPageHandler(options);
-    this.bridge = new SchedulerBridge(host, (context, message, traceback) =>
-      this.onFailure(context, message, traceback),
+    this.bridge = new SchedulerBridge(
+      host,
+      (context, message, traceback) => this.onFailure(context, message, traceback),
+      {
+        onFlow: (handle, reading) => this.onFlow(handle, reading),
+        enter: (work) => this.dispatch(work),
+      },
     );
     options.metrics?.gauge({
       name: "moonsocket_lua_listeners",
@@ -193,7 +189,6 @@ export class CoroutineStyle implements StyleRuntime {
       )[0] as LuaRef;
       const net = engine.run(readRuntimeFile("silly/silly-net.lua"), "=silly-net", primitives);
       this.onRequest = net[0] as LuaRef;
-      this.wakeFn = net[1] as LuaRef;
     } finally {
       primitives.release();
     }
@@ -237,6 +232,7 @@ export class CoroutineStyle implements StyleRuntime {
   /** Drops the client sockets; the servers are closed by then. */
   dispose(): void {
     this.disposed = true;
+    this.bridge.inboxes.dispose();
     for (const ws of this.sockets.values()) ws.client?.terminate();
     this.sockets.clear();
     this.byClient.clear();
@@ -274,8 +270,8 @@ export class CoroutineStyle implements StyleRuntime {
 
   /**
    * Queues an event for Lua handle `handle` (dropped when the script no longer reads it). A
-   * task waiting for it is woken after the current socket read, together with the tasks the
-   * read's other events woke: one entry into Lua for all of them.
+   * task waiting for it is woken after this event-loop turn, together with every task the
+   * turn's other events woke: one entry into Lua for all of them (see SocketInboxes).
    */
   private deliver(
     handle: number,
@@ -283,76 +279,25 @@ export class CoroutineStyle implements StyleRuntime {
     data: Buffer | string | null = null,
     extra: number | null = null,
   ): void {
-    const inbox = this.inboxes.get(handle);
-    if (inbox === undefined || !inbox.push(kind, data, extra)) return;
-    this.wakeHandles.push(handle);
-    if (!this.wakeScheduled) {
-      this.wakeScheduled = true;
-      queueMicrotask(this.flushTask);
-    }
-  }
-
-  private wakeHandles: number[] = [];
-  private wakeScheduled = false;
-  private readonly flushTask = (): void => {
-    this.wakeScheduled = false;
-    const handles = this.wakeHandles;
-    if (handles.length === 0) return;
-    this.wakeHandles = [];
-    this.dispatch(() => {
-      // One entry wakes the tasks and runs them (in slices: they go on Lua's stack).
-      for (let i = 0; i < handles.length; i += 256)
-        this.bridge.run(this.wakeFn, ...handles.slice(i, i + 256));
-    });
-  };
-
-  /** Gives handle `handle` an inbox: its events are kept until the script reads them. */
-  private openInbox(handle: number): void {
-    this.inboxes.set(handle, new EventInbox());
+    if (this.disposed) return;
+    this.bridge.inboxes.deliver(handle, kind, data, extra);
   }
 
   /**
-   * The script is done with handle `handle`: drop its inbox, after waking a task still
-   * waiting on it (it then reads end of file).
+   * What silly's `websocket.upgrade` says of request `handle` whose `stream.header` is still
+   * in the host: the checks of silly-net.lua's upgrade, on the same values.
    */
-  private closeInbox(handle: number): void {
-    const inbox = this.inboxes.get(handle);
-    if (inbox === undefined) return;
-    if (inbox.waiting) this.deliver(handle, SocketEvent.Closed);
-    else this.inboxes.delete(handle);
-  }
-
-  /**
-   * Lua `next_events(h, max)`: the oldest events of handle h, at most `max`, as kind1, data1,
-   * kind2, data2, … (data "" when an event has none); nothing when none is queued (the
-   * caller then waits to be woken); -1 when the handle has no inbox.
-   */
-  private nextEvents(handle: number, max: number) {
-    const inbox = this.inboxes.get(handle);
-    if (inbox === undefined) return SocketEvent.Closed;
-    const values: LuaInput[] = [];
-    const ws = this.sockets.get(handle);
-    for (let taken = 0; taken < max; taken++) {
-      const kind = inbox.shift();
-      if (kind === undefined) break;
-      const data = inbox.takenData;
-      values.push(kind, data ?? "");
-      if (kind === SocketEvent.Closed) {
-        this.inboxes.delete(handle);
-        break;
-      }
-      if (ws !== undefined && Buffer.isBuffer(data) && isReadable(kind)) {
-        // A message, ping or pong read: the script caught up by one (see socketEvent).
-        ws.unread--;
-        ws.unreadBytes -= data.length;
-      }
-    }
-    if (values.length === 0) {
-      inbox.waiting = true;
-      return undefined;
-    }
-    if (ws?.paused) this.resumeReading(ws, false);
-    return luaMulti(...values);
+  private upgradeRequestProblem(handle: number): string | null {
+    const header = this.lazyHeaders.get(handle);
+    if (header === undefined) return "header not found";
+    const value = (name: string) => {
+      const v = header[name];
+      return Array.isArray(v) ? v.join(", ") : v;
+    };
+    return (
+      upgradeProblem(value("upgrade"), value("connection")) ??
+      (header["sec-websocket-key"] === undefined ? "sec-websocket-key not found" : null)
+    );
   }
 
   /** A task died (Lua error, CPU budget, memory): close the connection it served. */
@@ -366,7 +311,7 @@ export class CoroutineStyle implements StyleRuntime {
     const ws = this.sockets.get(context);
     if (ws !== undefined && !ws.gone && !ws.closing && ws.server !== null) {
       ws.closing = true;
-      this.resumeReading(ws, true);
+      this.resumeReading(ws);
       ws.server.close(CloseCode.InternalError, "internal server error");
     }
     const stream = this.streams.get(context);
@@ -397,24 +342,31 @@ export class CoroutineStyle implements StyleRuntime {
       }),
       http_done: fn((a) => this.handlerDone(a.integer(1))),
       upgrade_problem: fn((a) => upgradeProblem(checkedHeader(a, 1), checkedHeader(a, 2))),
+      upgrade_request_problem: fn((a) => this.upgradeRequestProblem(a.integer(1))),
+      http_header: fn((a) => {
+        const handle = a.integer(1);
+        const header = this.lazyHeaders.get(handle);
+        this.lazyHeaders.delete(handle);
+        return header;
+      }),
       ws_accept: fn((a) => this.accept(a.integer(1))),
       ws_connect: fn((a) => this.connect(a)),
       ws_send: fn((a) => this.send(a)),
       ws_close: fn((a) => {
         const handle = a.integer(1);
         // A task still blocked reading this socket wakes up (and finds it closed).
-        this.closeInbox(handle);
+        this.bridge.inboxes.close(handle);
         const ws = this.sockets.get(handle);
         if (ws === undefined || ws.gone || ws.closing) return luaMulti(false, SOCKET_CLOSED);
         this.closeSocket(ws, CloseCode.NormalClosure);
         return true;
       }),
-      next_events: fn((a) => this.nextEvents(a.integer(1), Math.min(64, a.integer(2)))),
-      inbox_close: fn((a) => this.closeInbox(a.integer(1))),
+      inbox_close: fn((a) => this.bridge.inboxes.close(a.integer(1))),
       ws_collected: fn((a) => {
         // The script dropped every reference to an open socket: nobody can use it any more.
         const handle = a.integer(1);
-        this.inboxes.delete(handle);
+        this.bridge.inboxes.forget(handle);
+        this.lazyHeaders.delete(handle);
         const ws = this.sockets.get(handle);
         if (ws !== undefined && !ws.gone && !ws.closing) this.closeSocket(ws, CloseCode.GoingAway);
       }),
@@ -505,7 +457,7 @@ export class CoroutineStyle implements StyleRuntime {
     this.addHooks(listener);
     this.created.push(server);
     if (!this.loaded) return luaMulti(listener.id, false, `${parsed.host}:${port}`);
-    this.openInbox(listener.id);
+    this.bridge.inboxes.open(listener.id);
     // Opened after startup: nobody else will listen on it.
     server.listen().then(
       (info) => this.deliver(listener.id, Result.Ok, `${info.address}:${info.port}`),
@@ -633,11 +585,14 @@ export class CoroutineStyle implements StyleRuntime {
       }
     };
     socket.on("close", stream.onSocketClose);
-    this.startHandler(stream, NO_BYTES);
+    this.startHandler(stream, NO_BYTES, true);
   }
 
-  /** Runs the listener's Lua handler for `stream` in a new task. */
-  private startHandler(stream: HttpStream, body: Buffer): void {
+  /**
+   * Runs the listener's Lua handler for `stream` in a new task. With `lazyHeader` (an upgrade
+   * request) its `stream.header` is made when the script first reads it (see lazyHeaders).
+   */
+  private startHandler(stream: HttpStream, body: Buffer, lazyHeader = false): void {
     const req = stream.req;
     const url = req.url ?? "/";
     const queryAt = url.indexOf("?");
@@ -651,17 +606,20 @@ export class CoroutineStyle implements StyleRuntime {
       stream.handle,
       req.method ?? "GET",
       queryAt < 0 ? url : url.slice(0, queryAt),
-      query,
-      luaHeaders(req),
+      // No query: Lua makes the empty table if the script looks (one less per connection).
+      queryAt < 0 ? undefined : query,
+      lazyHeader ? undefined : luaHeaders(req),
       req.httpVersion === "1.1" ? "HTTP/1.1" : `HTTP/${req.httpVersion}`,
       `${req.socket.remoteAddress ?? ""}:${req.socket.remotePort ?? 0}`,
       stream.listener.secure ? "https" : "http",
       body.length > 0 ? body : undefined,
     ];
+    if (lazyHeader) this.lazyHeaders.set(stream.handle, luaHeaders(req));
     this.dispatch(() => {
       const [accepted] = this.host.engine.call(this.onRequest, ...args);
       if (accepted !== true) {
         // The listener was closed meanwhile.
+        this.lazyHeaders.delete(stream.handle);
         this.endWithStatus(stream, 503, "Service Unavailable\n");
       }
       this.bridge.run();
@@ -837,7 +795,7 @@ export class CoroutineStyle implements StyleRuntime {
     if (stream.onSocketClose !== null) stream.socket.removeListener("close", stream.onSocketClose);
     this.accepting = ws;
     // Before accepting: frames that came with the request are delivered during the accept.
-    this.openInbox(handle);
+    this.bridge.inboxes.open(handle);
     let client: ServerClient | null;
     try {
       client = stream.listener.server.acceptUpgrade(stream.req, stream.socket, stream.head);
@@ -849,7 +807,7 @@ export class CoroutineStyle implements StyleRuntime {
     if (client === null) refusal = handshakeProblem(stream.req) ?? "handshake refused";
     else if (!client.connected) refusal = "server is full, try again later";
     if (refusal !== null) {
-      this.inboxes.delete(handle);
+      this.bridge.inboxes.forget(handle);
       return luaMulti(null, refusal);
     }
     return true;
@@ -898,7 +856,7 @@ export class CoroutineStyle implements StyleRuntime {
     }
     const ws = newSocket(this.nextHandle++);
     this.sockets.set(ws.handle, ws);
-    this.openInbox(ws.handle);
+    this.bridge.inboxes.open(ws.handle);
     if (this.extra.offline) return ws.handle;
     connect(target, { ...this.extra.connect, headers, protocols }).then(
       (client) => this.connected(ws, client),
@@ -961,25 +919,30 @@ export class CoroutineStyle implements StyleRuntime {
 
   private socketEvent(ws: WsSocket | undefined, kind: number, data: Buffer): void {
     if (ws === undefined || ws.gone || ws.closing) return;
-    ws.unread++;
-    ws.unreadBytes += data.length;
-    if (!ws.paused && (ws.unread >= HIGH_WATER_MESSAGES || ws.unreadBytes >= HIGH_WATER_BYTES)) {
-      ws.paused = true;
-      ws.server?.pauseReading();
-    }
     this.deliver(ws.handle, kind, data);
   }
 
-  /** Reads from the peer again once the script caught up (or always, with `force`). */
-  private resumeReading(ws: WsSocket, force: boolean): void {
-    if (!ws.paused) return;
-    if (!force && (ws.unread > HIGH_WATER_MESSAGES / 2 || ws.unreadBytes > HIGH_WATER_BYTES / 2))
+  /** The inbox's flow control: pause the peer of a socket the script is behind on, or go on. */
+  private onFlow(handle: number, reading: boolean): void {
+    const ws = this.sockets.get(handle);
+    if (ws === undefined) return;
+    if (!reading) {
+      ws.paused = true;
+      ws.server?.pauseReading();
       return;
+    }
+    if (!ws.paused) return;
     ws.paused = false;
     ws.server?.resumeReading();
     const resume = ws.resume;
     ws.resume = null;
     resume?.();
+  }
+
+  /** Reads from the peer again whatever the script has unread (it is closing the socket). */
+  private resumeReading(ws: WsSocket): void {
+    this.bridge.inboxes.resumeFlow(ws.handle, true);
+    this.onFlow(ws.handle, true);
   }
 
   /** The connection ended: tell a reader why (the peer's close frame, or the failure), then EOF. */
@@ -998,7 +961,7 @@ export class CoroutineStyle implements StyleRuntime {
   private closeSocket(ws: WsSocket, code: number): void {
     ws.closing = true;
     // The close handshake needs the peer's answer: read again if paused.
-    this.resumeReading(ws, true);
+    this.resumeReading(ws);
     if (ws.server !== null) ws.server.close(code, "");
     else if (ws.client !== null) void ws.client.close(code);
   }
@@ -1068,24 +1031,11 @@ export class CoroutineStyle implements StyleRuntime {
 
 // ---- helpers ----------------------------------------------------------------------------
 
-/** Events the flow control of a socket counts: messages, pings, pongs. */
-function isReadable(kind: number): boolean {
-  return (
-    kind === SocketEvent.Text ||
-    kind === SocketEvent.Binary ||
-    kind === SocketEvent.Continuation ||
-    kind === SocketEvent.Ping ||
-    kind === SocketEvent.Pong
-  );
-}
-
 function newSocket(handle: number): WsSocket {
   return {
     handle,
     server: null,
     client: null,
-    unread: 0,
-    unreadBytes: 0,
     paused: false,
     resume: null,
     closing: false,

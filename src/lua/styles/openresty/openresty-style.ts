@@ -140,8 +140,6 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
   private bridge: SchedulerBridge | null = null;
   private api: NgxApi | null = null;
   private readonly requests = new Map<number, Request>();
-  /** Socket events waiting for the next flush (see queueEvent). */
-  private batch = newEventBatch();
   private readonly byClient = new Map<ServerClient, Request>();
   private readonly outgoing = new Map<number, Outgoing>();
   private nextHandle = 1;
@@ -180,16 +178,14 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
       Buffer.from(rewriteOpenRestyScript(source), "latin1"),
       `@${this.host.scriptName}`,
     );
-    this.bridge = new SchedulerBridge(
-      this.host,
-      (context) => this.onCoroutineFailure(context),
-      (handle, reading) => {
+    this.bridge = new SchedulerBridge(this.host, (context) => this.onCoroutineFailure(context), {
+      onFlow: (handle, reading) => {
         // Only a request's peer: an outgoing connection's peer is one the script chose.
         const client = this.requests.get(handle)?.client;
         if (reading) client?.resumeReading();
         else client?.pauseReading();
       },
-    );
+    });
     const sources: Record<string, string> = {};
     for (const [name, file] of Object.entries(RESTY_SOURCES)) sources[name] = readRuntimeFile(file);
     const [api] = engine.run(
@@ -211,6 +207,7 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
 
   dispose(): void {
     this.disposed = true;
+    this.bridge?.inboxes.dispose();
     for (const request of this.requests.values()) {
       if (request.client === null) request.socket.destroy();
     }
@@ -321,10 +318,9 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
   }
 
   /**
-   * Queues a socket event for the next flush, which runs once the current socket read is
-   * handled: the frames of one read (16 at pipelining depth 16) then enter Lua together and
-   * their readers resume once, instead of an entry, a resume and a yield per frame. Every
-   * event goes through here, so each socket's events keep their order.
+   * Queues a socket event in the handle's inbox (see SocketInboxes): a reader parked on it
+   * resumes after this event-loop turn, in one entry into Lua with every other reader the
+   * turn woke. Every event goes through here, so each socket's events keep their order.
    */
   private queueEvent(
     handle: number,
@@ -332,24 +328,9 @@ export class OpenRestyStyle implements StyleRuntime, ServerHooks {
     data: Buffer | null,
     extra: number | boolean | null,
   ): void {
-    const batch = this.batch;
-    batch.handles.push(handle);
-    batch.kinds.push(kind);
-    batch.datas.push(data);
-    batch.extras.push(extra);
-    if (batch.handles.length === 1) queueMicrotask(this.flushEvents);
-  }
-
-  private readonly flushEvents = (): void => {
-    const batch = this.batch;
-    this.batch = newEventBatch();
     if (this.disposed || this.host.engine.closed) return;
-    try {
-      this.bridge!.deliverBatch(batch.handles, batch.kinds, batch.datas, batch.extras);
-    } catch (error) {
-      this.host.reportError("the OpenResty runtime", error);
-    }
-  };
+    this.bridge!.inboxes.deliver(handle, kind, data, extra);
+  }
 
   private maybeRelease(request: Request): void {
     if (request.released || !request.finished || !request.disconnected) return;
@@ -688,16 +669,4 @@ function describeConnectError(error: unknown, host: string): string {
       return `failed to connect: ${host} could not be resolved`;
   }
   return `failed to connect: ${error instanceof Error ? error.message : String(error)}`;
-}
-
-/** Socket events in arrival order, one array per field (they go into Lua as four tables). */
-interface EventBatch {
-  handles: number[];
-  kinds: number[];
-  datas: Array<Buffer | null>;
-  extras: Array<number | boolean | null>;
-}
-
-function newEventBatch(): EventBatch {
-  return { handles: [], kinds: [], datas: [], extras: [] };
 }

@@ -91,6 +91,22 @@ describe("LuaHost timers", () => {
     assert.equal(fired(), 4);
   });
 
+  it("a cancelled timer releases its Lua function at once, not when the JS GC runs", () => {
+    const once = bump();
+    const every = bump();
+    const infinite = bump();
+    const ids = [
+      host.setTimer(60_000, once, false),
+      host.setTimer(100, every, true),
+      host.setTimer(Number.POSITIVE_INFINITY, infinite, false),
+    ];
+    for (const id of ids) assert.equal(host.cancelTimer(id), true);
+    assert.deepEqual(
+      [once, every, infinite].map((ref) => ref.released),
+      [true, true, true],
+    );
+  });
+
   it("caps pending timers: the one past --max-timers is a Lua error, logged and counted", async () => {
     const log = captureLogger();
     const metrics = new MetricsRegistry();
