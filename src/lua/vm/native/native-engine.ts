@@ -31,6 +31,7 @@ import {
   type LuaValue,
   LuaYield,
 } from "../engine.js";
+import { LuaArgsBase } from "../lua-args-base.js";
 import { SANDBOX_PRELUDE, SANDBOX_PRELUDE_NAME } from "../sandbox-prelude.js";
 import { findScriptModule } from "../sandbox-require.js";
 
@@ -201,11 +202,8 @@ class NativeRef implements LuaRef {
   }
 }
 
-/** A bad argument to a host function; becomes a Lua error at the caller's position. */
-class LuaArgError extends Error {}
-
 /** {@link LuaArgs} read through the addon from the stack of the host call at `depth`. */
-class NativeArgs implements LuaArgs {
+class NativeArgs extends LuaArgsBase {
   /** @internal */ depth = 0;
   count = 0;
   name = "?";
@@ -216,6 +214,7 @@ class NativeArgs implements LuaArgs {
   private readonly scratch: Uint8Array;
 
   constructor(addon: NativeAddon, h: Handle, shared: Int32Array, scratch: Uint8Array) {
+    super();
     this.addon = addon;
     this.h = h;
     this.shared = shared;
@@ -309,30 +308,6 @@ class NativeArgs implements LuaArgs {
     const t = this.typeAt(i);
     if (t === LUA_TNIL || t === LUA_TNONE) this.expected(i, "value", t);
     return this.addon.argValue(this.h, this.depth, i, true) as LuaRef;
-  }
-
-  optBytes(i: number): Buffer | undefined {
-    return this.isNil(i) ? undefined : this.bytes(i);
-  }
-
-  optString(i: number): string | undefined {
-    return this.isNil(i) ? undefined : this.string(i);
-  }
-
-  optInteger(i: number): number | undefined {
-    return this.isNil(i) ? undefined : this.integer(i);
-  }
-
-  optNumber(i: number): number | undefined {
-    return this.isNil(i) ? undefined : this.number(i);
-  }
-
-  optTable(i: number): { [key: string]: LuaValue } | LuaValue[] | undefined {
-    return this.isNil(i) ? undefined : this.table(i);
-  }
-
-  argError(i: number, message: string): never {
-    throw new LuaArgError(`bad argument #${i} to '${this.name}' (${message})`);
   }
 }
 

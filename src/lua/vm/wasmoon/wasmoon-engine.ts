@@ -42,6 +42,7 @@ import {
   type LuaValue,
   LuaYield,
 } from "../engine.js";
+import { LuaArgsBase } from "../lua-args-base.js";
 import { SANDBOX_PRELUDE, SANDBOX_PRELUDE_NAME } from "../sandbox-prelude.js";
 import { findScriptModule } from "../sandbox-require.js";
 import { type CountingAllocator, createCountingAllocator } from "./allocator.js";
@@ -182,9 +183,6 @@ export async function createWasmoonEngine(options: LuaEngineOptions): Promise<Lu
   return new WasmoonLuaEngine(module, options);
 }
 
-/** A bad argument to a host function; becomes a Lua error at the caller's position. */
-class LuaArgError extends Error {}
-
 interface HostEntry {
   readonly fn: HostFunction;
   readonly name: string;
@@ -234,7 +232,7 @@ class WasmoonRef implements LuaRef {
 }
 
 /** {@link LuaArgs} over the stack of the thread that called a host function. */
-class ArgsView implements LuaArgs {
+class ArgsView extends LuaArgsBase {
   /** @internal */ L: Ptr = 0;
   count = 0;
   name = "?";
@@ -242,6 +240,7 @@ class ArgsView implements LuaArgs {
   private readonly engine: WasmoonLuaEngine;
 
   constructor(engine: WasmoonLuaEngine) {
+    super();
     this.engine = engine;
   }
 
@@ -328,30 +327,6 @@ class ArgsView implements LuaArgs {
     const t = this.typeAt(i);
     if (t === LUA_TNIL || t === LUA_TNONE) this.expected(i, "value", t);
     return this.engine.makeRef(this.L, i, t);
-  }
-
-  optBytes(i: number): Buffer | undefined {
-    return this.isNil(i) ? undefined : this.bytes(i);
-  }
-
-  optString(i: number): string | undefined {
-    return this.isNil(i) ? undefined : this.string(i);
-  }
-
-  optInteger(i: number): number | undefined {
-    return this.isNil(i) ? undefined : this.integer(i);
-  }
-
-  optNumber(i: number): number | undefined {
-    return this.isNil(i) ? undefined : this.number(i);
-  }
-
-  optTable(i: number): { [key: string]: LuaValue } | LuaValue[] | undefined {
-    return this.isNil(i) ? undefined : this.table(i);
-  }
-
-  argError(i: number, message: string): never {
-    throw new LuaArgError(`bad argument #${i} to '${this.name}' (${message})`);
   }
 }
 
