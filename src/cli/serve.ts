@@ -192,7 +192,12 @@ export async function runServe(
     return 1;
   }
   logger.info("script loaded", { script: scriptPath, style: app.style });
-  logger.info(await describeLuaEngine(app.host.engine.kind));
+  // Not awaited: the signal handlers below must be in place as soon as clients can connect (a
+  // SIGTERM in between would end the process without closing them with 1001).
+  describeLuaEngine(app.host.engine.kind).then(
+    (line) => logger.info(line),
+    () => {},
+  );
 
   let stopping = false;
   let reloading = false;

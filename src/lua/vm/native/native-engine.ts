@@ -32,6 +32,7 @@ import {
   LuaYield,
 } from "../engine.js";
 import { LuaArgsBase } from "../lua-args-base.js";
+import { LuaRefBase } from "../lua-ref-base.js";
 import { SANDBOX_PRELUDE, SANDBOX_PRELUDE_NAME } from "../sandbox-prelude.js";
 import { findScriptModule } from "../sandbox-require.js";
 
@@ -173,32 +174,22 @@ export function createNativeEngine(options: LuaEngineOptions): LuaEngine {
 }
 
 /** Registry reference to a Lua value; the addon reads `engine`, `id` and `isReleased`. */
-class NativeRef implements LuaRef {
-  readonly type: Exclude<LuaTypeName, "nil">;
+class NativeRef extends LuaRefBase {
   /** @internal */ readonly engine: NativeLuaEngine;
   /** @internal */ readonly id: number;
-  /** @internal set once a coroutine resumed from the host has finished or failed */ finished = false;
-  /** @internal */ isReleased = false;
 
   constructor(engine: NativeLuaEngine, id: number, type: Exclude<LuaTypeName, "nil">) {
+    super(type);
     this.engine = engine;
     this.id = id;
-    this.type = type;
   }
 
-  get released(): boolean {
-    return this.isReleased || this.engine.closed;
+  protected get engineClosed(): boolean {
+    return this.engine.closed;
   }
 
-  release(): void {
-    if (this.isReleased) return;
-    this.isReleased = true;
+  protected freeInEngine(): void {
     this.engine.releaseRef(this);
-  }
-
-  /** Short form in `console.log` and assertion messages instead of the whole engine. */
-  [Symbol.for("nodejs.util.inspect.custom")](): string {
-    return `LuaRef<${this.type}${this.released ? ", released" : ""}>`;
   }
 }
 

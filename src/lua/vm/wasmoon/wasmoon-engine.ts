@@ -43,6 +43,7 @@ import {
   LuaYield,
 } from "../engine.js";
 import { LuaArgsBase } from "../lua-args-base.js";
+import { LuaRefBase } from "../lua-ref-base.js";
 import { SANDBOX_PRELUDE, SANDBOX_PRELUDE_NAME } from "../sandbox-prelude.js";
 import { findScriptModule } from "../sandbox-require.js";
 import { type CountingAllocator, createCountingAllocator } from "./allocator.js";
@@ -201,33 +202,23 @@ interface PendingError {
 }
 
 /** Registry reference to a Lua value. */
-class WasmoonRef implements LuaRef {
-  readonly type: Exclude<LuaTypeName, "nil">;
+class WasmoonRef extends LuaRefBase {
   /** @internal */ readonly engine: WasmoonLuaEngine;
   /** @internal */ readonly id: bigint;
   /** @internal the `lua_State*` of a thread, once looked up */ threadPtr = 0;
-  /** @internal set once a coroutine resumed from the host has finished or failed */ finished = false;
-  /** @internal */ isReleased = false;
 
   constructor(engine: WasmoonLuaEngine, id: number, type: Exclude<LuaTypeName, "nil">) {
+    super(type);
     this.engine = engine;
     this.id = BigInt(id);
-    this.type = type;
   }
 
-  get released(): boolean {
-    return this.isReleased || this.engine.closed;
+  protected get engineClosed(): boolean {
+    return this.engine.closed;
   }
 
-  release(): void {
-    if (this.isReleased) return;
-    this.isReleased = true;
+  protected freeInEngine(): void {
     this.engine.releaseRef(this);
-  }
-
-  /** Short form in `console.log` and assertion messages instead of the whole engine. */
-  [Symbol.for("nodejs.util.inspect.custom")](): string {
-    return `LuaRef<${this.type}${this.released ? ", released" : ""}>`;
   }
 }
 
